@@ -1,0 +1,21 @@
+# Sourced by scripts/run and scripts/test: create/update .venv and install the project.
+# Re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating $VENV" >&2
+    "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)-${1:-run}"
+if [ ! -f "$STAMP" ]; then
+    echo "installing trio-nsq into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2 || true
+    if [ "${1:-run}" = test ]; then
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[test]" >&2
+    else
+        "$VENV/bin/python" -m pip install -q -e "$ROOT" >&2
+    fi
+    touch "$STAMP"
+fi
