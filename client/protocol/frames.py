@@ -1,0 +1,157 @@
+"""V2 frames (``[size:int32][type:int32][data]``) and V1 responses (``[size:int32][data]``).
+
+Encoding is a pair of pure functions; decoding is :class:`FrameReader`, a sans-I/O
+buffer that is fed received bytes and hands back every complete frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from .constants import FrameType
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "Frame",
+    "FrameReader",
+    "ResponseReader",
+    "encode_error",
+    "encode_frame",
+    "encode_response",
+    "encode_v1_response",
+]
+
+_SIZE_TYPE = struct.Struct(">lL")
+_SIZE = struct.Struct(">l")
+_unpack_size = _SIZE.unpack_from
+_unpack_size_type = _SIZE_TYPE.unpack_from
+
+#: frames bigger than this are refused by readers unless told otherwise
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+
+
+class Frame(NamedTuple):
+    """One decoded V2 frame."""
+
+    type: int
+    data: bytes
+
+
+def encode_frame(frame_type: int, data: bytes) -> bytes:
+    """The bytes of one V2 frame."""
+    return _SIZE_TYPE.pack(len(data) + 4, frame_type) + data
+
+
+def encode_response(data: bytes) -> bytes:
+    """A V2 response frame (``OK``, ``CLOSE_WAIT``, ``_heartbeat_``, IDENTIFY's JSON)."""
+    return _SIZE_TYPE.pack(len(data) + 4, FrameType.RESPONSE) + data
+
+
+def encode_error(data: bytes) -> bytes:
+    """A V2 error frame, ``data`` being e.g. ``b"E_INVALID invalid command FOO"``."""
+    return _SIZE_TYPE.pack(len(data) + 4, FrameType.ERROR) + data
+
+
+def encode_v1_response(data: bytes) -> bytes:
+    """An nsqlookupd (V1) response: a size and the data, no frame type."""
+    return _SIZE.pack(len(data)) + data
+
+
+class _SizePrefixedReader:
+    """Shared buffer logic: linear in the bytes fed, even byte by byte."""
+
+    __slots__ = ("_buf", "_pos", "_pending", "_pending_len", "_need", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 4
+        self.max_size = max_size
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if data:
+            self._pending.append(data)
+            self._pending_len += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame."""
+        return len(self._buf) - self._pos + self._pending_len
+
+    def _available(self) -> bool:
+        avail = len(self._buf) - self._pos
+        if avail + self._pending_len < self._need:
+            return False
+        if self._pending:
+            rest = self._buf[self._pos :] if self._pos < len(self._buf) else b""
+            self._buf = rest + b"".join(self._pending) if rest else b"".join(self._pending)
+            self._pos = 0
+            self._pending.clear()
+            self._pending_len = 0
+        return True
+
+    def _chunks(self) -> list[bytes]:
+        """Every complete size-prefixed chunk currently buffered."""
+        out: list[bytes] = []
+        if not self._available():
+            return out
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        max_size = self.max_size
+        while end - pos >= 4:
+            (size,) = _unpack_size(buf, pos)
+            if size < 0 or size > max_size:
+                raise RemoteProtocolError(f"frame size {size} out of range (max {max_size})")
+            if end - pos - 4 < size:
+                self._need = size + 4
+                break
+            out.append(buf[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        else:
+            self._need = 4
+        self._pos = pos
+        if pos == end:
+            self._buf = b""
+            self._pos = 0
+        return out
+
+
+class FrameReader(_SizePrefixedReader):
+    """Decodes V2 frames from a byte stream (the client side of nsqd)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(max_size)
+
+    def frames(self) -> list[Frame]:
+        """Every complete frame buffered so far, in order.
+
+        Raises:
+            RemoteProtocolError: a frame too small to hold its type, or too large.
+        """
+        out = []
+        for chunk in self._chunks():
+            if len(chunk) < 4:
+                raise RemoteProtocolError(f"frame of {len(chunk)} bytes has no type")
+            (frame_type,) = struct.unpack_from(">L", chunk, 0)
+            out.append(Frame(frame_type, chunk[4:]))
+        return out
+
+
+class ResponseReader(_SizePrefixedReader):
+    """Decodes nsqlookupd V1 responses (``[size][data]``)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        super().__init__(max_size)
+
+    def responses(self) -> list[bytes]:
+        """Every complete response buffered so far, in order."""
+        return self._chunks()

@@ -1,0 +1,53 @@
+"""The NSQ message wire format carried in a V2 message frame.
+
+``[timestamp:int64 ns][attempts:uint16][id:16 bytes][body]``
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from .constants import MESSAGE_HEADER_SIZE, MSG_ID_LENGTH, FrameType
+from .errors import RemoteProtocolError
+
+__all__ = ["RawMessage", "decode_message", "encode_message", "encode_message_frame"]
+
+_HEADER = struct.Struct(">qH")
+_FRAME_HEADER = struct.Struct(">lLqH")
+_FRAME_OVERHEAD = 4 + MESSAGE_HEADER_SIZE  # frame type word + message header
+
+
+class RawMessage(NamedTuple):
+    """A decoded message: what travels, nothing about who holds it."""
+
+    id: bytes
+    timestamp: int
+    attempts: int
+    body: bytes
+
+
+def encode_message(msg_id: bytes, timestamp: int, attempts: int, body: bytes) -> bytes:
+    """The message bytes (a message frame's data)."""
+    return _HEADER.pack(timestamp, attempts) + msg_id + body
+
+
+def encode_message_frame(msg_id: bytes, timestamp: int, attempts: int, body: bytes) -> bytes:
+    """A whole V2 message frame, size and type included (the hot delivery path)."""
+    return (
+        _FRAME_HEADER.pack(len(body) + _FRAME_OVERHEAD, FrameType.MESSAGE, timestamp, attempts)
+        + msg_id
+        + body
+    )
+
+
+def decode_message(data: bytes) -> RawMessage:
+    """Decode a message frame's data.
+
+    Raises:
+        RemoteProtocolError: fewer bytes than a message header.
+    """
+    if len(data) < MESSAGE_HEADER_SIZE:
+        raise RemoteProtocolError(f"message of {len(data)} bytes is shorter than its header")
+    timestamp, attempts = _HEADER.unpack_from(data, 0)
+    return RawMessage(data[10 : 10 + MSG_ID_LENGTH], timestamp, attempts, data[MESSAGE_HEADER_SIZE:])

@@ -1,0 +1,195 @@
+"""Server-side command parsing: bytes in, :class:`Command` tuples out (sans-I/O).
+
+One reader serves nsqd (V2) and nsqlookupd (V1); they differ only in which commands
+carry a ``[size:int32][body]`` after their line. Parsing works by offset over the
+received bytes and joins buffered pieces only once enough bytes for the next step
+have arrived, so cost stays linear however the stream is split.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from .errors import RemoteProtocolError
+from .frames import _unpack_size
+
+__all__ = [
+    "V1_BODY_COMMANDS",
+    "V2_BODY_COMMANDS",
+    "Command",
+    "CommandReader",
+    "MPUBError",
+    "parse_mpub_body",
+]
+
+V2_BODY_COMMANDS = frozenset({b"IDENTIFY", b"PUB", b"MPUB", b"DPUB", b"AUTH"})
+V1_BODY_COMMANDS = frozenset({b"IDENTIFY"})
+
+#: NSQ reads commands through a 16 KiB bufio.Reader: longer lines are refused
+DEFAULT_MAX_LINE = 16 * 1024
+
+
+class Command(NamedTuple):
+    """One parsed command.
+
+    Attributes:
+        name: e.g. ``b"PUB"``.
+        params: the space-separated words after the name.
+        body: the body of a body-carrying command, else None.
+        bad_body_size: set instead of ``body`` when the declared size was <= 0 or over
+            the reader's limit; the reader stops there (the connection must close).
+    """
+
+    name: bytes
+    params: list[bytes]
+    body: bytes | None = None
+    bad_body_size: int | None = None
+
+
+class CommandReader:
+    """Incremental parser of the client → server command stream.
+
+    Args:
+        body_commands: names of commands followed by a sized body.
+        max_body_size: bodies declared larger are not buffered; the command comes
+            back with ``bad_body_size`` set.
+        max_line: longest command line accepted.
+    """
+
+    __slots__ = ("_body_commands", "_buf", "_need", "_pending", "_pending_len", "_pos",
+                 "failed", "max_body_size", "max_line")
+
+    def __init__(
+        self,
+        body_commands: frozenset[bytes] = V2_BODY_COMMANDS,
+        *,
+        max_body_size: int = 5 * 1024 * 1024,
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        self._body_commands = body_commands
+        self.max_body_size = max_body_size
+        self.max_line = max_line
+        self._buf = b""
+        self._pos = 0
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 1
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if data:
+            self._pending.append(data)
+            self._pending_len += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned in a command."""
+        return len(self._buf) - self._pos + self._pending_len
+
+    def commands(self) -> list[Command]:
+        """Every complete command buffered so far, in order.
+
+        Raises:
+            RemoteProtocolError: a command line longer than ``max_line``.
+        """
+        if self.failed:
+            return []
+        buf = self._buf
+        pos = self._pos
+        if self._pending:
+            if len(buf) - pos + self._pending_len < self._need:
+                return []
+            rest = buf[pos:] if pos < len(buf) else b""
+            buf = rest + b"".join(self._pending) if rest else b"".join(self._pending)
+            pos = 0
+            self._pending.clear()
+            self._pending_len = 0
+        end = len(buf)
+        out: list[Command] = []
+        append = out.append
+        body_commands = self._body_commands
+        need = 1
+        while pos < end:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if end - pos > self.max_line:
+                    self.failed = True
+                    raise RemoteProtocolError(f"command line longer than {self.max_line} bytes")
+                need = end - pos + 1
+                break
+            line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl  # strip '\r'
+            words = buf[pos:line_end].split(b" ")
+            name = words[0]
+            if name in body_commands:
+                start = nl + 5
+                if end < start:
+                    need = start - pos
+                    break
+                (size,) = _unpack_size(buf, nl + 1)
+                if size <= 0 or size > self.max_body_size:
+                    append(Command(name, words[1:], None, size))
+                    self.failed = True
+                    pos = end
+                    break
+                if end - start < size:
+                    need = start + size - pos
+                    break
+                append(Command(name, words[1:], buf[start : start + size]))
+                pos = start + size
+            else:
+                append(Command(name, words[1:]))
+                pos = nl + 1
+        self._need = need
+        if pos >= end:
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._buf = buf
+            self._pos = pos
+        return out
+
+
+class MPUBError(RemoteProtocolError):
+    """An MPUB body that does not parse; ``code`` is the NSQ error code to send."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_unpack_count = struct.Struct(">l").unpack_from
+
+
+def parse_mpub_body(body: bytes, max_msg_size: int, max_body_size: int) -> list[bytes]:
+    """Split an MPUB body into message bodies, with NSQ's checks and messages.
+
+    Raises:
+        MPUBError: with code E_BAD_BODY or E_BAD_MESSAGE and NSQ's text.
+    """
+    end = len(body)
+    if end < 4:
+        raise MPUBError("E_BAD_BODY", "MPUB failed to read message count")
+    (count,) = _unpack_count(body, 0)
+    if count <= 0 or count > (max_body_size - 4) // 5:
+        raise MPUBError("E_BAD_BODY", f"MPUB invalid message count {count}")
+    pos = 4
+    out: list[bytes] = []
+    append = out.append
+    for i in range(count):
+        if end - pos < 4:
+            raise MPUBError("E_BAD_MESSAGE", f"MPUB failed to read message({i}) body size")
+        (size,) = _unpack_count(body, pos)
+        pos += 4
+        if size <= 0:
+            raise MPUBError("E_BAD_MESSAGE", f"MPUB invalid message({i}) body size {size}")
+        if size > max_msg_size:
+            raise MPUBError("E_BAD_MESSAGE", f"MPUB message too big {size} > {max_msg_size}")
+        if end - pos < size:
+            raise MPUBError("E_BAD_MESSAGE", "MPUB failed to read message body")
+        append(body[pos : pos + size])
+        pos += size
+    if pos != end:
+        raise MPUBError("E_BAD_BODY", f"MPUB body has {end - pos} bytes after its {count} messages")
+    return out
