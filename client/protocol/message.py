@@ -9,7 +9,7 @@ import struct
 from typing import NamedTuple
 
 from .constants import MESSAGE_HEADER_SIZE, MSG_ID_LENGTH, FrameType
-from .errors import RemoteProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["RawMessage", "decode_message", "encode_message", "encode_message_frame"]
 
@@ -27,18 +27,47 @@ class RawMessage(NamedTuple):
     body: bytes
 
 
+def _check_id(msg_id: bytes) -> None:
+    if len(msg_id) != MSG_ID_LENGTH:
+        raise LocalProtocolError(f"message id must be {MSG_ID_LENGTH} bytes, got {len(msg_id)}")
+
+
+def _header_error(timestamp: int, attempts: int) -> LocalProtocolError:
+    return LocalProtocolError(
+        f"cannot encode message header: timestamp {timestamp} must fit an int64, "
+        f"attempts {attempts} a uint16 (and the frame size an int32)"
+    )
+
+
 def encode_message(msg_id: bytes, timestamp: int, attempts: int, body: bytes) -> bytes:
-    """The message bytes (a message frame's data)."""
-    return _HEADER.pack(timestamp, attempts) + msg_id + body
+    """The message bytes (a message frame's data).
+
+    Raises:
+        LocalProtocolError: an id that is not 16 bytes, a timestamp outside int64 or
+            attempts outside uint16 (any of which would corrupt the stream).
+    """
+    _check_id(msg_id)
+    try:
+        header = _HEADER.pack(timestamp, attempts)
+    except struct.error:
+        raise _header_error(timestamp, attempts) from None
+    return header + msg_id + body
 
 
 def encode_message_frame(msg_id: bytes, timestamp: int, attempts: int, body: bytes) -> bytes:
-    """A whole V2 message frame, size and type included (the hot delivery path)."""
-    return (
-        _FRAME_HEADER.pack(len(body) + _FRAME_OVERHEAD, FrameType.MESSAGE, timestamp, attempts)
-        + msg_id
-        + body
-    )
+    """A whole V2 message frame, size and type included (the hot delivery path).
+
+    Raises:
+        LocalProtocolError: as :func:`encode_message`.
+    """
+    _check_id(msg_id)
+    try:
+        header = _FRAME_HEADER.pack(
+            len(body) + _FRAME_OVERHEAD, FrameType.MESSAGE, timestamp, attempts
+        )
+    except struct.error:
+        raise _header_error(timestamp, attempts) from None
+    return header + msg_id + body
 
 
 def decode_message(data: bytes) -> RawMessage:

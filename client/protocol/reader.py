@@ -119,6 +119,9 @@ class CommandReader:
                     raise RemoteProtocolError(f"command line longer than {self.max_line} bytes")
                 need = end - pos + 1
                 break
+            if nl - pos > self.max_line:
+                self.failed = True
+                raise RemoteProtocolError(f"command line longer than {self.max_line} bytes")
             line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl  # strip '\r'
             words = buf[pos:line_end].split(b" ")
             name = words[0]
