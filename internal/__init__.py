@@ -1,0 +1,6 @@
+"""Helpers shared by the nsqd, nsqlookupd and nsqadmin daemons.
+
+The modules mirror NSQ's Go ``internal/`` packages: :mod:`internal.http`
+(``http_api``), :mod:`internal.options` (go-options), :mod:`internal.logs`
+(``lg``), :mod:`internal.version` and :mod:`internal.netaddr`.
+"""

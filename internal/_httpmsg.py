@@ -1,0 +1,196 @@
+"""HTTP request/response values, NSQ's V1 response helpers and serialisation."""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "HTTPError",
+    "Handler",
+    "Request",
+    "Response",
+    "V1_HEADER",
+    "error_response",
+    "json_response",
+    "render",
+    "text",
+]
+
+#: Header NSQ's ``http_api.V1`` decorator adds to every V1 API response.
+V1_HEADER = ("X-NSQ-Content-Type", "nsq; version=1.0")
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed HTTP request.
+
+    Attributes:
+        method: Request method (``"GET"``).
+        path: Percent-decoded path, without the query string.
+        query: Query arguments, each name mapped to all its values in order.
+        headers: Header values by lowercased name (repeated headers joined
+            with ``", "``).
+        body: The whole request body (de-chunked).
+        remote_addr: Peer address as ``host:port`` (IPv6 hosts bracketed).
+        params: Values of the route's ``:name`` / ``*name`` segments.
+        query_string: The raw query string (after ``?``).
+    """
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes = b""
+    remote_addr: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    query_string: str = ""
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """Return the first value of query argument ``name``, or ``default``."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass(slots=True)
+class Response:
+    """An HTTP response produced by a handler.
+
+    ``Content-Length``, ``Date`` and ``Connection`` are added by the server.
+    An empty ``content_type`` omits the ``Content-Type`` header.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = TEXT_CONTENT_TYPE
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: An HTTP handler: ``async def handler(request) -> Response``.
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HTTPError(Exception):
+    """Raise from a handler to answer with NSQ's error shape.
+
+    The body is ``{"message": "<message>"}`` (JSON) with the given status,
+    like Go's ``http_api.Err{Code, Text}``.
+
+    Args:
+        status: HTTP status code.
+        message: NSQ error text such as ``"MISSING_ARG_TOPIC"``.
+        headers: Extra response headers (e.g. ``Allow`` for a 405).
+    """
+
+    def __init__(self, status: int, message: str,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+
+def text(body: str | bytes, status: int = 200, *, v1: bool = True) -> Response:
+    """Build a ``text/plain`` response.
+
+    Args:
+        body: Response text (``str`` is UTF-8 encoded).
+        status: HTTP status code.
+        v1: Add NSQ's ``X-NSQ-Content-Type`` header, as handlers decorated
+            with ``http_api.V1`` do; pass ``False`` for ``PlainText`` ones
+            such as ``/ping``.
+    """
+    data = body.encode() if isinstance(body, str) else body
+    return Response(status, data, TEXT_CONTENT_TYPE, [V1_HEADER] if v1 else [])
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    """Build a compact JSON response with NSQ's V1 headers."""
+    return Response(status, _dumps(obj), JSON_CONTENT_TYPE, [V1_HEADER])
+
+
+def error_response(status: int, message: str,
+                   headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """Build NSQ's error response ``{"message": message}``."""
+    return Response(status, _dumps({"message": message}), JSON_CONTENT_TYPE,
+                    [V1_HEADER, *headers])
+
+
+# --- serialisation -----------------------------------------------------------
+
+_STATUS_LINES: dict[int, str] = {}
+_date_cache: list[Any] = [0, ""]
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid HTTP status {status}")
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason}\r\n"
+    return line
+
+
+def http_date() -> str:
+    """Return the current ``Date`` header value, cached per second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+    date: str = _date_cache[1]
+    return date
+
+
+def render(resp: Response, date: str, connection: str, head_only: bool) -> bytes:
+    """Serialise a response.
+
+    Args:
+        resp: The response.
+        date: ``Date`` header value.
+        connection: Complete ``Connection: ...\\r\\n`` line, or ``""``.
+        head_only: Omit the body (HEAD request) but keep ``Content-Length``.
+
+    Returns:
+        Status line, headers and body as one ``bytes``.
+
+    Raises:
+        ValueError: For an invalid status or a header containing CR/LF.
+        UnicodeEncodeError: For a header that is not latin-1.
+    """
+    status = resp.status
+    body = resp.body
+    head = _STATUS_LINES.get(status) or _status_line(status)
+    head = f"{head}Date: {date}\r\n"
+    if resp.content_type:
+        head = f"{head}Content-Type: {resp.content_type}\r\n"
+    if status >= 200 and status not in (204, 304):
+        head = f"{head}Content-Length: {len(body)}\r\n"
+    else:
+        body = b""
+    for name, value in resp.headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"invalid header {name!r}")
+        head = f"{head}{name}: {value}\r\n"
+    data = f"{head}{connection}\r\n".encode("latin-1")
+    if body and not head_only:
+        return data + body
+    return data
