@@ -1,0 +1,7 @@
+"""nsqd: the NSQ broker daemon on Trio (TCP protocol V2 + HTTP API, NSQ 1.3 compatible)."""
+
+from .nsqd import NSQD as NSQD
+from .nsqd import BoundAddresses as BoundAddresses
+from .options import Options as Options
+
+__all__ = ["NSQD", "BoundAddresses", "Options"]

@@ -1,0 +1,160 @@
+"""Per-connection state of a V2 client, and its writer task.
+
+Everything the protocol decides is appended to the client's output list; the writer task
+joins the list and sends it in one write, and adds a heartbeat every
+``heartbeat_interval``. A client that falls behind stops the reader (back-pressure)
+rather than letting the output grow.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+
+import trio
+
+from client.protocol import HEARTBEAT, encode_response
+
+__all__ = ["ClientV2", "State"]
+
+logger = logging.getLogger(__name__)
+
+_HEARTBEAT_FRAME = encode_response(HEARTBEAT)
+#: frames queued for a client before its reader waits for the writer
+OUTPUT_HIGH_WATER = 4096
+
+
+class State(enum.IntEnum):
+    """NSQ's client states (values as in /stats)."""
+
+    INIT = 0
+    DISCONNECTED = 1
+    CONNECTED = 2
+    SUBSCRIBED = 3
+    CLOSING = 4
+
+
+class ClientV2:
+    """One TCP client connection speaking protocol V2."""
+
+    def __init__(self, client_id: int, remote_address: str, *, msg_timeout: float,
+                 heartbeat_interval: float, output_buffer_timeout: float) -> None:
+        self.id = client_id
+        self.remote_address = remote_address
+        host = remote_address.rsplit(":", 1)[0].strip("[]")
+        self.client_id = host
+        self.hostname = host
+        self.user_agent = ""
+        self.state = State.INIT
+        self.channel = None  # set by SUB
+        self.ready_count = 0
+        self.in_flight = 0
+        self.message_count = 0
+        self.finish_count = 0
+        self.requeue_count = 0
+        self.timeout_count = 0
+        self.in_ready_list = False
+        self.needs_fill = False
+        self.msg_timeout = msg_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.output_buffer_size = 16 * 1024
+        self.output_buffer_timeout = output_buffer_timeout
+        self.sample_rate = 0
+        self.tls = False
+        self.snappy = False
+        self.deflate = False
+        self.auth_identity = ""
+        self.auth_identity_url = ""
+        self.pub_counts: dict[str, int] = {}
+        self.connect_time = time.time()
+        self.cancel_scope: trio.CancelScope | None = None
+        self._out: list[bytes] = []
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._drained_lot = trio.lowlevel.ParkingLot()
+        self._writer_parked = False
+        self._exiting = False
+        self._hb_changed = False
+
+    def __repr__(self) -> str:
+        return self.remote_address
+
+    # ------------------------------------------------------------------ output
+    def send(self, frame: bytes) -> None:
+        """Queue one frame for the writer."""
+        self._out.append(frame)
+        if self._writer_parked:
+            self._writer_lot.unpark_all()
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Queue several frames for the writer."""
+        self._out.extend(frames)
+        if self._writer_parked:
+            self._writer_lot.unpark_all()
+
+    async def wait_output_drained(self) -> None:
+        """Back-pressure for the reader: wait while too much output is queued."""
+        while len(self._out) > OUTPUT_HIGH_WATER and not self._exiting:
+            await self._drained_lot.park()
+
+    def heartbeat_changed(self) -> None:
+        """IDENTIFY changed the heartbeat interval: restart the writer's timer."""
+        self._hb_changed = True
+        if self._writer_parked:
+            self._writer_lot.unpark_all()
+
+    async def writer(self, stream: trio.abc.SendStream) -> None:
+        """Send queued frames and heartbeats until :meth:`finish_output` (then flush)."""
+        out = self._out
+        next_hb = self._next_heartbeat()
+        while True:
+            if self._hb_changed:
+                self._hb_changed = False
+                next_hb = self._next_heartbeat()
+            if not out:
+                if self._exiting:
+                    return
+                with trio.move_on_at(next_hb):
+                    self._writer_parked = True
+                    try:
+                        await self._writer_lot.park()
+                    finally:
+                        self._writer_parked = False
+            if trio.current_time() >= next_hb:
+                out.append(_HEARTBEAT_FRAME)
+                next_hb = self._next_heartbeat()
+            if not out:
+                continue
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
+            self._drained_lot.unpark_all()
+            await stream.send_all(data)
+
+    def _next_heartbeat(self) -> float:
+        hb = self.heartbeat_interval
+        return trio.current_time() + hb if hb > 0 else math.inf
+
+    def finish_output(self) -> None:
+        """Ask the writer to flush what is queued and return."""
+        self._exiting = True
+        self._writer_lot.unpark_all()
+        self._drained_lot.unpark_all()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Disconnect this client now (channel deleted, daemon exiting)."""
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    def start_close(self) -> None:
+        """CLS: no more messages (RDY forced to 0), in-flight ones may still be FIN'd."""
+        self.ready_count = 0
+        self.state = State.CLOSING
+
+    def message_timed_out(self) -> None:
+        self.timeout_count += 1
+        self.needs_fill = True
+
+    def published(self, topic: str, count: int) -> None:
+        self.pub_counts[topic] = self.pub_counts.get(topic, 0) + count

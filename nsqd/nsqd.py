@@ -1,0 +1,354 @@
+"""The nsqd daemon: topics, connections, timers, metadata; one nursery owns it all.
+
+``NSQD(options).run()`` binds the TCP and HTTP listeners, restores the metadata of the
+data path, and serves until cancelled; ``nursery.start(nsqd.run)`` returns the real
+bound addresses (port 0 picks free ports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from client.protocol import MAGIC_V2, encode_error, is_ephemeral, is_valid_topic_name
+from internal.netaddr import join_host_port, split_host_port
+from internal.version import NSQ_VERSION
+
+from .backend import Backend, DummyBackend, MemoryBackend
+from .channel import Channel
+from .client_v2 import ClientV2
+from .errors import TopicError
+from .guid import IDGenerator
+from .options import Options
+from .protocol_v2 import ProtocolV2
+from .topic import Topic
+
+__all__ = ["NSQD", "BoundAddresses"]
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "nsqd.dat"
+
+
+@dataclass(frozen=True)
+class BoundAddresses:
+    """Where a running nsqd actually listens (port 0 resolved)."""
+
+    tcp_address: tuple[str, int]
+    http_address: tuple[str, int] | None
+
+
+class NSQD:
+    """One nsqd node."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.topics: dict[str, Topic] = {}
+        self.clients: dict[int, ClientV2] = {}
+        self.start_time = time.time()
+        self.ids = IDGenerator(options.node_id)
+        self.protocol = ProtocolV2(self)
+        self.bound: BoundAddresses | None = None
+        self.lookup: Any = None  # nsqd.lookup.LookupPeers once running
+        self.health = "OK"
+        self._client_seq = 0
+        self._nursery: trio.Nursery | None = None
+        self._meta_lot = trio.lowlevel.ParkingLot()
+        self._meta_dirty = False
+        self._data_lock: int | None = None
+        self._loading = False
+
+    # ------------------------------------------------------------------ options
+    @property
+    def data_path(self) -> str:
+        return self.options.data_path or os.getcwd()
+
+    def swap_options(self, **changes: Any) -> None:
+        """Replace options at runtime (PUT /config), NSQ's swapOpts."""
+        self.options = dataclasses.replace(self.options, **changes)
+
+    # ------------------------------------------------------------------ topics
+    def _backend(self, name: str, ephemeral: bool) -> Backend:
+        return DummyBackend() if ephemeral else MemoryBackend()
+
+    def get_topic(self, name: str) -> Topic:
+        """The topic, created (and announced to lookupd) if new.
+
+        Raises:
+            TopicError: the daemon is shutting down.
+        """
+        topic = self.topics.get(name)
+        if topic is not None:
+            return topic
+        if self._nursery is None:
+            raise TopicError("exiting")
+        topic = Topic(self, name, self._backend(name, is_ephemeral(name)), self._backend)
+        self.topics[name] = topic
+        self._nursery.start_soon(topic.pump)
+        logger.info("TOPIC(%s): created", name)
+        self._notify("register", name, None, ephemeral=topic.ephemeral)
+        return topic
+
+    def get_existing_topic(self, name: str) -> Topic:
+        """Raises :class:`TopicError` (``topic does not exist``) when missing."""
+        topic = self.topics.get(name)
+        if topic is None:
+            raise TopicError("topic does not exist")
+        return topic
+
+    def delete_topic(self, name: str, *, reason: str = "deleted") -> None:
+        """Delete a topic with its channels and data; its consumers are disconnected."""
+        topic = self.topics.pop(name, None)
+        if topic is None:
+            raise TopicError("topic does not exist")
+        logger.info("TOPIC(%s): deleting (%s)", name, reason)
+        for channel in list(topic.channels.values()):
+            self._notify("unregister", name, channel.name, ephemeral=channel.ephemeral)
+        topic.close(delete=True)
+        self._notify("unregister", name, None, ephemeral=topic.ephemeral)
+
+    def channel_created(self, topic: Topic, channel: Channel) -> None:
+        self._notify("register", topic.name, channel.name, ephemeral=channel.ephemeral)
+
+    def channel_deleted(self, topic: Topic, channel: Channel) -> None:
+        self._notify("unregister", topic.name, channel.name, ephemeral=channel.ephemeral)
+
+    def _notify(self, kind: str, topic: str, channel: str | None, *, ephemeral: bool) -> None:
+        if self._loading:
+            return
+        if self.lookup is not None:
+            self.lookup.notify(kind, topic, channel)
+        if not ephemeral:
+            self.persist_metadata_soon()
+
+    def registrations(self) -> list[tuple[str, str | None]]:
+        """Every topic and (topic, channel), for lookupd (re-)registration."""
+        out: list[tuple[str, str | None]] = []
+        for topic in self.topics.values():
+            out.append((topic.name, None))
+            out.extend((topic.name, name) for name in topic.channels)
+        return out
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, topic_name: str, bodies: list[bytes]) -> None:
+        """Put messages on a topic (PUB, MPUB, /pub, /mpub)."""
+        topic = self.get_topic(topic_name)
+        ts = time.time_ns()
+        ids = self.ids.new_ids(len(bodies))
+        topic.put([(i, b, ts, 0) for i, b in zip(ids, bodies)], trio.current_time())
+
+    def publish_deferred(self, topic_name: str, body: bytes, delay: float) -> None:
+        """Put one message on a topic, delivered after ``delay`` seconds (DPUB)."""
+        topic = self.get_topic(topic_name)
+        topic.put_deferred((self.ids.new_id(), body, time.time_ns(), 0), delay,
+                           trio.current_time())
+
+    # ------------------------------------------------------------------ clients
+    def remove_client(self, client: ClientV2) -> None:
+        self.clients.pop(client.id, None)
+
+    async def handle_tcp(self, stream: trio.SocketStream) -> None:
+        """Serve one TCP connection: read the protocol magic, then run V2."""
+        try:
+            peer = stream.socket.getpeername()
+            remote = join_host_port(peer[0], peer[1])
+        except OSError:
+            remote = "?"
+        try:
+            logger.info("TCP: new client(%s)", remote)
+            data = b""
+            with trio.move_on_after(self.options.client_timeout):
+                while len(data) < 4:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+            if len(data) < 4:
+                return
+            magic, rest = data[:4], data[4:]
+            logger.info("CLIENT(%s): desired protocol magic '%s'", remote, magic.decode("latin-1"))
+            if magic != MAGIC_V2:
+                logger.error("client(%s) bad protocol magic '%s'", remote, magic.decode("latin-1"))
+                await stream.send_all(encode_error(b"E_BAD_PROTOCOL"))
+                return
+            self._client_seq += 1
+            opts = self.options
+            client = ClientV2(self._client_seq, remote, msg_timeout=opts.msg_timeout,
+                              heartbeat_interval=opts.client_timeout / 2,
+                              output_buffer_timeout=opts.output_buffer_timeout)
+            self.clients[client.id] = client
+            await self.protocol.serve(stream, client, rest)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            logger.debug("TCP: client(%s) connection error: %s", remote, exc)
+        except Exception:
+            logger.exception("TCP: client(%s) handler failed", remote)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    # ------------------------------------------------------------------ timers
+    async def _scan_loop(self) -> None:
+        """NSQ's queueScanLoop: in-flight timeouts and due deferred messages."""
+        while True:
+            await trio.sleep(self.options.queue_scan_interval)
+            now = trio.current_time()
+            for topic in list(self.topics.values()):
+                for channel in list(topic.channels.values()):
+                    if channel.in_flight:
+                        channel.process_in_flight(now)
+                    if channel.deferred:
+                        channel.process_deferred(now)
+
+    # ------------------------------------------------------------------ metadata
+    def metadata(self) -> dict[str, Any]:
+        """NSQ's metadata document: non-ephemeral topics/channels and paused flags."""
+        topics = []
+        for topic in self.topics.values():
+            if topic.ephemeral:
+                continue
+            channels = [{"name": c.name, "paused": c.paused}
+                        for c in topic.channels.values() if not c.ephemeral]
+            topics.append({"channels": channels, "name": topic.name, "paused": topic.paused})
+        return {"topics": topics, "version": NSQ_VERSION}
+
+    def persist_metadata(self) -> None:
+        """Write the metadata atomically (temp file, fsync, rename)."""
+        path = os.path.join(self.data_path, METADATA_FILE)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        data = json.dumps(self.metadata(), separators=(",", ":")).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(self.data_path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def persist_metadata_soon(self) -> None:
+        self._meta_dirty = True
+        self._meta_lot.unpark_all()
+
+    async def _metadata_writer(self) -> None:
+        while True:
+            if not self._meta_dirty:
+                await self._meta_lot.park()
+                continue
+            self._meta_dirty = False
+            try:
+                self.persist_metadata()
+            except OSError as exc:
+                logger.error("failed to persist metadata - %s", exc)
+            await trio.sleep(0.05)  # coalesce bursts of creates into one write
+
+    def load_metadata(self) -> None:
+        """Restore topics and channels (and their paused state) from the data path."""
+        path = os.path.join(self.data_path, METADATA_FILE)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            doc = json.loads(raw)
+            topics = doc.get("topics") or []
+        except (ValueError, AttributeError) as exc:
+            raise RuntimeError(f"failed to parse metadata in {path} - {exc}") from exc
+        self._loading = True
+        try:
+            for t in topics:
+                name = t.get("name", "")
+                if not is_valid_topic_name(name):
+                    logger.warning("skipping creation of invalid topic %s", name)
+                    continue
+                topic = self.get_topic(name)
+                if t.get("paused"):
+                    topic.pause()
+                for c in t.get("channels") or []:
+                    channel = topic.get_channel(c.get("name", ""))
+                    if c.get("paused"):
+                        channel.pause()
+        finally:
+            self._loading = False
+
+    def _lock_data_path(self) -> None:
+        fd = os.open(self.data_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise RuntimeError(f"failed to lock data-path: {exc}") from exc
+        self._data_lock = fd
+
+    # ------------------------------------------------------------------ run
+    async def run(self, *, task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; then close clients and persist metadata."""
+        from .lookup import LookupPeers
+
+        opts = self.options
+        self._lock_data_path()
+        try:
+            tcp_host, tcp_port = split_host_port(opts.tcp_address)
+            listeners = await trio.open_tcp_listeners(tcp_port, host=tcp_host or None)
+            sockname = listeners[0].socket.getsockname()
+            tcp_addr = (sockname[0], sockname[1])
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.load_metadata()
+                logger.info("TCP: listening on %s", join_host_port(*tcp_addr))
+                nursery.start_soon(self._serve_tcp, listeners)
+                http_addr = None
+                if opts.http_address:
+                    from .http import serve_nsqd_http
+
+                    http_addr = await nursery.start(serve_nsqd_http, self)
+                self.bound = BoundAddresses(tcp_addr, http_addr)
+                nursery.start_soon(self._scan_loop)
+                nursery.start_soon(self._metadata_writer)
+                self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
+                                          registrations=self.registrations)
+                await nursery.start(self.lookup.run)
+                task_status.started(self.bound)
+        finally:
+            self._nursery = None
+            self._shutdown()
+
+    async def _serve_tcp(self, listeners: list[trio.SocketListener]) -> None:
+        await trio.serve_listeners(self.handle_tcp, listeners)
+
+    def identity(self) -> dict[str, Any]:
+        """What nsqd tells lookupd about itself in IDENTIFY."""
+        opts = self.options
+        assert self.bound is not None
+        http_port = self.bound.http_address[1] if self.bound.http_address else 0
+        return {
+            "version": NSQ_VERSION,
+            "tcp_port": opts.broadcast_tcp_port or self.bound.tcp_address[1],
+            "http_port": opts.broadcast_http_port or http_port,
+            "hostname": os.uname().nodename,
+            "broadcast_address": opts.broadcast_address,
+        }
+
+    def _shutdown(self) -> None:
+        for client in list(self.clients.values()):
+            client.close()
+        try:
+            self.persist_metadata()
+        except OSError as exc:
+            logger.error("failed to persist metadata - %s", exc)
+        for topic in list(self.topics.values()):
+            topic.close(delete=False)
+        if self._data_lock is not None:
+            os.close(self._data_lock)
+            self._data_lock = None

@@ -1,0 +1,114 @@
+"""nsqd's options: NSQ 1.3's flags, config keys and defaults (``nsqd/options.go``)."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Options", "default_node_id"]
+
+
+def default_node_id() -> int:
+    """NSQ's default --node-id: crc32(md5(hostname)) % 1024."""
+    digest = hashlib.md5(socket.gethostname().encode()).digest()
+    return zlib.crc32(digest) % 1024
+
+
+def _opt(default: Any, flag: str, help: str, **extra: Any) -> Any:
+    meta = {"flag": flag, "help": help, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _dur(default: float, flag: str, help: str, **extra: Any) -> Any:
+    return _opt(default, flag, help, duration=True, **extra)
+
+
+@dataclass
+class Options:
+    """Every nsqd setting. Durations are float seconds; sizes are bytes."""
+
+    node_id: int = _opt(-1, "node-id", "unique part for message IDs, (int) in range [0,1024) "
+                        "(default is hash of hostname)", cfg="id")
+    log_level: str = _opt("info", "log-level", "set log verbosity: debug, info, warn, error, or fatal")
+    log_prefix: str = _opt("[nsqd] ", "log-prefix", "log message prefix")
+
+    tcp_address: str = _opt("0.0.0.0:4150", "tcp-address", "<addr>:<port> to listen on for TCP clients")
+    http_address: str = _opt("0.0.0.0:4151", "http-address", "<addr>:<port> to listen on for HTTP clients")
+    https_address: str = _opt("", "https-address",
+                              "<addr>:<port> to listen on for HTTPS clients (needs --tls-cert)")
+    broadcast_address: str = _opt(socket.gethostname(), "broadcast-address",
+                                  "address that will be registered with lookupd")
+    broadcast_tcp_port: int = _opt(0, "broadcast-tcp-port",
+                                   "TCP port that will be registered with lookupd (default: TCP port)")
+    broadcast_http_port: int = _opt(0, "broadcast-http-port",
+                                    "HTTP port that will be registered with lookupd (default: HTTP port)")
+    lookupd_tcp_addresses: list[str] = _opt([], "lookupd-tcp-address",
+                                            "lookupd TCP address (may be given multiple times)",
+                                            cfg="nsqlookupd_tcp_addresses")
+    http_client_connect_timeout: float = _dur(2.0, "http-client-connect-timeout",
+                                              "timeout for HTTP connect")
+    http_client_request_timeout: float = _dur(5.0, "http-client-request-timeout",
+                                              "timeout for HTTP request")
+
+    data_path: str = _opt("", "data-path", "path to store disk-backed messages")
+    mem_queue_size: int = _opt(10000, "mem-queue-size",
+                               "number of messages to keep in memory (per topic/channel)")
+    max_bytes_per_file: int = _opt(100 * 1024 * 1024, "max-bytes-per-file",
+                                   "number of bytes per diskqueue file before rolling")
+    sync_every: int = _opt(2500, "sync-every", "number of messages per diskqueue fsync")
+    sync_timeout: float = _dur(2.0, "sync-timeout", "duration of time per diskqueue fsync")
+
+    queue_scan_interval: float = _dur(0.1, "queue-scan-interval",
+                                      "how often in-flight and deferred timeouts are checked")
+
+    msg_timeout: float = _dur(60.0, "msg-timeout", "default duration to wait before auto-requeing a message")
+    max_msg_timeout: float = _dur(15 * 60.0, "max-msg-timeout",
+                                  "maximum duration before a message will timeout")
+    max_msg_size: int = _opt(1024 * 1024, "max-msg-size",
+                             "maximum size of a single message in bytes")
+    max_body_size: int = _opt(5 * 1024 * 1024, "max-body-size",
+                              "maximum size of a single command body")
+    max_req_timeout: float = _dur(3600.0, "max-req-timeout", "maximum requeuing timeout for a message")
+    client_timeout: float = _dur(60.0, "client-timeout",
+                                 "client heartbeat timeout (default heartbeat is half of it)")
+
+    max_heartbeat_interval: float = _dur(60.0, "max-heartbeat-interval",
+                                         "maximum client configurable duration of time between client heartbeats")
+    max_rdy_count: int = _opt(2500, "max-rdy-count", "maximum RDY count for a client")
+    max_output_buffer_size: int = _opt(64 * 1024, "max-output-buffer-size",
+                                       "maximum client configurable size (in bytes) for a client output buffer")
+    max_output_buffer_timeout: float = _dur(30.0, "max-output-buffer-timeout",
+                                            "maximum client configurable duration of time between flushing to a client")
+    min_output_buffer_timeout: float = _dur(0.025, "min-output-buffer-timeout",
+                                            "minimum client configurable duration of time between flushing to a client")
+    output_buffer_timeout: float = _dur(0.25, "output-buffer-timeout",
+                                        "default duration of time between flushing data to clients")
+    max_channel_consumers: int = _opt(0, "max-channel-consumers",
+                                      "maximum channel consumer connection count per nsqd instance "
+                                      "(default 0, i.e., unlimited)")
+
+    deflate: bool = _opt(True, "deflate", "enable deflate feature negotiation (client compression)")
+    max_deflate_level: int = _opt(6, "max-deflate-level",
+                                  "max deflate compression level a client can negotiate (> values == > nsqd CPU usage)")
+    snappy: bool = _opt(True, "snappy", "enable snappy feature negotiation (client compression)")
+
+    def __post_init__(self) -> None:
+        if self.node_id == -1:
+            self.node_id = default_node_id()
+        if not 0 <= self.node_id < 1024:
+            raise ValueError("--node-id must be [0,1024)")
+        if not 1 <= self.max_deflate_level <= 9:
+            raise ValueError("--max-deflate-level must be [1,9]")
+        if self.mem_queue_size < 0:
+            raise ValueError("--mem-queue-size must be >= 0")
+        if self.max_rdy_count < 0:
+            raise ValueError("--max-rdy-count must be >= 0")
+        for name in ("max_msg_size", "max_body_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+        self.lookupd_tcp_addresses = [a for a in self.lookupd_tcp_addresses if a]

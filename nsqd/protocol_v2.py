@@ -1,0 +1,486 @@
+"""Protocol V2: the command loop of one client connection and every command's rules.
+
+The loop reads whatever arrived, parses every complete command, runs them one after
+another (synchronously: publishing, delivering and acknowledging never await per
+message), then lets the writer send all resulting frames in one write. Errors and their
+fatality, texts and order of checks follow nsqd 1.3's ``protocol_v2.go``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from client.protocol import (
+    CLOSE_WAIT,
+    OK,
+    V2_BODY_COMMANDS,
+    CommandReader,
+    MPUBError,
+    RemoteProtocolError,
+    encode_error,
+    encode_response,
+    is_valid_channel_name,
+    is_valid_topic_name,
+    parse_mpub_body,
+)
+from internal.version import NSQ_VERSION
+
+from .backend import BackendError
+from .client_v2 import ClientV2, State
+from .errors import ChannelError, ClientError, FatalClientError, TopicError
+
+if TYPE_CHECKING:
+    from .nsqd import NSQD
+
+__all__ = ["ProtocolV2"]
+
+logger = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+
+
+def _fatal(code: str, desc: str) -> FatalClientError:
+    return FatalClientError(code, desc)
+
+
+def _msg_id(param: bytes) -> bytes:
+    if len(param) != 16:
+        raise _fatal("E_INVALID", "invalid message ID")
+    return param
+
+
+def _base10(param: bytes) -> int | None:
+    """NSQ's ByteToBase10: digits only, no sign."""
+    return int(param) if param.isdigit() else None
+
+
+class ProtocolV2:
+    """Runs protocol V2 for the connections of one nsqd."""
+
+    def __init__(self, nsqd: NSQD) -> None:
+        self.nsqd = nsqd
+        self._handlers = {
+            b"IDENTIFY": self.identify,
+            b"AUTH": self.auth,
+            b"SUB": self.sub,
+            b"RDY": self.rdy,
+            b"FIN": self.fin,
+            b"REQ": self.req,
+            b"TOUCH": self.touch,
+            b"CLS": self.cls,
+            b"NOP": self.nop,
+            b"PUB": self.pub,
+            b"MPUB": self.mpub,
+            b"DPUB": self.dpub,
+        }
+
+    # ------------------------------------------------------------------ loop
+    async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
+        """Run the connection until the client leaves, errs fatally or is closed."""
+        opts = self.nsqd.options
+        reader = CommandReader(V2_BODY_COMMANDS,
+                               max_body_size=max(opts.max_body_size, opts.max_msg_size))
+        reader.feed(initial)
+        handlers = self._handlers
+        try:
+            async with trio.open_nursery() as nursery:
+                client.cancel_scope = nursery.cancel_scope
+                nursery.start_soon(client.writer, stream)
+                try:
+                    await self._read_loop(stream, client, reader, handlers)
+                finally:
+                    client.finish_output()
+                    nursery.cancel_scope.deadline = trio.current_time() + 5
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            logger.debug("PROTOCOL(V2): [%s] connection error: %s", client, exc)
+        finally:
+            self._cleanup(client)
+
+    async def _read_loop(self, stream: trio.abc.Stream, client: ClientV2,
+                         reader: CommandReader, handlers: dict) -> None:
+        pending = reader.buffered > 0
+        while True:
+            if not pending:
+                hb = client.heartbeat_interval
+                with trio.move_on_after(2 * hb if hb > 0 else math.inf) as cs:
+                    data = await stream.receive_some(RECV_SIZE)
+                if cs.cancelled_caught:
+                    logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+                    return
+                if not data:
+                    return
+                reader.feed(data)
+            pending = False
+            try:
+                commands = reader.commands()
+            except RemoteProtocolError as exc:
+                logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
+                return
+            fatal = False
+            for cmd in commands:
+                handler = handlers.get(cmd.name)
+                try:
+                    if handler is None:
+                        raise _fatal("E_INVALID", "invalid command " + cmd.name.decode("latin-1"))
+                    response = handler(client, cmd)
+                    if response is not None:
+                        client.send(encode_response(response))
+                except ClientError as err:
+                    fatal = isinstance(err, FatalClientError)
+                    ctx = f" - {err.parent}" if err.parent else ""
+                    logger.log(logging.INFO if fatal else logging.DEBUG,
+                               "[%s] - %s%s", client, err, ctx)
+                    client.send(encode_error(err.wire()))
+                    if fatal:
+                        break
+            if client.needs_fill:
+                client.needs_fill = False
+                channel = client.channel
+                if channel is not None:
+                    channel.fill(client, trio.current_time())
+            if fatal:
+                return
+            await client.wait_output_drained()
+
+    def _cleanup(self, client: ClientV2) -> None:
+        logger.info("PROTOCOL(V2): [%s] exiting ioloop", client)
+        channel = client.channel
+        if channel is not None:
+            channel.remove_client(client, trio.current_time())
+        client.state = State.DISCONNECTED
+        self.nsqd.remove_client(client)
+
+    # ------------------------------------------------------------------ commands
+    def identify(self, client: ClientV2, cmd: Any) -> bytes | None:
+        opts = self.nsqd.options
+        if client.state != State.INIT:
+            raise _fatal("E_INVALID", "cannot IDENTIFY in current state")
+        body = cmd.body
+        if body is None:
+            size = cmd.bad_body_size
+            if size is not None and size > opts.max_body_size:
+                raise _fatal("E_BAD_BODY", f"IDENTIFY body too big {size} > {opts.max_body_size}")
+            raise _fatal("E_BAD_BODY", f"IDENTIFY invalid body size {size}")
+        if len(body) > opts.max_body_size:
+            raise _fatal("E_BAD_BODY", f"IDENTIFY body too big {len(body)} > {opts.max_body_size}")
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            ident = _IdentifyData(data)
+        except (ValueError, TypeError) as exc:
+            raise FatalClientError("E_BAD_BODY", "IDENTIFY failed to decode JSON body", exc)
+        logger.debug("PROTOCOL(V2): [%s] %r", client, data)
+        try:
+            self._apply_identify(client, ident)
+        except ValueError as exc:
+            raise FatalClientError("E_BAD_BODY", f"IDENTIFY {exc}")
+        if not ident.feature_negotiation:
+            return OK
+        deflate_level = 6
+        if ident.deflate_level > 0:
+            deflate_level = ident.deflate_level
+        deflate_level = min(deflate_level, opts.max_deflate_level)
+        response = {
+            "max_rdy_count": opts.max_rdy_count,
+            "version": NSQ_VERSION,
+            "max_msg_timeout": int(opts.max_msg_timeout * 1000),
+            "msg_timeout": int(client.msg_timeout * 1000),
+            "tls_v1": False,
+            "deflate": False,
+            "deflate_level": deflate_level,
+            "max_deflate_level": opts.max_deflate_level,
+            "snappy": False,
+            "sample_rate": client.sample_rate,
+            "auth_required": False,
+            "output_buffer_size": client.output_buffer_size,
+            "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
+        }
+        return json.dumps(response, separators=(",", ":")).encode()
+
+    def _apply_identify(self, client: ClientV2, ident: _IdentifyData) -> None:
+        opts = self.nsqd.options
+        client.client_id = ident.client_id
+        client.hostname = ident.hostname
+        client.user_agent = ident.user_agent
+        hb = ident.heartbeat_interval
+        if hb == -1:
+            client.heartbeat_interval = 0
+        elif hb == 0:
+            pass
+        elif 1000 <= hb <= opts.max_heartbeat_interval * 1000:
+            client.heartbeat_interval = hb / 1000
+        else:
+            raise ValueError(f"heartbeat interval ({hb}) is invalid")
+        client.heartbeat_changed()
+        timeout = ident.output_buffer_timeout
+        if timeout == -1:
+            client.output_buffer_timeout = 0
+        elif timeout == 0:
+            pass
+        elif opts.min_output_buffer_timeout * 1000 <= timeout <= opts.max_output_buffer_timeout * 1000:
+            client.output_buffer_timeout = timeout / 1000
+        else:
+            raise ValueError(f"output buffer timeout ({timeout}) is invalid")
+        size = ident.output_buffer_size
+        if size == -1:
+            client.output_buffer_size = 1
+            client.output_buffer_timeout = 0
+        elif size == 0:
+            pass
+        elif 64 <= size <= opts.max_output_buffer_size:
+            client.output_buffer_size = size
+        else:
+            raise ValueError(f"output buffer size ({size}) is invalid")
+        if not 0 <= ident.sample_rate <= 99:
+            raise ValueError(f"sample rate ({ident.sample_rate}) is invalid")
+        client.sample_rate = ident.sample_rate
+        mt = ident.msg_timeout
+        if mt == 0:
+            pass
+        elif 1000 <= mt <= opts.max_msg_timeout * 1000:
+            client.msg_timeout = mt / 1000
+        else:
+            raise ValueError(f"msg timeout ({mt}) is invalid")
+
+    def auth(self, client: ClientV2, cmd: Any) -> bytes | None:
+        opts = self.nsqd.options
+        if client.state != State.INIT:
+            raise _fatal("E_INVALID", "cannot AUTH in current state")
+        if cmd.params:
+            raise _fatal("E_INVALID", "AUTH invalid number of parameters")
+        if cmd.body is None:
+            size = cmd.bad_body_size
+            if size is not None and size > opts.max_body_size:
+                raise _fatal("E_BAD_BODY", f"AUTH body too big {size} > {opts.max_body_size}")
+            raise _fatal("E_BAD_BODY", f"AUTH invalid body size {size}")
+        raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
+
+    def sub(self, client: ClientV2, cmd: Any) -> bytes | None:
+        if client.state != State.INIT:
+            raise _fatal("E_INVALID", "cannot SUB in current state")
+        if client.heartbeat_interval <= 0:
+            raise _fatal("E_INVALID", "cannot SUB with heartbeats disabled")
+        params = cmd.params
+        if len(params) < 2:
+            raise _fatal("E_INVALID", "SUB insufficient number of parameters")
+        topic_name = params[0].decode("latin-1")
+        if not is_valid_topic_name(topic_name):
+            raise _fatal("E_BAD_TOPIC", f"SUB topic name {_quote(topic_name)} is not valid")
+        channel_name = params[1].decode("latin-1")
+        if not is_valid_channel_name(channel_name):
+            raise _fatal("E_BAD_CHANNEL", f"SUB channel name {_quote(channel_name)} is not valid")
+        try:
+            topic = self.nsqd.get_topic(topic_name)
+            channel = topic.get_channel(channel_name)
+            channel.add_client(client, self.nsqd.options.max_channel_consumers)
+        except (ChannelError, TopicError) as exc:
+            raise FatalClientError("E_SUB_FAILED", f"SUB failed {exc}", exc)
+        client.state = State.SUBSCRIBED
+        client.channel = channel
+        return OK
+
+    def rdy(self, client: ClientV2, cmd: Any) -> bytes | None:
+        if client.state == State.CLOSING:
+            logger.info("PROTOCOL(V2): [%s] ignoring RDY after CLS in state ClientStateV2Closing",
+                        client)
+            return None
+        if client.state != State.SUBSCRIBED:
+            raise _fatal("E_INVALID", "cannot RDY in current state")
+        count = 1
+        if cmd.params:
+            parsed = _base10(cmd.params[0])
+            if parsed is None:
+                raise _fatal("E_INVALID",
+                             f"RDY could not parse count {cmd.params[0].decode('latin-1')}")
+            count = parsed
+        max_rdy = self.nsqd.options.max_rdy_count
+        if count > max_rdy:
+            raise _fatal("E_INVALID", f"RDY count {count} out of range 0-{max_rdy}")
+        client.ready_count = count
+        client.needs_fill = True
+        return None
+
+    def _check_ack_state(self, client: ClientV2, name: str) -> None:
+        if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
+            raise _fatal("E_INVALID", f"cannot {name} in current state")
+
+    def fin(self, client: ClientV2, cmd: Any) -> bytes | None:
+        self._check_ack_state(client, "FIN")
+        if not cmd.params:
+            raise _fatal("E_INVALID", "FIN insufficient number of params")
+        msg_id = _msg_id(cmd.params[0])
+        try:
+            client.channel.finish(client, msg_id)
+        except ChannelError as exc:
+            raise ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
+        client.finish_count += 1
+        client.needs_fill = True
+        return None
+
+    def req(self, client: ClientV2, cmd: Any) -> bytes | None:
+        self._check_ack_state(client, "REQ")
+        params = cmd.params
+        if len(params) < 2:
+            raise _fatal("E_INVALID", "REQ insufficient number of params")
+        msg_id = _msg_id(params[0])
+        timeout_ms = _base10(params[1])
+        if timeout_ms is None:
+            raise _fatal("E_INVALID", f"REQ could not parse timeout {params[1].decode('latin-1')}")
+        max_ms = int(self.nsqd.options.max_req_timeout * 1000)
+        if timeout_ms > max_ms:
+            logger.info("PROTOCOL(V2): [%s] REQ timeout %dms out of range 0-%dms. Setting to %dms",
+                        client, timeout_ms, max_ms, max_ms)
+            timeout_ms = max_ms
+        try:
+            client.channel.requeue(client, msg_id, timeout_ms / 1000, trio.current_time())
+        except ChannelError as exc:
+            raise ClientError("E_REQ_FAILED", f"REQ {msg_id.decode('latin-1')} failed {exc}", exc)
+        client.requeue_count += 1
+        client.needs_fill = True
+        return None
+
+    def touch(self, client: ClientV2, cmd: Any) -> bytes | None:
+        self._check_ack_state(client, "TOUCH")
+        if not cmd.params:
+            raise _fatal("E_INVALID", "TOUCH insufficient number of params")
+        msg_id = _msg_id(cmd.params[0])
+        try:
+            client.channel.touch(client, msg_id, trio.current_time())
+        except ChannelError as exc:
+            raise ClientError("E_TOUCH_FAILED",
+                              f"TOUCH {msg_id.decode('latin-1')} failed {exc}", exc)
+        return None
+
+    def cls(self, client: ClientV2, cmd: Any) -> bytes | None:
+        if client.state != State.SUBSCRIBED:
+            raise _fatal("E_INVALID", "cannot CLS in current state")
+        client.start_close()
+        return CLOSE_WAIT
+
+    def nop(self, client: ClientV2, cmd: Any) -> bytes | None:
+        return None
+
+    # ------------------------------------------------------------------ publishing
+    def _topic_param(self, cmd: Any, name: str, nparams: int) -> str:
+        if len(cmd.params) < nparams:
+            raise _fatal("E_INVALID", f"{name} insufficient number of parameters")
+        topic_name = cmd.params[0].decode("latin-1")
+        if not is_valid_topic_name(topic_name):
+            raise _fatal("E_BAD_TOPIC", f"{name} topic name {_quote(topic_name)} is not valid")
+        return topic_name
+
+    def _message_body(self, cmd: Any, name: str) -> bytes:
+        max_size = self.nsqd.options.max_msg_size
+        body = cmd.body
+        size = len(body) if body is not None else cmd.bad_body_size
+        if body is None and size is None:
+            raise _fatal("E_BAD_MESSAGE", f"{name} failed to read message body size")
+        if size <= 0:
+            raise _fatal("E_BAD_MESSAGE", f"{name} invalid message body size {size}")
+        if size > max_size:
+            raise _fatal("E_BAD_MESSAGE", f"{name} message too big {size} > {max_size}")
+        return body
+
+    def pub(self, client: ClientV2, cmd: Any) -> bytes | None:
+        topic_name = self._topic_param(cmd, "PUB", 1)
+        body = self._message_body(cmd, "PUB")
+        try:
+            self.nsqd.publish(topic_name, [body])
+        except (TopicError, BackendError) as exc:
+            raise FatalClientError("E_PUB_FAILED", f"PUB failed {exc}", exc)
+        client.published(topic_name, 1)
+        return OK
+
+    def mpub(self, client: ClientV2, cmd: Any) -> bytes | None:
+        opts = self.nsqd.options
+        topic_name = self._topic_param(cmd, "MPUB", 1)
+        body = cmd.body
+        if body is None:
+            size = cmd.bad_body_size
+            if size is not None and size > opts.max_body_size:
+                raise _fatal("E_BAD_BODY", f"MPUB body too big {size} > {opts.max_body_size}")
+            raise _fatal("E_BAD_BODY", f"MPUB invalid body size {size}")
+        if len(body) > opts.max_body_size:
+            raise _fatal("E_BAD_BODY", f"MPUB body too big {len(body)} > {opts.max_body_size}")
+        try:
+            bodies = parse_mpub_body(body, opts.max_msg_size, opts.max_body_size)
+        except MPUBError as exc:
+            raise FatalClientError(exc.code, str(exc))
+        try:
+            self.nsqd.publish(topic_name, bodies)
+        except (TopicError, BackendError) as exc:
+            raise FatalClientError("E_MPUB_FAILED", f"MPUB failed {exc}", exc)
+        client.published(topic_name, len(bodies))
+        return OK
+
+    def dpub(self, client: ClientV2, cmd: Any) -> bytes | None:
+        topic_name = self._topic_param(cmd, "DPUB", 2)
+        timeout_ms = _base10(cmd.params[1])
+        if timeout_ms is None:
+            raise _fatal("E_INVALID",
+                         f"DPUB could not parse timeout {cmd.params[1].decode('latin-1')}")
+        max_ms = int(self.nsqd.options.max_req_timeout * 1000)
+        if timeout_ms > max_ms:
+            raise _fatal("E_INVALID", f"DPUB timeout {timeout_ms} out of range 0-{max_ms}")
+        body = self._message_body(cmd, "DPUB")
+        try:
+            self.nsqd.publish_deferred(topic_name, body, timeout_ms / 1000)
+        except (TopicError, BackendError) as exc:
+            raise FatalClientError("E_DPUB_FAILED", f"DPUB failed {exc}", exc)
+        client.published(topic_name, 1)
+        return OK
+
+
+def _quote(s: str) -> str:
+    """Go's %q for the ASCII names we quote."""
+    return json.dumps(s)
+
+
+class _IdentifyData:
+    """IDENTIFY's JSON body, type-checked as Go's json.Unmarshal would."""
+
+    __slots__ = ("client_id", "deflate", "deflate_level", "feature_negotiation", "heartbeat_interval",
+                 "hostname", "msg_timeout", "output_buffer_size", "output_buffer_timeout",
+                 "sample_rate", "snappy", "tls_v1", "user_agent")
+
+    _STR = ("client_id", "hostname", "user_agent")
+    _INT = ("heartbeat_interval", "output_buffer_size", "output_buffer_timeout", "deflate_level",
+            "sample_rate", "msg_timeout")
+    _BOOL = ("feature_negotiation", "tls_v1", "snappy", "deflate")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        for key in self._STR:
+            value = data.get(key, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise TypeError(f"{key} must be a string")
+            setattr(self, key, value)
+        for key in self._INT:
+            value = data.get(key, 0)
+            if value is None:
+                value = 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise TypeError(f"{key} must be an integer")
+            setattr(self, key, int(value))
+        for key in self._BOOL:
+            value = data.get(key, False)
+            if value is None:
+                value = False
+            if not isinstance(value, bool):
+                raise TypeError(f"{key} must be a boolean")
+            setattr(self, key, value)
+        # deprecated fields of old clients still accepted
+        if not self.client_id and isinstance(data.get("short_id"), str):
+            self.client_id = data["short_id"]
+        if not self.hostname and isinstance(data.get("long_id"), str):
+            self.hostname = data["long_id"]
+
+

@@ -1,0 +1,209 @@
+"""A topic: takes published messages and gives every channel its own copy.
+
+While the topic has channels and is not paused, a publish fans out synchronously into
+each channel (one shared immutable tuple per message). Otherwise messages wait in the
+topic's queue (memory, then backend) and the topic's pump task moves them to the
+channels in batches once there is somewhere to go.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from client.protocol import is_ephemeral
+
+from .backend import Backend, Msg
+from .channel import Channel
+from .errors import TopicError
+
+if TYPE_CHECKING:
+    from .nsqd import NSQD
+
+__all__ = ["Topic"]
+
+logger = logging.getLogger(__name__)
+
+#: messages the pump moves per checkpoint
+PUMP_BATCH = 1024
+
+#: a topic-queue entry: a message, optionally followed by its due time (DPUB)
+Entry = tuple
+
+
+class Topic:
+    """One topic. Created and owned by :class:`~nsqd.nsqd.NSQD`."""
+
+    def __init__(self, nsqd: NSQD, name: str, backend: Backend,
+                 backend_factory: Callable[[str, bool], Backend]) -> None:
+        self.nsqd = nsqd
+        self.name = name
+        self.ephemeral = is_ephemeral(name)
+        self.backend = backend
+        self._backend_factory = backend_factory
+        self.memory: collections.deque[Entry] = collections.deque()
+        self.channels: dict[str, Channel] = {}
+        self.paused = False
+        self.deleted = False
+        self.message_count = 0
+        self.message_bytes = 0
+        self._pump_lot = trio.lowlevel.ParkingLot()
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.name}>"
+
+    def depth(self) -> int:
+        """Messages waiting in the topic itself (no channel yet, or paused)."""
+        return len(self.memory) + self.backend.depth()
+
+    # ------------------------------------------------------------------ publish
+    def _direct(self) -> bool:
+        return bool(self.channels) and not self.paused and not self.memory \
+            and not self.backend.depth()
+
+    def put(self, msgs: list[Msg], now: float) -> None:
+        """Publish messages (PUB, MPUB, /pub, /mpub).
+
+        Raises:
+            TopicError: the topic is being deleted.
+            BackendError: the overflow store refused them (nothing was accepted).
+        """
+        if self.deleted:
+            raise TopicError("exiting")
+        if self._direct():
+            for channel in self.channels.values():
+                channel.put(msgs, now)
+        else:
+            self._enqueue(msgs)
+        self.message_count += len(msgs)
+        self.message_bytes += sum(len(m[1]) for m in msgs)
+
+    def put_deferred(self, msg: Msg, delay: float, now: float) -> None:
+        """Publish one message to be delivered ``delay`` seconds from now (DPUB)."""
+        if self.deleted:
+            raise TopicError("exiting")
+        due = now + delay
+        if self._direct():
+            for channel in self.channels.values():
+                channel.message_count += 1
+                channel.defer(msg, due)
+        else:
+            self._enqueue([(*msg, due)])
+        self.message_count += 1
+        self.message_bytes += len(msg[1])
+
+    def _enqueue(self, entries: list[Entry]) -> None:
+        memory = self.memory
+        room = self.nsqd.options.mem_queue_size - len(memory)
+        if self.backend.depth() == 0 and room > 0:
+            memory.extend(entries[:room])
+            rest = entries[room:]
+        else:
+            rest = entries
+        if rest:
+            self.backend.put(rest)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.channels and not self.paused:
+            self._pump_lot.unpark_all()
+
+    async def pump(self) -> None:
+        """Move queued messages to the channels whenever there are channels to take them.
+
+        Runs for the life of the topic in the daemon's nursery; returns when deleted.
+        """
+        while not self.deleted:
+            if not (self.channels and not self.paused and self.depth()):
+                await self._pump_lot.park()
+                continue
+            batch: list[Entry]
+            if self.memory:
+                k = min(PUMP_BATCH, len(self.memory))
+                popleft = self.memory.popleft
+                batch = [popleft() for _ in range(k)]
+            else:
+                batch = self.backend.read(PUMP_BATCH)
+            now = trio.current_time()
+            for channel in self.channels.values():
+                plain = []
+                for entry in batch:
+                    if len(entry) == 5:
+                        channel.message_count += 1
+                        channel.defer(entry[:4], entry[4])
+                    else:
+                        plain.append(entry)
+                if plain:
+                    channel.put(plain, now)
+            await trio.lowlevel.checkpoint()
+
+    # ------------------------------------------------------------------ channels
+    def get_channel(self, name: str) -> Channel:
+        """The channel, created (and registered with lookupd) if it does not exist."""
+        channel = self.channels.get(name)
+        if channel is None:
+            if self.deleted:
+                raise TopicError("exiting")
+            ephemeral = is_ephemeral(name)
+            backend = self._backend_factory(f"{self.name}:{name}", ephemeral)
+            channel = Channel(self, name, backend, self.nsqd.options.mem_queue_size, ephemeral)
+            self.channels[name] = channel
+            logger.info("TOPIC(%s): new channel(%s)", self.name, name)
+            self.nsqd.channel_created(self, channel)
+            self._kick()
+        return channel
+
+    def delete_channel(self, name: str, *, reason: str = "deleted") -> None:
+        """Remove a channel: its consumers are disconnected and its messages dropped.
+
+        Raises:
+            TopicError: no such channel.
+        """
+        channel = self.channels.pop(name, None)
+        if channel is None:
+            raise TopicError("channel does not exist")
+        logger.info("CHANNEL(%s): deleting (%s)", name, reason)
+        channel.deleted = True
+        channel.close_clients()
+        channel.empty()
+        channel.backend.delete()
+        self.nsqd.channel_deleted(self, channel)
+        if self.ephemeral and not self.channels and not self.deleted:
+            self.nsqd.delete_topic(self.name, reason="last channel left")
+
+    # ------------------------------------------------------------------ admin
+    def pause(self) -> None:
+        self.paused = True
+
+    def unpause(self) -> None:
+        self.paused = False
+        self._kick()
+
+    def empty(self) -> None:
+        """Drop the messages waiting in the topic itself (not in its channels)."""
+        self.memory.clear()
+        self.backend.empty()
+
+    def close(self, *, delete: bool) -> None:
+        """Stop the topic: disconnect consumers; with ``delete`` also drop all data."""
+        self.deleted = True
+        for name in list(self.channels):
+            channel = self.channels[name]
+            channel.deleted = True
+            channel.close_clients()
+            if delete:
+                channel.empty()
+                channel.backend.delete()
+            else:
+                channel.backend.close()
+        if delete:
+            self.channels.clear()
+            self.memory.clear()
+            self.backend.delete()
+        else:
+            self.backend.close()
+        self._pump_lot.unpark_all()
