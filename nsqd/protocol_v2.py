@@ -19,6 +19,7 @@ import trio
 from client.protocol import (
     CLOSE_WAIT,
     OK,
+    Command,
     V2_BODY_COMMANDS,
     CommandReader,
     MPUBError,
@@ -43,6 +44,10 @@ __all__ = ["ProtocolV2"]
 logger = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
+
+
+class _NeedBody(Exception):
+    """A body-carrying command checked before its body arrived: parameters are fine."""
 
 
 def _fatal(code: str, desc: str) -> FatalClientError:
@@ -85,7 +90,8 @@ class ProtocolV2:
         """Run the connection until the client leaves, errs fatally or is closed."""
         opts = self.nsqd.options
         reader = CommandReader(V2_BODY_COMMANDS,
-                               max_body_size=max(opts.max_body_size, opts.max_msg_size))
+                               max_body_size=max(opts.max_body_size, opts.max_msg_size),
+                               early_reject=lambda name, params: self._rejects(client, name, params))
         reader.feed(initial)
         handlers = self._handlers
         try:
@@ -128,7 +134,10 @@ class ProtocolV2:
                 try:
                     if handler is None:
                         raise _fatal("E_INVALID", "invalid command " + cmd.name.decode("latin-1"))
-                    response = handler(client, cmd)
+                    try:
+                        response = handler(client, cmd)
+                    except _NeedBody:
+                        raise _fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
                     if response is not None:
                         client.send(encode_response(response))
                 except ClientError as err:
@@ -148,6 +157,16 @@ class ProtocolV2:
                 return
             await client.wait_output_drained()
 
+    def _rejects(self, client: ClientV2, name: bytes, params: list[bytes]) -> bool:
+        """Would this command fail before its body is read (NSQ checks params first)?"""
+        try:
+            self._handlers[name](client, Command(name, params))
+        except _NeedBody:
+            return False
+        except ClientError:
+            return True
+        return False
+
     def _cleanup(self, client: ClientV2) -> None:
         logger.info("PROTOCOL(V2): [%s] exiting ioloop", client)
         channel = client.channel
@@ -163,8 +182,8 @@ class ProtocolV2:
             raise _fatal("E_INVALID", "cannot IDENTIFY in current state")
         body = cmd.body
         if body is None:
-            size = cmd.bad_body_size
-            if size is not None and size > opts.max_body_size:
+            size = _bad_size(cmd)
+            if size > opts.max_body_size:
                 raise _fatal("E_BAD_BODY", f"IDENTIFY body too big {size} > {opts.max_body_size}")
             raise _fatal("E_BAD_BODY", f"IDENTIFY invalid body size {size}")
         if len(body) > opts.max_body_size:
@@ -256,8 +275,8 @@ class ProtocolV2:
         if cmd.params:
             raise _fatal("E_INVALID", "AUTH invalid number of parameters")
         if cmd.body is None:
-            size = cmd.bad_body_size
-            if size is not None and size > opts.max_body_size:
+            size = _bad_size(cmd)
+            if size > opts.max_body_size:
                 raise _fatal("E_BAD_BODY", f"AUTH body too big {size} > {opts.max_body_size}")
             raise _fatal("E_BAD_BODY", f"AUTH invalid body size {size}")
         raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
@@ -379,9 +398,7 @@ class ProtocolV2:
     def _message_body(self, cmd: Any, name: str) -> bytes:
         max_size = self.nsqd.options.max_msg_size
         body = cmd.body
-        size = len(body) if body is not None else cmd.bad_body_size
-        if body is None and size is None:
-            raise _fatal("E_BAD_MESSAGE", f"{name} failed to read message body size")
+        size = len(body) if body is not None else _bad_size(cmd)
         if size <= 0:
             raise _fatal("E_BAD_MESSAGE", f"{name} invalid message body size {size}")
         if size > max_size:
@@ -403,8 +420,8 @@ class ProtocolV2:
         topic_name = self._topic_param(cmd, "MPUB", 1)
         body = cmd.body
         if body is None:
-            size = cmd.bad_body_size
-            if size is not None and size > opts.max_body_size:
+            size = _bad_size(cmd)
+            if size > opts.max_body_size:
                 raise _fatal("E_BAD_BODY", f"MPUB body too big {size} > {opts.max_body_size}")
             raise _fatal("E_BAD_BODY", f"MPUB invalid body size {size}")
         if len(body) > opts.max_body_size:
@@ -436,6 +453,13 @@ class ProtocolV2:
             raise FatalClientError("E_DPUB_FAILED", f"DPUB failed {exc}", exc)
         client.published(topic_name, 1)
         return OK
+
+
+def _bad_size(cmd: Command) -> int:
+    """The refused body size of a body-less command, or :class:`_NeedBody` if none yet."""
+    if cmd.bad_body_size is None:
+        raise _NeedBody()
+    return cmd.bad_body_size
 
 
 def _quote(s: str) -> str:

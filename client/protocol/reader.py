@@ -9,6 +9,7 @@ have arrived, so cost stays linear however the stream is split.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .errors import RemoteProtocolError
@@ -55,10 +56,15 @@ class CommandReader:
         max_body_size: bodies declared larger are not buffered; the command comes
             back with ``bad_body_size`` set.
         max_line: longest command line accepted.
+        early_reject: called with ``(name, params)`` of a body-carrying command as soon
+            as its line is complete; when it returns True the command comes back at
+            once without a body (``body`` and ``bad_body_size`` both None) and the
+            reader stops, so a server can refuse bad parameters before the body arrives
+            (as nsqd does).
     """
 
     __slots__ = ("_body_commands", "_buf", "_need", "_pending", "_pending_len", "_pos",
-                 "failed", "max_body_size", "max_line")
+                 "early_reject", "failed", "max_body_size", "max_line")
 
     def __init__(
         self,
@@ -66,7 +72,9 @@ class CommandReader:
         *,
         max_body_size: int = 5 * 1024 * 1024,
         max_line: int = DEFAULT_MAX_LINE,
+        early_reject: Callable[[bytes, list[bytes]], bool] | None = None,
     ) -> None:
+        self.early_reject = early_reject
         self._body_commands = body_commands
         self.max_body_size = max_body_size
         self.max_line = max_line
@@ -127,6 +135,12 @@ class CommandReader:
             name = words[0]
             if name in body_commands:
                 start = nl + 5
+                if self.early_reject is not None and (end - start < 0 or end - start < _peek_size(buf, nl + 1)) \
+                        and self.early_reject(name, words[1:]):
+                    append(Command(name, words[1:]))
+                    self.failed = True
+                    pos = end
+                    break
                 if end < start:
                     need = start - pos
                     break
@@ -152,6 +166,12 @@ class CommandReader:
             self._buf = buf
             self._pos = pos
         return out
+
+
+def _peek_size(buf: bytes, pos: int) -> int:
+    """The declared body size at ``pos``, or a huge number when it is out of range."""
+    (size,) = _unpack_size(buf, pos)
+    return size if size > 0 else 1 << 62
 
 
 class MPUBError(RemoteProtocolError):
