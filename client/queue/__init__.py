@@ -1,0 +1,57 @@
+"""A go-zero style queue framework on Trio: sources, handlers, batching and fan-out.
+
+The pieces are transport-neutral; NSQ sources (producers), handlers (consumers) and
+publishers (pushers) plug in through the protocols in :mod:`client.queue.interfaces`.
+"""
+
+from ._util import Backoff as Backoff
+from .executors import BulkExecutor as BulkExecutor
+from .executors import ChunkExecutor as ChunkExecutor
+from .executors import Execute as Execute
+from .executors import ExecutorStatistics as ExecutorStatistics
+from .executors import PeriodicalExecutor as PeriodicalExecutor
+from .interfaces import NOTHING as NOTHING
+from .interfaces import Consumer as Consumer
+from .interfaces import ConsumerFactory as ConsumerFactory
+from .interfaces import Listener as Listener
+from .interfaces import Nothing as Nothing
+from .interfaces import ProduceListener as ProduceListener
+from .interfaces import Producer as Producer
+from .interfaces import ProducerFactory as ProducerFactory
+from .interfaces import Pusher as Pusher
+from .interfaces import Service as Service
+from .pushers import BalancedPusher as BalancedPusher
+from .pushers import MultiPusher as MultiPusher
+from .pushers import MultiPushError as MultiPushError
+from .pushers import NoAvailablePusherError as NoAvailablePusherError
+from .queue import Queue as Queue
+from .queue import QueueStatistics as QueueStatistics
+from .service_group import ServiceGroup as ServiceGroup
+from .service_group import stop_on_signals as stop_on_signals
+
+__all__ = [
+    "Backoff",
+    "BalancedPusher",
+    "BulkExecutor",
+    "ChunkExecutor",
+    "Consumer",
+    "ConsumerFactory",
+    "Execute",
+    "ExecutorStatistics",
+    "Listener",
+    "MultiPushError",
+    "MultiPusher",
+    "NOTHING",
+    "NoAvailablePusherError",
+    "Nothing",
+    "PeriodicalExecutor",
+    "ProduceListener",
+    "Producer",
+    "ProducerFactory",
+    "Pusher",
+    "Queue",
+    "QueueStatistics",
+    "Service",
+    "ServiceGroup",
+    "stop_on_signals",
+]
