@@ -1,0 +1,71 @@
+"""Benchmark plumbing: start daemons as subprocesses on port 0, read their RSS."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_LISTEN = re.compile(r"(TCP|HTTP): listening on (\S+)")
+
+
+def split(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@contextmanager
+def daemon(module: str, *args: str) -> Iterator[tuple[subprocess.Popen, dict[str, tuple[str, int]]]]:
+    """Run ``python -m module args`` until the block ends; yields (proc, {"TCP": addr, ...})."""
+    with tempfile.TemporaryDirectory() as data:
+        cmd = [sys.executable, "-m", module, "--data-path", data, *args]
+        if module != "nsqd":
+            cmd = [sys.executable, "-m", module, *args]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        addrs: dict[str, tuple[str, int]] = {}
+        deadline = time.monotonic() + 30
+        assert proc.stderr is not None
+        while len(addrs) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"{module} exited: rc={proc.poll()}")
+            m = _LISTEN.search(line)
+            if m:
+                addrs[m.group(1)] = split(m.group(2))
+        try:
+            yield proc, addrs
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(samples: list[float], ps: tuple[float, ...] = (50, 90, 99, 99.9)) -> dict[float, float]:
+    if not samples:
+        return {p: float("nan") for p in ps}
+    s = sorted(samples)
+    return {p: s[min(len(s) - 1, int(len(s) * p / 100))] for p in ps}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
