@@ -1,0 +1,439 @@
+"""nsqd's HTTP API, as NSQ 1.3's ``nsqd/http.go``: same paths, methods, status codes,
+error texts, V1 headers and bodies.
+
+Publishing (``/pub``, ``/mpub``) is the hot path: no per-request logging (NSQ does not
+decorate them with its logger either) and a shared ``OK`` response. Every other endpoint
+logs ``<status> <method> <uri> (<remote>) <elapsed>`` at INFO, as NSQ's ``http_api.Log``.
+
+Deviations from NSQ 1.3 (all deliberate):
+
+* a request body over ``--max-body-size`` is refused by the server with 413
+  ``BODY_TOO_BIG`` before any handler runs (for ``/pub`` NSQ would say ``MSG_TOO_BIG``);
+* ``PUT /config/nsqlookupd_tcp_addresses`` with ``null`` stores ``[]`` (Go stores a nil
+  slice and answers ``null``);
+* no ``/debug/pprof`` endpoints (Go runtime specific) and no HTTPS / TLS-required mode.
+
+Kept as NSQ has it although it looks odd: a backend failure while publishing answers 503
+``EXITING`` (Go maps every ``PutMessage`` error to it); the cause is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from client.protocol import MPUBError, is_valid_channel_name, is_valid_topic_name, parse_mpub_body
+from internal.http import (
+    V1_HEADER,
+    HTTPError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    serve_http,
+    text,
+)
+from internal.logs import parse_level, set_level
+from internal.netaddr import split_host_port
+from internal.options import OptionSpec, format_duration, option_specs
+from internal.version import NSQ_VERSION
+
+from .backend import BackendError
+from .errors import TopicError
+from .options import Options
+from .stats import get_stats, install_gc_monitor, memory_stats, render_text, stats_document
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .nsqd import NSQD
+    from .topic import Topic
+
+__all__ = ["make_router", "serve_nsqd_http"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Any]
+
+#: NSQ's ``boolParams``
+_BOOL_PARAMS = {"true": True, "1": True, "false": False, "0": False}
+#: NSQ's numeric log levels (``lg.LogLevel``), which ``GET /config/log_level`` returns
+_NSQ_LOG_LEVELS = {"debug": 1, "info": 2, "warn": 3, "error": 4, "fatal": 5}
+#: what Go's ``strconv.ParseInt(s, 10, 64)`` accepts
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_INT64_MAX = (1 << 63) - 1
+_unpack_len = struct.Struct(">l").unpack_from
+
+_OK = text("OK")
+_EMPTY = Response(200, b"", "", [V1_HEADER])
+
+
+def _exiting() -> HTTPError:
+    return HTTPError(503, "EXITING")
+
+
+class _API:
+    """The handlers, bound to one daemon."""
+
+    def __init__(self, nsqd: NSQD) -> None:
+        self.nsqd = nsqd
+        self._specs: dict[str, OptionSpec] = {s.cfg: s for s in option_specs(Options)}
+
+    # ------------------------------------------------------------------ helpers
+    def _topic_from_query(self, req: Request) -> Topic:
+        """NSQ's ``getTopicFromQuery``: validate ``topic`` and get (create) the topic."""
+        name = req.arg("topic")
+        if name is None:
+            raise HTTPError(400, "MISSING_ARG_TOPIC")
+        topic = self.nsqd.topics.get(name)
+        if topic is not None:
+            return topic
+        if not is_valid_topic_name(name):
+            raise HTTPError(400, "INVALID_TOPIC")
+        try:
+            return self.nsqd.get_topic(name)
+        except TopicError:
+            raise _exiting() from None
+
+    def _existing_topic_and_channel_name(self, req: Request) -> tuple[Topic, str]:
+        """NSQ's ``getExistingTopicFromQuery`` (``GetTopicChannelArgs`` texts)."""
+        topic_name = req.arg("topic")
+        if topic_name is None:
+            raise HTTPError(400, "MISSING_ARG_TOPIC")
+        if not is_valid_topic_name(topic_name):
+            raise HTTPError(400, "INVALID_ARG_TOPIC")
+        channel_name = req.arg("channel")
+        if channel_name is None:
+            raise HTTPError(400, "MISSING_ARG_CHANNEL")
+        if not is_valid_channel_name(channel_name):
+            raise HTTPError(400, "INVALID_ARG_CHANNEL")
+        try:
+            topic = self.nsqd.get_existing_topic(topic_name)
+        except TopicError:
+            raise HTTPError(404, "TOPIC_NOT_FOUND") from None
+        return topic, channel_name
+
+    def _existing_channel(self, req: Request) -> Channel:
+        topic, name = self._existing_topic_and_channel_name(req)
+        channel = topic.channels.get(name)
+        if channel is None:
+            raise HTTPError(404, "CHANNEL_NOT_FOUND")
+        return channel
+
+    def _publish(self, topic: Topic, bodies: list[bytes]) -> None:
+        try:
+            self.nsqd.publish(topic.name, bodies)
+        except TopicError:
+            raise _exiting() from None
+        except BackendError as exc:
+            # NSQ answers any PutMessage(s) failure with 503 EXITING
+            logger.error("TOPIC(%s): failed to put messages - %s", topic.name, exc)
+            raise _exiting() from None
+
+    # ------------------------------------------------------------------ basics
+    async def ping(self, req: Request) -> Response:
+        health = self.nsqd.health
+        if health != "OK":
+            return text(health, 500, v1=False)
+        return text(health, v1=False)
+
+    async def info(self, req: Request) -> Response:
+        nsqd = self.nsqd
+        opts = nsqd.options
+        bound = nsqd.bound
+        tcp_port = bound.tcp_address[1] if bound is not None else -1
+        http_port = bound.http_address[1] if bound is not None and bound.http_address else -1
+        return json_response({
+            "version": NSQ_VERSION,
+            "broadcast_address": opts.broadcast_address,
+            "hostname": socket.gethostname(),
+            "http_port": http_port,
+            "tcp_port": tcp_port,
+            "start_time": int(nsqd.start_time),
+            "max_heartbeat_interval": _ns(opts.max_heartbeat_interval),
+            "max_output_buffer_size": opts.max_output_buffer_size,
+            "max_output_buffer_timeout": _ns(opts.max_output_buffer_timeout),
+            "max_deflate_level": opts.max_deflate_level,
+        })
+
+    # ------------------------------------------------------------------ publishing
+    async def pub(self, req: Request) -> Response:
+        opts = self.nsqd.options
+        body = req.body
+        if len(body) > opts.max_msg_size:
+            raise HTTPError(413, "MSG_TOO_BIG")
+        if not body:
+            raise HTTPError(400, "MSG_EMPTY")
+        topic = self._topic_from_query(req)
+        deferred = req.query.get("defer")
+        if deferred is not None:
+            ms = deferred[0]
+            if not _INT_RE.fullmatch(ms):
+                raise HTTPError(400, "INVALID_DEFER")
+            delay_ms = int(ms)
+            if not 0 <= delay_ms <= min(_INT64_MAX, opts.max_req_timeout * 1000):
+                raise HTTPError(400, "INVALID_DEFER")
+            if delay_ms > 0:
+                try:
+                    self.nsqd.publish_deferred(topic.name, body, delay_ms / 1000)
+                except TopicError:
+                    raise _exiting() from None
+                except BackendError as exc:
+                    logger.error("TOPIC(%s): failed to put message - %s", topic.name, exc)
+                    raise _exiting() from None
+                return _OK
+        self._publish(topic, [body])
+        return _OK
+
+    async def mpub(self, req: Request) -> Response:
+        opts = self.nsqd.options
+        topic = self._topic_from_query(req)
+        binary = False
+        flag = req.arg("binary")
+        if flag is not None:
+            binary = _BOOL_PARAMS.get(flag, True)
+            if flag not in _BOOL_PARAMS:
+                logger.warning("deprecated value '%s' used for /mpub binary param", flag)
+        body = req.body
+        if binary:
+            bodies = _parse_binary_mpub(body, opts.max_msg_size, opts.max_body_size)
+        else:
+            # newline separated; a trailing newline and empty lines are dropped
+            bodies = [b for b in body.split(b"\n") if b]
+            max_size = opts.max_msg_size
+            if any(len(b) > max_size for b in bodies):
+                raise HTTPError(413, "MSG_TOO_BIG")
+        if bodies:
+            self._publish(topic, bodies)
+        return _OK
+
+    # ------------------------------------------------------------------ stats
+    async def stats(self, req: Request) -> Response:
+        nsqd = self.nsqd
+        topic = req.arg("topic", "") or ""
+        channel = req.arg("channel", "") or ""
+        include_clients = _BOOL_PARAMS.get(req.arg("include_clients", "") or "", True)
+        include_mem = _BOOL_PARAMS.get(req.arg("include_mem", "") or "", True)
+        if req.arg("format") == "json":
+            return json_response(stats_document(
+                nsqd, version=NSQ_VERSION, topic=topic, channel=channel,
+                include_clients=include_clients, include_mem=include_mem))
+        stats = get_stats(nsqd, topic, channel, include_clients)
+        memory = memory_stats() if include_mem else None
+        return text(render_text(stats, memory, nsqd.health, nsqd.start_time))
+
+    # ------------------------------------------------------------------ topics
+    async def topic_create(self, req: Request) -> Response:
+        self._topic_from_query(req)
+        return _EMPTY
+
+    async def topic_delete(self, req: Request) -> Response:
+        name = req.arg("topic")
+        if name is None:
+            raise HTTPError(400, "MISSING_ARG_TOPIC")
+        try:
+            self.nsqd.delete_topic(name)
+        except TopicError:
+            raise HTTPError(404, "TOPIC_NOT_FOUND") from None
+        return _EMPTY
+
+    async def topic_empty(self, req: Request) -> Response:
+        name = req.arg("topic")
+        if name is None:
+            raise HTTPError(400, "MISSING_ARG_TOPIC")
+        if not is_valid_topic_name(name):
+            raise HTTPError(400, "INVALID_TOPIC")
+        try:
+            topic = self.nsqd.get_existing_topic(name)
+        except TopicError:
+            raise HTTPError(404, "TOPIC_NOT_FOUND") from None
+        topic.empty()
+        return _EMPTY
+
+    async def topic_pause(self, req: Request) -> Response:
+        name = req.arg("topic")
+        if name is None:
+            raise HTTPError(400, "MISSING_ARG_TOPIC")
+        try:
+            topic = self.nsqd.get_existing_topic(name)
+        except TopicError:
+            raise HTTPError(404, "TOPIC_NOT_FOUND") from None
+        if "unpause" in req.path:
+            topic.unpause()
+        else:
+            topic.pause()
+        # persist now so a crash cannot (un)pause the topic behind the operator's back
+        self.nsqd.persist_metadata_soon()
+        return _EMPTY
+
+    # ------------------------------------------------------------------ channels
+    async def channel_create(self, req: Request) -> Response:
+        topic, name = self._existing_topic_and_channel_name(req)
+        try:
+            topic.get_channel(name)
+        except TopicError:
+            raise _exiting() from None
+        return _EMPTY
+
+    async def channel_delete(self, req: Request) -> Response:
+        topic, name = self._existing_topic_and_channel_name(req)
+        try:
+            topic.delete_channel(name)
+        except TopicError:
+            raise HTTPError(404, "CHANNEL_NOT_FOUND") from None
+        return _EMPTY
+
+    async def channel_empty(self, req: Request) -> Response:
+        self._existing_channel(req).empty()
+        return _EMPTY
+
+    async def channel_pause(self, req: Request) -> Response:
+        channel = self._existing_channel(req)
+        if "unpause" in req.path:
+            channel.unpause(trio.current_time())
+        else:
+            channel.pause()
+        self.nsqd.persist_metadata_soon()
+        return _EMPTY
+
+    # ------------------------------------------------------------------ config
+    async def config(self, req: Request) -> Response:
+        opt = req.params.get("opt", "")
+        nsqd = self.nsqd
+        if req.method == "PUT":
+            body = req.body
+            if not body or len(body) > nsqd.options.max_msg_size:
+                raise HTTPError(413, "INVALID_VALUE")
+            if opt == "nsqlookupd_tcp_addresses":
+                addresses = _parse_address_list(body)
+                nsqd.swap_options(lookupd_tcp_addresses=addresses)
+                if nsqd.lookup is not None:
+                    nsqd.lookup.set_addresses(addresses)
+            elif opt == "log_level":
+                try:
+                    name = body.decode()
+                    parse_level(name)
+                except (UnicodeDecodeError, ValueError):
+                    raise HTTPError(400, "INVALID_VALUE") from None
+                set_level(name)
+                nsqd.swap_options(log_level=name.lower())
+            else:
+                raise HTTPError(400, "INVALID_OPTION")
+        spec = self._specs.get(opt)
+        if spec is None:
+            raise HTTPError(400, "INVALID_OPTION")
+        return json_response(_config_value(spec, getattr(nsqd.options, spec.name)))
+
+
+# ---------------------------------------------------------------------------- helpers
+def _ns(seconds: float) -> int:
+    """A duration as Go's ``time.Duration`` marshals it: integer nanoseconds."""
+    return round(seconds * 1e9)
+
+
+def _config_value(spec: OptionSpec, value: Any) -> Any:
+    """An option as NSQ's ``GET /config/<opt>`` shows it."""
+    if spec.kind == "duration":
+        return _ns(value)
+    if spec.name == "log_level":
+        return _NSQ_LOG_LEVELS.get(str(value).lower(), value)
+    return value
+
+
+def _parse_address_list(body: bytes) -> list[str]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise HTTPError(400, "INVALID_VALUE") from None
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise HTTPError(400, "INVALID_VALUE")
+    return value
+
+
+def _parse_binary_mpub(body: bytes, max_msg_size: int, max_body_size: int) -> list[bytes]:
+    """``[count][size][body]...``; errors are 413 with the code minus ``E_``, as NSQ."""
+    try:
+        return parse_mpub_body(body, max_msg_size, max_body_size)
+    except MPUBError as exc:
+        if exc.code != "E_BAD_BODY" or not str(exc).startswith("MPUB body has"):
+            raise HTTPError(413, exc.code[2:]) from None
+    # NSQ reads exactly ``count`` messages over HTTP and ignores whatever follows;
+    # everything up to there was valid, so find where the messages end and re-parse.
+    (count,) = _unpack_len(body, 0)
+    pos = 4
+    for _ in range(count):
+        (size,) = _unpack_len(body, pos)
+        pos += 4 + size
+    return parse_mpub_body(body[:pos], max_msg_size, max_body_size)
+
+
+def _logged(handler: Handler) -> Handler:
+    """NSQ's ``http_api.Log``: one INFO line per request."""
+
+    async def logged(req: Request) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await handler(req)
+            status = response.status
+            return response
+        except HTTPError as exc:
+            status = exc.status
+            raise
+        finally:
+            if logger.isEnabledFor(logging.INFO):
+                uri = f"{req.path}?{req.query_string}" if req.query_string else req.path
+                logger.info("%d %s %s (%s) %s", status, req.method, uri, req.remote_addr,
+                            format_duration(time.perf_counter() - start))
+
+    return logged
+
+
+def make_router(nsqd: NSQD) -> Router:
+    """The nsqd routes (NSQ's ``newHTTPServer``)."""
+    api = _API(nsqd)
+    router = Router()
+    router.add("GET", "/ping", _logged(api.ping))
+    router.add("GET", "/info", _logged(api.info))
+    router.add("POST", "/pub", api.pub)
+    router.add("POST", "/mpub", api.mpub)
+    router.add("GET", "/stats", _logged(api.stats))
+    router.add("POST", "/topic/create", _logged(api.topic_create))
+    router.add("POST", "/topic/delete", _logged(api.topic_delete))
+    router.add("POST", "/topic/empty", _logged(api.topic_empty))
+    router.add("POST", "/topic/pause", _logged(api.topic_pause))
+    router.add("POST", "/topic/unpause", _logged(api.topic_pause))
+    router.add("POST", "/channel/create", _logged(api.channel_create))
+    router.add("POST", "/channel/delete", _logged(api.channel_delete))
+    router.add("POST", "/channel/empty", _logged(api.channel_empty))
+    router.add("POST", "/channel/pause", _logged(api.channel_pause))
+    router.add("POST", "/channel/unpause", _logged(api.channel_pause))
+    router.add(("GET", "PUT"), "/config/:opt", _logged(api.config))
+    return router
+
+
+async def serve_nsqd_http(nsqd: NSQD, *,
+                          task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+                          ) -> None:
+    """Serve nsqd's HTTP API on ``--http-address`` until cancelled.
+
+    ``task_status.started`` gets the bound ``(host, port)``.
+
+    Raises:
+        OSError: the address cannot be bound (raised from ``nursery.start``).
+    """
+    opts = nsqd.options
+    host, port = split_host_port(opts.http_address)
+    install_gc_monitor()
+    await serve_http(make_router(nsqd), host, port, name="HTTP",
+                     max_body_size=opts.max_body_size, task_status=task_status)
+
