@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import signal
+import subprocess
 import sys
 
 import trio
@@ -35,7 +36,7 @@ class Daemon:
     async def run(self, nursery: trio.Nursery, expect: int) -> None:
         self.proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", self.name, *self.args], cwd=ROOT,
-            stderr=__import__("subprocess").PIPE)
+            stderr=subprocess.PIPE, start_new_session=True)  # Ctrl-C reaches only us
         nursery.start_soon(self._pump, expect)
 
     async def _pump(self, expect: int) -> None:
@@ -120,4 +121,7 @@ async def stop(daemons: list[Daemon]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(trio.run(main, sys.argv[1:]))
+    try:
+        sys.exit(trio.run(main, sys.argv[1:]))
+    except KeyboardInterrupt:  # a second Ctrl-C after the daemons were stopped
+        sys.exit(0)
