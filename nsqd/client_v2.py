@@ -67,6 +67,9 @@ class ClientV2:
         self.deflate = False
         self.auth_identity = ""
         self.auth_identity_url = ""
+        self.auth_state = None  # nsqd.auth.AuthState once AUTH succeeded
+        self.auth_secret = ""
+        self.tls_info = None  # nsqd.tls.TLSInfo once upgraded
         self.pub_counts: dict[str, int] = {}
         self.connect_time = time.time()
         self.cancel_scope: trio.CancelScope | None = None
@@ -76,6 +79,10 @@ class ClientV2:
         self._writer_parked = False
         self._exiting = False
         self._hb_changed = False
+        self._stream: trio.abc.SendStream | None = None
+        self._hold = False  # a transport upgrade wants the writer idle
+        self._held = trio.Event()
+        self._resume_lot = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return self.remote_address
@@ -105,7 +112,11 @@ class ClientV2:
             self._writer_lot.unpark_all()
 
     async def writer(self, stream: trio.abc.SendStream) -> None:
-        """Send queued frames and heartbeats until :meth:`finish_output` (then flush)."""
+        """Send queued frames and heartbeats until :meth:`finish_output` (then flush).
+
+        The stream is replaced by :meth:`swap_stream` during a transport upgrade.
+        """
+        self._stream = stream
         out = self._out
         next_hb = self._next_heartbeat()
         while True:
@@ -115,6 +126,11 @@ class ClientV2:
             if not out:
                 if self._exiting:
                     return
+                if self._hold:
+                    await self._idle_for_upgrade()
+                    if self._stream is None:
+                        return
+                    continue
                 with trio.move_on_at(next_hb):
                     self._writer_parked = True
                     try:
@@ -129,7 +145,25 @@ class ClientV2:
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
             self._drained_lot.unpark_all()
-            await stream.send_all(data)
+            await self._stream.send_all(data)  # type: ignore[union-attr]
+
+    async def _idle_for_upgrade(self) -> None:
+        self._held.set()
+        while self._hold and not self._exiting:
+            await self._resume_lot.park()
+
+    async def hold_writer(self) -> None:
+        """Wait until everything queued is sent and the writer stays idle (upgrade)."""
+        self._hold = True
+        self._held = trio.Event()
+        self._writer_lot.unpark_all()
+        await self._held.wait()
+
+    def swap_stream(self, stream: trio.abc.SendStream | None) -> None:
+        """Let the held writer go on with ``stream`` (None: the upgrade failed, stop)."""
+        self._stream = stream
+        self._hold = False
+        self._resume_lot.unpark_all()
 
     def _next_heartbeat(self) -> float:
         hb = self.heartbeat_interval
@@ -140,6 +174,7 @@ class ClientV2:
         self._exiting = True
         self._writer_lot.unpark_all()
         self._drained_lot.unpark_all()
+        self._resume_lot.unpark_all()
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -11,7 +11,13 @@ Deviations from NSQ 1.3 (all deliberate):
   ``BODY_TOO_BIG`` before any handler runs (for ``/pub`` NSQ would say ``MSG_TOO_BIG``);
 * ``PUT /config/nsqlookupd_tcp_addresses`` with ``null`` stores ``[]`` (Go stores a nil
   slice and answers ``null``);
-* no ``/debug/pprof`` endpoints (Go runtime specific) and no HTTPS / TLS-required mode.
+* no ``/debug/pprof`` endpoints (Go runtime specific);
+* with ``--auth-http-address``, ``/pub`` and ``/mpub`` need the AUTH secret as
+  ``Authorization: Bearer <secret>`` and a ``publish`` grant for the topic (NSQ leaves
+  HTTP unchecked): 401 ``AUTH_REQUIRED`` without it, 401 ``AUTH_FAILED`` when the auth
+  server refuses or cannot be asked, 403 ``UNAUTHORIZED`` without the grant. Replies
+  are cached for their ttl per (secret, remote IP, HTTPS). ``common_name`` is sent
+  empty over HTTPS.
 
 Kept as NSQ has it although it looks odd: a backend failure while publishing answers 503
 ``EXITING`` (Go maps every ``PutMessage`` error to it); the cause is logged.
@@ -46,10 +52,12 @@ from internal.netaddr import split_host_port
 from internal.options import OptionSpec, format_duration, option_specs
 from internal.version import NSQ_VERSION
 
+from .auth import AuthCache, AuthError, query_any_authd
 from .backend import BackendError
 from .errors import TopicError
 from .options import Options
 from .stats import get_stats, install_gc_monitor, memory_stats, render_text, stats_document
+from .tls import TLS_REQUIRED
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -82,9 +90,40 @@ def _exiting() -> HTTPError:
 class _API:
     """The handlers, bound to one daemon."""
 
-    def __init__(self, nsqd: NSQD) -> None:
+    def __init__(self, nsqd: NSQD, *, https: bool = False) -> None:
         self.nsqd = nsqd
+        self.https = https
         self._specs: dict[str, OptionSpec] = {s.cfg: s for s in option_specs(Options)}
+        self._auth_cache = AuthCache()
+
+    async def _authorize_publish(self, req: Request) -> None:
+        """With auth enabled: the request's secret must grant ``publish`` on the topic."""
+        topic = req.arg("topic")
+        if topic is None or not is_valid_topic_name(topic):
+            return  # answered by the usual argument checks, nothing is published
+        header = req.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise HTTPError(401, "AUTH_REQUIRED")
+        secret = secret.strip()
+        opts = self.nsqd.options
+        remote_ip = req.remote_addr.rsplit(":", 1)[0].strip("[]")
+        key = (secret, remote_ip, self.https)
+        state = self._auth_cache.get(key)
+        if state is None:
+            try:
+                state = await query_any_authd(
+                    opts.auth_http_addresses, remote_ip=remote_ip, tls=self.https,
+                    common_name="", secret=secret, ssl_context=self.nsqd.client_tls_context,
+                    connect_timeout=opts.http_client_connect_timeout,
+                    request_timeout=opts.http_client_request_timeout,
+                    method=opts.auth_http_request_method)
+            except AuthError as exc:
+                logger.warning("HTTP: [%s] AUTH failed %s", req.remote_addr, exc)
+                raise HTTPError(401, "AUTH_FAILED") from None
+            self._auth_cache.put(key, state)
+        if not state.is_allowed(topic, ""):
+            raise HTTPError(403, "UNAUTHORIZED")
 
     # ------------------------------------------------------------------ helpers
     def _topic_from_query(self, req: Request) -> Topic:
@@ -171,6 +210,8 @@ class _API:
             raise HTTPError(413, "MSG_TOO_BIG")
         if not body:
             raise HTTPError(400, "MSG_EMPTY")
+        if opts.auth_http_addresses:
+            await self._authorize_publish(req)
         topic = self._topic_from_query(req)
         deferred = req.query.get("defer")
         if deferred is not None:
@@ -194,6 +235,8 @@ class _API:
 
     async def mpub(self, req: Request) -> Response:
         opts = self.nsqd.options
+        if opts.auth_http_addresses:
+            await self._authorize_publish(req)
         topic = self._topic_from_query(req)
         binary = False
         flag = req.arg("binary")
@@ -398,9 +441,9 @@ def _logged(handler: Handler) -> Handler:
     return logged
 
 
-def make_router(nsqd: NSQD) -> Router:
+def make_router(nsqd: NSQD, *, https: bool = False) -> Router:
     """The nsqd routes (NSQ's ``newHTTPServer``)."""
-    api = _API(nsqd)
+    api = _API(nsqd, https=https)
     router = Router()
     router.add("GET", "/ping", _logged(api.ping))
     router.add("GET", "/info", _logged(api.info))
@@ -421,19 +464,36 @@ def make_router(nsqd: NSQD) -> Router:
     return router
 
 
-async def serve_nsqd_http(nsqd: NSQD, *,
+def _tls_required_handler(nsqd: NSQD) -> Handler:
+    """Plain HTTP under ``--tls-required=true``: every request is sent to HTTPS."""
+
+    async def tls_required(req: Request) -> Response:
+        bound = nsqd.bound
+        port = bound.https_address[1] if bound is not None and bound.https_address else 0
+        body = f'{{"message": "TLS_REQUIRED", "https_port": {port}}}'.encode()
+        return Response(403, body, "application/json; charset=utf-8", [V1_HEADER])
+
+    return tls_required
+
+
+async def serve_nsqd_http(nsqd: NSQD, *, https: bool = False,
                           task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                           ) -> None:
-    """Serve nsqd's HTTP API on ``--http-address`` until cancelled.
+    """Serve nsqd's HTTP API on ``--http-address`` (or HTTPS on ``--https-address``).
 
-    ``task_status.started`` gets the bound ``(host, port)``.
+    ``task_status.started`` gets the bound ``(host, port)``. With ``--tls-required=true``
+    the plain HTTP listener answers every request with 403 ``TLS_REQUIRED``, as NSQ.
 
     Raises:
         OSError: the address cannot be bound (raised from ``nursery.start``).
     """
     opts = nsqd.options
-    host, port = split_host_port(opts.http_address)
+    host, port = split_host_port(opts.https_address if https else opts.http_address)
     install_gc_monitor()
-    await serve_http(make_router(nsqd), host, port, name="HTTP",
-                     max_body_size=opts.max_body_size, task_status=task_status)
+    handler: Handler | Router = make_router(nsqd, https=https)
+    if not https and opts.tls_required == TLS_REQUIRED:
+        handler = _tls_required_handler(nsqd)
+    await serve_http(handler, host, port, name="HTTPS" if https else "HTTP",
+                     max_body_size=opts.max_body_size,
+                     ssl_context=nsqd.tls_context if https else None, task_status=task_status)
 

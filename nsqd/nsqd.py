@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from .errors import TopicError
 from .guid import IDGenerator
 from .options import Options
 from .protocol_v2 import ProtocolV2
+from .tls import build_client_context, build_server_context
 from .topic import Topic
 
 __all__ = ["NSQD", "BoundAddresses"]
@@ -44,6 +46,7 @@ class BoundAddresses:
 
     tcp_address: tuple[str, int]
     http_address: tuple[str, int] | None
+    https_address: tuple[str, int] | None = None
 
 
 class NSQD:
@@ -51,6 +54,13 @@ class NSQD:
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        try:
+            #: TLS for the TCP upgrade and HTTPS; None without --tls-cert/--tls-key
+            self.tls_context = build_server_context(options)
+            self._client_tls_context = (build_client_context(options)
+                                        if options.auth_http_addresses else None)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from exc
         self.topics: dict[str, Topic] = {}
         self.clients: dict[int, ClientV2] = {}
         self.start_time = time.time()
@@ -70,6 +80,13 @@ class NSQD:
     @property
     def data_path(self) -> str:
         return self.options.data_path or os.getcwd()
+
+    @property
+    def client_tls_context(self) -> Any:
+        """TLS settings of nsqd as an HTTPS client (auth server queries)."""
+        if self._client_tls_context is None:
+            self._client_tls_context = build_client_context(self.options)
+        return self._client_tls_context
 
     def swap_options(self, **changes: Any) -> None:
         """Replace options at runtime (PUT /config), NSQ's swapOpts."""
@@ -308,12 +325,15 @@ class NSQD:
                 self.load_metadata()
                 logger.info("TCP: listening on %s", join_host_port(*tcp_addr))
                 nursery.start_soon(self._serve_tcp, listeners)
+                from .http import serve_nsqd_http
+
+                https_addr = None
+                if self.tls_context is not None and opts.https_address:
+                    https_addr = await nursery.start(partial(serve_nsqd_http, self, https=True))
                 http_addr = None
                 if opts.http_address:
-                    from .http import serve_nsqd_http
-
                     http_addr = await nursery.start(serve_nsqd_http, self)
-                self.bound = BoundAddresses(tcp_addr, http_addr)
+                self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
                 nursery.start_soon(self._scan_loop)
                 nursery.start_soon(self._metadata_writer)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,

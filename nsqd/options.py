@@ -8,6 +8,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tls import TLS_NOT_REQUIRED, VERSION_TLS10, parse_tls_min_version, parse_tls_required
+from .tls import validate as validate_tls
+
 __all__ = ["Options", "default_node_id"]
 
 
@@ -39,8 +42,9 @@ class Options:
 
     tcp_address: str = _opt("0.0.0.0:4150", "tcp-address", "<addr>:<port> to listen on for TCP clients")
     http_address: str = _opt("0.0.0.0:4151", "http-address", "<addr>:<port> to listen on for HTTP clients")
-    https_address: str = _opt("", "https-address",
-                              "<addr>:<port> to listen on for HTTPS clients (needs --tls-cert)")
+    https_address: str = _opt("0.0.0.0:4152", "https-address",
+                              "<addr>:<port> to listen on for HTTPS clients "
+                              "(only when --tls-cert and --tls-key are set)")
     broadcast_address: str = _opt(socket.gethostname(), "broadcast-address",
                                   "address that will be registered with lookupd")
     broadcast_tcp_port: int = _opt(0, "broadcast-tcp-port",
@@ -50,6 +54,12 @@ class Options:
     lookupd_tcp_addresses: list[str] = _opt([], "lookupd-tcp-address",
                                             "lookupd TCP address (may be given multiple times)",
                                             cfg="nsqlookupd_tcp_addresses")
+    auth_http_addresses: list[str] = _opt([], "auth-http-address",
+                                          "<addr>:<port> or a full url to query auth server "
+                                          "(may be given multiple times)",
+                                          cfg="auth_http_addresses")
+    auth_http_request_method: str = _opt("get", "auth-http-request-method",
+                                         "HTTP method to use for auth server requests (get or post)")
     http_client_connect_timeout: float = _dur(2.0, "http-client-connect-timeout",
                                               "timeout for HTTP connect")
     http_client_request_timeout: float = _dur(5.0, "http-client-request-timeout",
@@ -97,6 +107,18 @@ class Options:
                                   "max deflate compression level a client can negotiate (> values == > nsqd CPU usage)")
     snappy: bool = _opt(True, "snappy", "enable snappy feature negotiation (client compression)")
 
+    tls_cert: str = _opt("", "tls-cert", "path to certificate file")
+    tls_key: str = _opt("", "tls-key", "path to key file")
+    tls_client_auth_policy: str = _opt("", "tls-client-auth-policy",
+                                       "client certificate auth policy ('require' or 'require-verify')")
+    tls_root_ca_file: str = _opt("", "tls-root-ca-file", "path to certificate authority file")
+    tls_required: int = _opt(TLS_NOT_REQUIRED, "tls-required",
+                             "require TLS for client connections (true, false, tcp-https)",
+                             parse=parse_tls_required)
+    tls_min_version: int = _opt(VERSION_TLS10, "tls-min-version",
+                                "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', "
+                                "'tls1.2' or 'tls1.3')", parse=parse_tls_min_version)
+
     def __post_init__(self) -> None:
         if self.node_id == -1:
             self.node_id = default_node_id()
@@ -112,3 +134,6 @@ class Options:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0")
         self.lookupd_tcp_addresses = [a for a in self.lookupd_tcp_addresses if a]
+        self.auth_http_addresses = [a for a in self.auth_http_addresses if a]
+        self.auth_http_request_method = self.auth_http_request_method.lower()
+        validate_tls(self)

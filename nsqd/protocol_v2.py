@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from client.compression import SNAPPY_AVAILABLE
 from client.protocol import (
     CLOSE_WAIT,
     OK,
@@ -32,9 +33,12 @@ from client.protocol import (
 )
 from internal.version import NSQ_VERSION
 
+from .auth import AuthError, AuthState, query_any_authd
 from .backend import BackendError
 from .client_v2 import ClientV2, State
 from .errors import ChannelError, ClientError, FatalClientError, TopicError
+from .tls import TLS_NOT_REQUIRED
+from .transport import UpgradeError, UpgradePlan, upgrade_connection
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -48,6 +52,25 @@ RECV_SIZE = 256 * 1024
 
 class _NeedBody(Exception):
     """A body-carrying command checked before its body arrived: parameters are fine."""
+
+
+class _Await(Exception):
+    """A command needs I/O (the auth server): the loop awaits ``fn()`` in order.
+
+    With ``retry`` the command's handler runs again afterwards and answers; without,
+    ``fn()``'s result is the answer.
+    """
+
+    def __init__(self, fn: Any, retry: bool) -> None:
+        self.fn = fn
+        self.retry = retry
+
+
+class _Upgrade(Exception):
+    """IDENTIFY negotiated TLS/snappy/deflate: send the response, then upgrade."""
+
+    def __init__(self, plan: UpgradePlan) -> None:
+        self.plan = plan
 
 
 def _fatal(code: str, desc: str) -> FatalClientError:
@@ -84,6 +107,8 @@ class ProtocolV2:
             b"MPUB": self.mpub,
             b"DPUB": self.dpub,
         }
+        #: before a TLS upgrade when TLS is required: anything but IDENTIFY is refused
+        self._tls_guard = {b"IDENTIFY": self.identify}
 
     # ------------------------------------------------------------------ loop
     async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
@@ -93,7 +118,7 @@ class ProtocolV2:
                                max_body_size=max(opts.max_body_size, opts.max_msg_size),
                                early_reject=lambda name, params: self._rejects(client, name, params))
         reader.feed(initial)
-        handlers = self._handlers
+        handlers = self._handlers_for(client)
         try:
             async with trio.open_nursery() as nursery:
                 client.cancel_scope = nursery.cancel_scope
@@ -129,17 +154,31 @@ class ProtocolV2:
                 logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
                 return
             fatal = False
+            upgrade = None
             for cmd in commands:
                 handler = handlers.get(cmd.name)
                 try:
                     if handler is None:
-                        raise _fatal("E_INVALID", "invalid command " + cmd.name.decode("latin-1"))
+                        raise self._no_handler(client, cmd.name)
                     try:
                         response = handler(client, cmd)
                     except _NeedBody:
                         raise _fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
+                    except _Await as aw:
+                        response = await aw.fn()
+                        if aw.retry:
+                            response = handler(client, cmd)
                     if response is not None:
                         client.send(encode_response(response))
+                except _Upgrade as up:
+                    client.send(encode_response(up.plan.response))
+                    if cmd is not commands[-1] or reader.buffered:
+                        # a client must wait for IDENTIFY's response before upgrading
+                        logger.info("PROTOCOL(V2): [%s] data after IDENTIFY before the upgrade",
+                                    client)
+                        fatal = True
+                    upgrade = up.plan
+                    break
                 except ClientError as err:
                     fatal = isinstance(err, FatalClientError)
                     ctx = f" - {err.parent}" if err.parent else ""
@@ -155,17 +194,41 @@ class ProtocolV2:
                     channel.fill(client, trio.current_time())
             if fatal:
                 return
+            if upgrade is not None:
+                try:
+                    stream = await upgrade_connection(stream, client, upgrade,
+                                                      self.nsqd.tls_context)
+                except UpgradeError as exc:
+                    logger.info("PROTOCOL(V2): [%s] %s", client, exc)
+                    return
+                handlers = self._handlers_for(client)
+                continue
             await client.wait_output_drained()
 
     def _rejects(self, client: ClientV2, name: bytes, params: list[bytes]) -> bool:
         """Would this command fail before its body is read (NSQ checks params first)?"""
+        if name != b"IDENTIFY" and self._tls_pending(client):
+            return True
         try:
             self._handlers[name](client, Command(name, params))
-        except _NeedBody:
+        except (_NeedBody, _Await):
             return False
         except ClientError:
             return True
         return False
+
+    def _tls_pending(self, client: ClientV2) -> bool:
+        return self.nsqd.options.tls_required != TLS_NOT_REQUIRED and not client.tls
+
+    def _handlers_for(self, client: ClientV2) -> dict[bytes, Any]:
+        return self._tls_guard if self._tls_pending(client) else self._handlers
+
+    def _no_handler(self, client: ClientV2, name: bytes) -> FatalClientError:
+        """The error for a command without handler (unknown, or TLS still required)."""
+        text = name.decode("latin-1")
+        if self._tls_pending(client):
+            return _fatal("E_INVALID", f"cannot {text} in current state (TLS required)")
+        return _fatal("E_INVALID", "invalid command " + text)
 
     def _cleanup(self, client: ClientV2) -> None:
         logger.info("PROTOCOL(V2): [%s] exiting ioloop", client)
@@ -202,26 +265,34 @@ class ProtocolV2:
             raise FatalClientError("E_BAD_BODY", f"IDENTIFY {exc}")
         if not ident.feature_negotiation:
             return OK
+        tls_v1 = self.nsqd.tls_context is not None and ident.tls_v1
+        deflate = opts.deflate and ident.deflate
         deflate_level = 6
-        if ident.deflate_level > 0:
+        if deflate and ident.deflate_level > 0:
             deflate_level = ident.deflate_level
         deflate_level = min(deflate_level, opts.max_deflate_level)
+        snappy = opts.snappy and ident.snappy and SNAPPY_AVAILABLE
+        if deflate and snappy:
+            raise _fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
         response = {
             "max_rdy_count": opts.max_rdy_count,
             "version": NSQ_VERSION,
             "max_msg_timeout": int(opts.max_msg_timeout * 1000),
             "msg_timeout": int(client.msg_timeout * 1000),
-            "tls_v1": False,
-            "deflate": False,
+            "tls_v1": tls_v1,
+            "deflate": deflate,
             "deflate_level": deflate_level,
             "max_deflate_level": opts.max_deflate_level,
-            "snappy": False,
+            "snappy": snappy,
             "sample_rate": client.sample_rate,
-            "auth_required": False,
+            "auth_required": bool(opts.auth_http_addresses),
             "output_buffer_size": client.output_buffer_size,
             "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
         }
-        return json.dumps(response, separators=(",", ":")).encode()
+        encoded = json.dumps(response, separators=(",", ":")).encode()
+        if tls_v1 or snappy or deflate:
+            raise _Upgrade(UpgradePlan(encoded, tls_v1, snappy, deflate_level if deflate else 0))
+        return encoded
 
     def _apply_identify(self, client: ClientV2, ident: _IdentifyData) -> None:
         opts = self.nsqd.options
@@ -279,7 +350,63 @@ class ProtocolV2:
             if size > opts.max_body_size:
                 raise _fatal("E_BAD_BODY", f"AUTH body too big {size} > {opts.max_body_size}")
             raise _fatal("E_BAD_BODY", f"AUTH invalid body size {size}")
-        raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
+        if client.auth_state is not None and client.auth_state.authorizations:
+            raise _fatal("E_INVALID", "AUTH already set")
+        if not opts.auth_http_addresses:
+            raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
+        secret = cmd.body.decode("utf-8", "replace")
+
+        async def authenticate() -> bytes:
+            client.auth_secret = secret
+            state = await self._query_auth(client)
+            if not state.authorizations:
+                raise _fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
+            return _go_json({"identity": state.identity, "identity_url": state.identity_url,
+                             "permission_count": len(state.authorizations)})
+
+        raise _Await(authenticate, retry=False)
+
+    async def _query_auth(self, client: ClientV2) -> AuthState:
+        """Ask the auth server about ``client`` and keep the reply on it.
+
+        Raises:
+            FatalClientError: E_AUTH_FAILED (the cause is logged, never sent).
+        """
+        opts = self.nsqd.options
+        info = client.tls_info
+        try:
+            state = await query_any_authd(
+                opts.auth_http_addresses,
+                remote_ip=client.remote_address.rsplit(":", 1)[0].strip("[]"),
+                tls=client.tls, common_name=info.common_name if info is not None else "",
+                secret=client.auth_secret, ssl_context=self.nsqd.client_tls_context,
+                connect_timeout=opts.http_client_connect_timeout,
+                request_timeout=opts.http_client_request_timeout,
+                method=opts.auth_http_request_method)
+        except AuthError as exc:
+            # errors contacting the auth server are not leaked to untrusted clients
+            logger.warning("PROTOCOL(V2): [%s] AUTH failed %s", client, exc)
+            raise FatalClientError("E_AUTH_FAILED", "AUTH failed", exc) from None
+        client.auth_state = state
+        client.authed = bool(state.authorizations)
+        client.auth_identity = state.identity
+        client.auth_identity_url = state.identity_url
+        return state
+
+    def _check_auth(self, client: ClientV2, name: str, topic: str, channel: str) -> None:
+        """NSQ's CheckAuth (only called when auth is enabled)."""
+        state = client.auth_state
+        if state is None or not state.authorizations:
+            raise _fatal("E_AUTH_FIRST", f"AUTH required before {name}")
+        if state.is_expired():
+            async def refresh() -> None:
+                fresh = await self._query_auth(client)
+                if not fresh.is_allowed(topic, channel):
+                    raise _unauthorized(name, topic, channel)
+
+            raise _Await(refresh, retry=True)
+        if not state.is_allowed(topic, channel):
+            raise _unauthorized(name, topic, channel)
 
     def sub(self, client: ClientV2, cmd: Any) -> bytes | None:
         if client.state != State.INIT:
@@ -295,6 +422,8 @@ class ProtocolV2:
         channel_name = params[1].decode("latin-1")
         if not is_valid_channel_name(channel_name):
             raise _fatal("E_BAD_CHANNEL", f"SUB channel name {_quote(channel_name)} is not valid")
+        if self.nsqd.options.auth_http_addresses:
+            self._check_auth(client, "SUB", topic_name, channel_name)
         try:
             topic = self.nsqd.get_topic(topic_name)
             channel = topic.get_channel(channel_name)
@@ -408,6 +537,8 @@ class ProtocolV2:
     def pub(self, client: ClientV2, cmd: Any) -> bytes | None:
         topic_name = self._topic_param(cmd, "PUB", 1)
         body = self._message_body(cmd, "PUB")
+        if self.nsqd.options.auth_http_addresses:
+            self._check_auth(client, "PUB", topic_name, "")
         try:
             self.nsqd.publish(topic_name, [body])
         except (TopicError, BackendError) as exc:
@@ -418,6 +549,8 @@ class ProtocolV2:
     def mpub(self, client: ClientV2, cmd: Any) -> bytes | None:
         opts = self.nsqd.options
         topic_name = self._topic_param(cmd, "MPUB", 1)
+        if opts.auth_http_addresses:
+            self._check_auth(client, "MPUB", topic_name, "")
         body = cmd.body
         if body is None:
             size = _bad_size(cmd)
@@ -447,6 +580,8 @@ class ProtocolV2:
         if timeout_ms > max_ms:
             raise _fatal("E_INVALID", f"DPUB timeout {timeout_ms} out of range 0-{max_ms}")
         body = self._message_body(cmd, "DPUB")
+        if self.nsqd.options.auth_http_addresses:
+            self._check_auth(client, "DPUB", topic_name, "")
         try:
             self.nsqd.publish_deferred(topic_name, body, timeout_ms / 1000)
         except (TopicError, BackendError) as exc:
@@ -465,6 +600,16 @@ def _bad_size(cmd: Command) -> int:
 def _quote(s: str) -> str:
     """Go's %q for the ASCII names we quote."""
     return json.dumps(s)
+
+
+def _unauthorized(name: str, topic: str, channel: str) -> FatalClientError:
+    return _fatal("E_UNAUTHORIZED", f"AUTH failed for {name} on {_quote(topic)} {_quote(channel)}")
+
+
+def _go_json(obj: Any) -> bytes:
+    """JSON as Go's encoding/json writes it (UTF-8, ``<>&`` escaped)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
 
 class _IdentifyData:
