@@ -111,13 +111,17 @@ class Codec(Protocol):
 class SnappyCodec:
     """NSQ's snappy stream compression for one connection (sans-I/O).
 
+    Received bytes are buffered linearly (pieces are joined only once the next chunk
+    is complete), so a peer dribbling a chunk byte by byte costs O(n), not O(n²).
+
     Example::
 
         a, b = SnappyCodec(), SnappyCodec()
         assert b.decompress(a.compress(b"hello")) == b"hello"
     """
 
-    __slots__ = ("_buf", "_compressor", "_header_seen", "_pos")
+    __slots__ = ("_buf", "_compressor", "_header_seen", "_more", "_need", "_pending",
+                 "_pending_len", "_pos")
 
     def __init__(self) -> None:
         if cramjam is None:
@@ -125,12 +129,16 @@ class SnappyCodec:
         self._compressor = cramjam.snappy.Compressor()
         self._buf = b""
         self._pos = 0
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 4  # bytes from _pos needed before parsing can progress
+        self._more = False  # complete chunks were left for the next call (max_length)
         self._header_seen = False
 
     @property
     def pending(self) -> bool:
-        """A complete chunk is buffered but was not decoded (``max_length`` reached)."""
-        return self._complete_end(self._pos, 1) > self._pos
+        """Complete chunks are buffered but were not decoded (``max_length`` reached)."""
+        return self._more
 
     @property
     def eof(self) -> bool:
@@ -151,37 +159,48 @@ class SnappyCodec:
             CompressionError: bad chunk type or length, bad checksum, missing stream
                 identifier.
         """
+        if data:
+            self._pending.append(data)
+            self._pending_len += len(data)
         buf = self._buf
         pos = self._pos
-        if data:
-            buf = buf[pos:] + data if pos < len(buf) else data
+        if self._pending:
+            if len(buf) - pos + self._pending_len < self._need and not self._more:
+                return b""
+            rest = buf[pos:] if pos < len(buf) else b""
+            self._pending.insert(0, rest)
+            buf = b"".join(self._pending)
             pos = 0
+            self._pending.clear()
+            self._pending_len = 0
         limit = max_length // SNAPPY_MAX_BLOCK + 1 if max_length > 0 else 1 << 30
-        end = self._complete_end(pos, limit, buf)
-        if end == pos:
-            self._buf, self._pos = buf, pos
-            return b""
-        if not self._header_seen:
-            if not buf.startswith(SNAPPY_STREAM_HEADER, pos):
-                raise CompressionError("snappy: stream does not start with the stream identifier")
-            self._header_seen = True
+        end = self._scan(buf, pos, limit)
         chunks = buf[pos:end]
         if end >= len(buf):
             self._buf, self._pos = b"", 0
         else:
             self._buf, self._pos = buf, end
+        if not chunks:
+            return b""
+        if not self._header_seen:
+            if not chunks.startswith(SNAPPY_STREAM_HEADER):
+                raise CompressionError("snappy: stream does not start with the stream identifier")
+            self._header_seen = True
         try:
             return bytes(cramjam.snappy.decompress(SNAPPY_STREAM_HEADER + chunks))
         except cramjam.DecompressionError as exc:
             raise CompressionError(str(exc)) from None
 
-    def _complete_end(self, pos: int, limit: int, buf: bytes | None = None) -> int:
-        """Offset just after the last complete chunk from ``pos`` (``limit`` data chunks)."""
-        if buf is None:
-            buf = self._buf
+    def _scan(self, buf: bytes, pos: int, limit: int) -> int:
+        """Offset after the complete chunks from ``pos`` (at most ``limit`` data chunks).
+
+        Sets ``_need`` (bytes to wait for) and ``_more`` (stopped at the limit).
+        """
         end = len(buf)
         count = 0
-        while end - pos >= 4 and count < limit:
+        self._need = 4
+        self._more = False
+        while end - pos >= 4:
             kind = buf[pos]
             length = buf[pos + 1] | buf[pos + 2] << 8 | buf[pos + 3] << 16
             if length > _SNAPPY_MAX_CHUNK:
@@ -189,10 +208,14 @@ class SnappyCodec:
             if 0x02 <= kind <= 0x7F:
                 raise CompressionError(f"snappy: unsupported chunk type {kind:#x}")
             if end - pos - 4 < length:
+                self._need = 4 + length
                 break
-            pos += 4 + length
             if kind <= _CHUNK_UNCOMPRESSED:
+                if count == limit:
+                    self._more = True
+                    break
                 count += 1
+            pos += 4 + length
         return pos
 
 
