@@ -125,12 +125,17 @@ def line_chart(times: Sequence[float], values: Sequence[float | None], *, title:
             assert y is not None
             out.append(f'<circle class="dot" cx="{xs[i]:.1f}" cy="{y:.1f}" r="2.5"/>')
         labels = 4 if len(times) > 1 else 1
+        shown: set[str] = set()
         for i in range(labels):
             frac = i / (labels - 1) if labels > 1 else 1.0
+            label = _time_label(t0 + span * frac, span)
+            if label in shown:
+                continue
+            shown.add(label)
             x = left + pw * frac
             anchor = "start" if i == 0 and labels > 1 else "end" if frac == 1.0 else "middle"
             out.append(f'<text class="axis" x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}">'
-                       f"{escape(_time_label(t0 + span * frac, span))}</text>")
+                       f"{escape(label)}</text>")
     else:
         out.append(f'<text class="empty" x="{left + pw / 2}" y="{top + ph / 2 + 4}" '
                    f'text-anchor="middle">waiting for samples…</text>')

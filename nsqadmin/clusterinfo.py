@@ -32,7 +32,7 @@ import trio
 
 from internal.netaddr import split_host_port
 
-from .stats import Doc, Producer, aggregate_channels, topic_from_nsqd
+from .stats import Doc, Producer, topic_from_nsqd
 
 __all__ = ["ClusterError", "ClusterInfo", "RequestFailed"]
 
@@ -378,12 +378,6 @@ class ClusterInfo:
         if not producers:
             return []
         return await self.nsqd_stats(producers, warnings, include_clients=include_clients)
-
-    async def channel_map(self, lookupd: Sequence[str], nsqd: Sequence[str],
-                          warnings: list[str]) -> dict[str, Doc]:
-        """Cluster-wide channel aggregates keyed ``topic:channel`` (for the counter)."""
-        stats = await self.all_stats(lookupd, nsqd, warnings)
-        return aggregate_channels(stats, keyed_by_topic=True)
 
     # ------------------------------------------------------------------ writes
     # Each returns the failed requests' messages (Go's PartialErr, answered 200 with a

@@ -142,21 +142,27 @@ class _Server:
         if not inactive:
             return topics
         result: dict[str, list[str] | None] = {}
-        if not lookupd:
+        if not lookupd or not topics:
             return result
+        # a topic is active when some nsqd registered it (and is not tombstoned for it):
+        # one /nodes per nsqlookupd instead of Go's /lookup per topic
+        ignored: list[str] = []
+        try:
+            producers = await self.ci.lookupd_producers(lookupd, ignored)
+        except ClusterError:
+            return result
+        active = {t for p in producers for t, tombstoned in p.topics or () if not tombstoned}
 
-        async def check(name: str) -> None:
-            ignored: list[str] = []
+        async def channels(name: str) -> None:
             try:
-                producers = await self.ci.lookupd_topic_producers(name, lookupd, ignored)
-                if not producers:
-                    result[name] = await self.ci.lookupd_topic_channels(name, lookupd, ignored)
+                result[name] = await self.ci.lookupd_topic_channels(name, lookupd, ignored)
             except ClusterError:
-                pass
+                result[name] = None
 
         async with trio.open_nursery() as nursery:
-            for name in topics or ():
-                nursery.start_soon(check, name)
+            for name in topics:
+                if name not in active:
+                    nursery.start_soon(channels, name)
         return dict(sorted(result.items()))
 
     async def topic_data(self, topic: str, messages: list[str]) -> Doc:
@@ -213,7 +219,7 @@ class _Server:
     async def counter_data(self, messages: list[str]) -> dict[str, Doc]:
         lookupd, nsqd = self.admin.targets()
         try:
-            return counter_stats(await self.ci.channel_map(lookupd, nsqd, messages))
+            return counter_stats(await self.ci.all_stats(lookupd, nsqd, messages))
         except ClusterError as exc:
             raise _upstream("get nsqd stats", exc) from None
 

@@ -71,6 +71,10 @@ def _n(value: int | float) -> str:
     return f"{int(value):,}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _rate(value: float | None) -> str:
     return "–" if value is None else f"{format_number(value)}/s"
 
@@ -158,8 +162,9 @@ def _button(label: str, css: str, method: str, url: str, *, body: Any = None,
             f"{label}</button>")
 
 
-def _table(headers: Iterable[str], rows: Iterable[str], css: str = "") -> str:
-    head = "".join(f"<th>{h}</th>" for h in headers)
+def _table(headers: Iterable[str | tuple[str, int]], rows: Iterable[str], css: str = "") -> str:
+    head = "".join(f"<th>{h}</th>" if isinstance(h, str) else f'<th colspan="{h[1]}">{h[0]}</th>'
+                   for h in headers)
     return (f'<table class="table {css}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
@@ -244,7 +249,7 @@ def topics_page(ctx: Context, names: Sequence[str], stats: Sequence[Doc], warnin
             f'<td class="spark-cell">{spark_rate}</td>'
             f'<td class="num">{len(channels)}</td><td class="num">{nodes}</td></tr>')
     if rows:
-        body = _table(["Topic", "Depth", "", "Messages", "Rate", "", "Channels", "Nodes"],
+        body = _table(["Topic", ("Depth", 2), "Messages", ("Rate", 2), "Channels", "Nodes"],
                       rows, "topics-table")
     else:
         body = _notice("Notice", "No Topics Found")
@@ -368,7 +373,7 @@ def topic_page(ctx: Context, doc: Doc, warning: str) -> str:
                 f'<td class="num rate">{_rate(_latest_rate(ctx, key))}</td>'
                 f'<td class="num">{_n(c["client_count"])}</td>'
                 f'{_e2e_cells(c["e2e_processing_latency"], len(pcts))}</tr>')
-        parts.append(_table(["Channel", "Depth", "", "Memory + Disk", "In-Flight", "Deferred",
+        parts.append(_table(["Channel", ("Depth", 2), "Memory + Disk", "In-Flight", "Deferred",
                              "Requeued", "Timed Out", "Messages", "Rate", "Connections", *pcts],
                             crow, "topic-channels"))
     return _layout(ctx, name, "".join(parts), warning=warning)
@@ -513,7 +518,7 @@ def node_page(ctx: Context, doc: Doc) -> str:
             f'<td class="num">{_n(t["memory_depth"])} + {_n(t["backend_depth"])}</td>'
             '<td></td><td></td><td></td><td></td>'
             f'<td class="num">{_n(t["message_count"])}</td>'
-            f'<td class="num">{len(t["channels"] or ())} channels</td></tr>')
+            f'<td class="num">{_plural(len(t["channels"] or ()), "channel")}</td></tr>')
         for c in t["channels"] or ():
             chref = _u(ctx, f"/topics/{_q(name)}/{_q(c['channel_name'])}")
             rows.append(

@@ -19,7 +19,6 @@ aliasing rather than a design:
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from typing import Any
@@ -389,20 +388,18 @@ def aggregate_topic(name: str, per_node: list[Doc]) -> Doc:
     return total
 
 
-def counter_stats(channel_map: dict[str, Doc]) -> dict[str, Doc]:
-    """The ``stats`` of Go's ``/api/counter``: message counts per topic:channel:node."""
+def counter_stats(per_node_topics: list[Doc]) -> dict[str, Doc]:
+    """The ``stats`` of Go's ``/api/counter``: message counts per ``topic:channel:node``
+    (straight from per-node stats; Go builds the full channel aggregates first)."""
     out: dict[str, Doc] = {}
-    for agg in channel_map.values():
-        for node_stats in agg["nodes"] or ():
-            key = f"{agg['topic_name']}:{agg['channel_name']}:{node_stats['node']}"
+    for topic in per_node_topics:
+        name = topic["topic_name"]
+        for ch in topic["channels"] or ():
+            node = ch["node"]
+            key = f"{name}:{ch['channel_name']}:{node}"
             entry = out.get(key)
             if entry is None:
-                entry = out[key] = {"node": node_stats["node"], "topic_name": agg["topic_name"],
-                                    "channel_name": agg["channel_name"], "message_count": 0}
-            entry["message_count"] += node_stats["message_count"]
+                entry = out[key] = {"node": node, "topic_name": name,
+                                    "channel_name": ch["channel_name"], "message_count": 0}
+            entry["message_count"] += ch["message_count"]
     return out
-
-
-def finite(value: float) -> bool:
-    """True for a real number (not NaN / infinity)."""
-    return not (math.isnan(value) or math.isinf(value))
