@@ -121,9 +121,9 @@ def line_chart(times: Sequence[float], values: Sequence[float | None], *, title:
         out.append(f'<path class="line" d="{d}"/>')
         if len(real) == 1:
             i = next(i for i, v in enumerate(ys) if v is not None)
-            y = ys[i]
-            assert y is not None
-            out.append(f'<circle class="dot" cx="{xs[i]:.1f}" cy="{y:.1f}" r="2.5"/>')
+            dot_y = ys[i]
+            assert dot_y is not None
+            out.append(f'<circle class="dot" cx="{xs[i]:.1f}" cy="{dot_y:.1f}" r="2.5"/>')
         labels = 4 if len(times) > 1 else 1
         shown: set[str] = set()
         for i in range(labels):

@@ -413,6 +413,7 @@ def _client_row(ctx: Context, c: Doc) -> str:
         attrs.append(f'<span class="label label-success">Authed{_e(ident)}</span>')
     node = c["node"]
     return (f'<tr class="client"><td title="{_e(c["remote_address"])}">{_e(host)}</td>'
+            f'<td>{_e(c["version"])}</td>'
             f'<td><small>{_e(c["user_agent"])}</small></td>'
             f'<td class="attrs">{" ".join(attrs)}</td>'
             f'<td><a href="{_e(_u(ctx, "/nodes/" + _q(node)))}">{_e(node)}</a></td>'
@@ -455,7 +456,7 @@ def channel_page(ctx: Context, topic: str, channel: str, doc: Doc | None, warnin
     if not clients:
         parts.append(_notice("Notice", "No clients connected to this channel"))
     else:
-        parts.append(_table(["Client Host", "User-Agent", "Attributes", "NSQd Host", "In-Flight",
+        parts.append(_table(["Client Host", "Protocol", "User-Agent", "Attributes", "NSQd Host", "In-Flight",
                              "Ready Count", "Finished", "Requeued", "Messages", "Connected"],
                             (_client_row(ctx, c) for c in clients), "clients-table"))
     return _layout(ctx, f"{topic}/{channel}", "".join(parts), warning=warning)

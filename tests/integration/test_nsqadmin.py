@@ -4,6 +4,7 @@ down, pages, graphs, ``--base-path``, ``/config`` and the command line."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -233,6 +234,9 @@ async def test_channel_get_with_client(lookupd_cluster: Cluster) -> None:
         assert client["client_id"] == "worker-1" and client["hostname"] == "worker.example"
         assert client["user_agent"] == "test/1.0"
         assert client["ready_count"] == 1 and client["in_flight_count"] == 1
+        assert client["version"] == "V2"
+        page = (await c.api("GET", "/topics/chan_get/ch")).text
+        assert "worker.example:" in page and "(worker-1)" in page and "test/1.0" in page
         assert client["connected"] >= 0 and client["connected"] % 1_000_000_000 == 0
     finally:
         await conn.aclose()
@@ -464,6 +468,28 @@ async def test_every_node_down_is_502_never_500(cluster: Cluster) -> None:
             assert 'class="alert alert-danger">UPSTREAM_ERROR: failed to query any nsqd' in r.text
 
 
+async def test_hanging_node_times_out_into_a_warning(cluster: Cluster) -> None:
+    """A node that accepts but never answers costs one request timeout, not the page."""
+    c = cluster
+    await c.start_nsqd(lookupd=False)
+
+    async def hang(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    [listener] = await c.nursery.start(functools.partial(trio.serve_tcp, hang, 0, host="127.0.0.1"))
+    stuck = addr(listener.socket.getsockname())
+    await c.start_admin(nsqd_http_addresses=[c.nsqd_http(0), stuck],
+                        http_client_request_timeout=0.5)
+    await c.make_topic("slow")
+    with trio.fail_after(TIMEOUT):
+        doc = (await c.api("GET", "/api/topics")).json()
+    assert doc["topics"] == ["slow"]
+    assert f'Get "http://{stuck}/stats?format=json&include_clients=false": context deadline ' \
+           "exceeded" in doc["message"]
+    page = await c.api("GET", "/topics/slow")
+    assert page.status_code == 200 and "context deadline exceeded" in page.text
+
+
 async def test_lookupd_down(cluster: Cluster) -> None:
     c = cluster
     await c.start_lookupd()
@@ -629,10 +655,13 @@ def test_cli_version_and_errors() -> None:
 
 
 async def test_cli_serves(tmp_path: Path) -> None:
-    """``nsqadmin`` as a process: NSQ's listening log line, then the API answers."""
+    """``nsqadmin`` as a process with a TOML config: NSQ's listening log line, then the API
+    answers."""
+    config = tmp_path / "nsqadmin.cfg"
+    config.write_text(f'nsqd_http_addresses = ["{dead_address()}"]\nlog_level = "info"\n'
+                      'http_client_connect_timeout = "1s"\n')
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "nsqadmin", "--http-address=127.0.0.1:0",
-         "--nsqd-http-address", dead_address(), "--log-level=info"],
+        [sys.executable, "-m", "nsqadmin", "--http-address=127.0.0.1:0", f"--config={config}"],
         stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
     try:
         assert proc.stderr is not None
