@@ -29,6 +29,13 @@ async def _serve(admin: NSQAdmin) -> None:
                 break
 
 
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nsqadmin`` console script; returns the exit status."""
     try:
@@ -50,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(_serve, admin)
     except* OSError as group:
-        for err in group.exceptions:
+        for err in _leaves(group):
             logger.critical("%s", err.strerror if isinstance(err, OSError) and err.strerror else err)
         status = 1
     return status

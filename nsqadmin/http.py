@@ -373,7 +373,10 @@ class _Server:
                     value = []
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise HTTPError(400, "INVALID_VALUE")
-                self.admin.swap_options(lookupd_http_addresses=value)
+                try:
+                    self.admin.swap_options(lookupd_http_addresses=value)
+                except ValueError:  # e.g. neither nsqd nor lookupd addresses left
+                    raise HTTPError(400, "INVALID_VALUE") from None
             elif name == "log_level":
                 level = body.decode("utf-8", "replace")
                 try:

@@ -70,8 +70,9 @@ class Options:
                                         "how often cluster stats are sampled for the built-in graphs")
     graph_retention: float = _dur(3600.0, "graph-retention",
                                   "how much sampled history the built-in graphs keep in memory")
-    graph_max_series: int = _opt(20000, "graph-max-series",
-                                 "maximum number of graphed series (topics, channels, topic per node)")
+    graph_max_series: int = _opt(10000, "graph-max-series",
+                                 "maximum number of graphed series (topics, channels, topic per "
+                                 "node); each keeps 16 bytes per sample of retention")
 
     notification_http_endpoint: str = _opt("", "notification-http-endpoint",
                                            "HTTP endpoint (fully qualified) to which POST notifications "

@@ -614,6 +614,8 @@ async def test_config_endpoint(cluster: Cluster) -> None:
     r = await c.api("PUT", "/config/nsqlookupd_http_addresses",
                     content=json.dumps([c.lookupd_http, "127.0.0.1:1"]))
     assert r.json() == [c.lookupd_http, "127.0.0.1:1"]
+    r = await c.api("PUT", "/config/nsqlookupd_http_addresses", content=b"[]")
+    assert (r.status_code, r.json()) == (400, {"message": "INVALID_VALUE"})
     assert (await c.api("GET", "/config/log_level")).json() == 2
     assert (await c.api("PUT", "/config/log_level", content=b"warn")).json() == 3
     assert (await c.api("PUT", "/config/log_level", content=b"loud")).status_code == 400
@@ -652,6 +654,14 @@ def test_cli_version_and_errors() -> None:
     r = _run_cli()
     assert r.returncode == 1
     assert "failed to instantiate nsqadmin - --nsqd-http-address or --lookupd-http-address required" in r.stderr
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = addr(taken.getsockname())
+        r = _run_cli(f"--http-address={busy}", "--nsqd-http-address=127.0.0.1:9")
+    assert r.returncode == 1
+    assert f"FATAL: listen ({busy}) failed - " in r.stderr
 
 
 async def test_cli_serves(tmp_path: Path) -> None:
