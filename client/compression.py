@@ -346,14 +346,16 @@ async def start_tls(stream: trio.abc.Stream, ssl_context: ssl.SSLContext, *,
                     timeout: float = 5.0) -> trio.SSLStream[trio.abc.Stream]:
     """Wrap ``stream`` in TLS and finish the handshake within ``timeout`` seconds.
 
-    nsqd gives the handshake 5 seconds, as NSQ's ``UpgradeTLS`` does.
+    nsqd gives the handshake 5 seconds, as NSQ's ``UpgradeTLS`` does. A peer closing
+    the TCP connection without TLS's close_notify (what NSQ clients do) reads as a
+    plain end of stream: NSQ frames carry their own lengths, so truncation shows.
 
     Raises:
         trio.TooSlowError: the handshake took longer than ``timeout``.
         trio.BrokenResourceError: the handshake failed (bad certificate, peer left).
     """
     tls = trio.SSLStream(stream, ssl_context, server_side=server_side,
-                         server_hostname=server_hostname)
+                         server_hostname=server_hostname, https_compatible=True)
     with trio.fail_after(timeout):
         await tls.do_handshake()
     return tls

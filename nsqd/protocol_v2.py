@@ -128,8 +128,8 @@ class ProtocolV2:
                 finally:
                     client.finish_output()
                     nursery.cancel_scope.deadline = trio.current_time() + 5
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            logger.debug("PROTOCOL(V2): [%s] connection error: %s", client, exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            logger.debug("PROTOCOL(V2): [%s] connection error: %s", client, group.exceptions[0])
         finally:
             self._cleanup(client)
 
