@@ -150,3 +150,43 @@ async def test_set_addresses_at_runtime(nursery: trio.Nursery) -> None:
     assert producers(a, "t") == 0
     assert producers(b, "t") == 1
     assert [s.address for s in peers.statistics()] == [tcp(b)]
+
+
+async def test_nsqd_registers_its_topics_end_to_end(
+        nursery: trio.Nursery, start_nsqd: Callable[..., Any]) -> None:
+    lookupd = await start_lookupd(nursery)
+    node = await start_nsqd(lookupd_tcp_addresses=[tcp(lookupd)], broadcast_address="nsqd.e2e")
+    async with httpx.AsyncClient(base_url=node.http_url, timeout=TIMEOUT) as nsqd_http:
+        for path, params in (("/topic/create", {"topic": "e2e"}),
+                             ("/channel/create", {"topic": "e2e", "channel": "c"}),
+                             ("/channel/create", {"topic": "e2e", "channel": "tmp#ephemeral"})):
+            r = await nsqd_http.post(path, params=params)
+            assert r.status_code == 200, r.text
+
+        async def registered() -> bool:
+            doc = await lookup(lookupd, "e2e")
+            return doc is not None and sorted(doc["channels"]) == ["c", "tmp#ephemeral"] \
+                and len(doc["producers"]) == 1
+
+        await wait_for(registered)
+        (producer,) = (await lookup(lookupd, "e2e"))["producers"]  # type: ignore[index]
+        assert producer["broadcast_address"] == "nsqd.e2e"
+        assert producer["tcp_port"] == node.tcp_address[1]
+        assert producer["http_port"] == node.http_address[1]
+        assert producer["version"] == "1.3.0"
+
+        r = await nsqd_http.post("/channel/delete", params={"topic": "e2e", "channel": "c"})
+        assert r.status_code == 200, r.text
+
+        async def channel_gone() -> bool:
+            return not lookupd.db.find_producers("channel", "e2e", "c")
+
+        await wait_for(channel_gone)
+
+    node.stop()
+
+    async def node_gone() -> bool:
+        return not lookupd.db.find_producers("client", "", "")
+
+    await wait_for(node_gone)
+    assert producers(lookupd, "e2e") == 0

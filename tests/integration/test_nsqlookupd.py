@@ -472,3 +472,27 @@ def test_bind_failure_exits_1() -> None:
             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 1
     assert f"FATAL: listen (127.0.0.1:{port}) failed - " in out.stderr
+
+
+@pytest.mark.interop
+async def test_gnsq_lookupd_client(lookupd: NSQLookupd) -> None:
+    gnsq = pytest.importorskip("gnsq")
+    host, port = lookupd.real_http_addr  # type: ignore[misc]
+    _node = await registered(lookupd, ("interop", "ch"))
+
+    def use_client() -> dict[str, Any]:
+        client = gnsq.LookupdClient(host, port)
+        client.create_topic("made_by_gnsq")
+        client.create_channel("made_by_gnsq", "c")
+        return {"lookup": client.lookup("interop"), "topics": client.topics(),
+                "channels": client.channels("made_by_gnsq"), "nodes": client.nodes(),
+                "ping": client.ping(), "info": client.info()}
+
+    got = await trio.to_thread.run_sync(use_client)
+    assert got["lookup"]["channels"] == ["ch"]
+    assert got["lookup"]["producers"][0]["broadcast_address"] == HOST_ADDR
+    assert got["topics"] == {"topics": ["interop", "made_by_gnsq"]}
+    assert got["channels"] == {"channels": ["c"]}
+    assert got["nodes"]["producers"][0]["topics"] == ["interop"]
+    assert got["ping"] == b"OK"
+    assert got["info"] == {"version": "1.3.0"}
