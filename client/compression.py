@@ -52,7 +52,7 @@ import trio
 try:  # snappy is optional: without cramjam nsqd does not offer it
     import cramjam
 except ImportError:  # pragma: no cover - cramjam is a dependency
-    cramjam = None
+    cramjam = None  # type: ignore[assignment]
 
 __all__ = [
     "SNAPPY_AVAILABLE",
@@ -321,8 +321,8 @@ class CompressedStream(trio.abc.Stream):
         limit = max_bytes or DEFAULT_RECEIVE_SIZE
         try:
             if self._initial or codec.pending:
-                data, self._initial = self._initial, b""
-                out = codec.decompress(data, limit)
+                initial, self._initial = self._initial, b""
+                out = codec.decompress(initial, limit)
                 if out:
                     return out
             while True:
@@ -331,7 +331,7 @@ class CompressedStream(trio.abc.Stream):
                 data = await self.transport_stream.receive_some(DEFAULT_RECEIVE_SIZE)
                 if not data:
                     return b""
-                out = codec.decompress(data, limit)
+                out = codec.decompress(data, limit)  # type: ignore[arg-type]  # bytes in practice
                 if out:
                     return out
         except CompressionError as exc:

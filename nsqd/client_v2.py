@@ -13,9 +13,15 @@ import logging
 import math
 import time
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from client.protocol import HEARTBEAT, encode_response
+
+if TYPE_CHECKING:
+    from .auth import AuthState
+    from .tls import TLSInfo
 
 __all__ = ["ClientV2", "State"]
 
@@ -67,13 +73,19 @@ class ClientV2:
         self.deflate = False
         self.auth_identity = ""
         self.auth_identity_url = ""
-        self.auth_state = None  # nsqd.auth.AuthState once AUTH succeeded
+        self.auth_state: AuthState | None = None  # the auth server's reply, once AUTH succeeded
         self.auth_secret = ""
-        self.tls_info = None  # nsqd.tls.TLSInfo once upgraded
+        self.authed = False
+        self.tls_info: TLSInfo | None = None  # once upgraded
+        self.tls_version = ""
+        self.tls_cipher_suite = ""
+        self.tls_negotiated_protocol = ""
         self.pub_counts: dict[str, int] = {}
         self.connect_time = time.time()
         self.cancel_scope: trio.CancelScope | None = None
         self._out: list[bytes] = []
+        #: responses of the command batch being run, released after its group commit
+        self.held: list[bytes] | None = None
         self._writer_lot = trio.lowlevel.ParkingLot()
         self._drained_lot = trio.lowlevel.ParkingLot()
         self._writer_parked = False
@@ -89,7 +101,11 @@ class ClientV2:
 
     # ------------------------------------------------------------------ output
     def send(self, frame: bytes) -> None:
-        """Queue one frame for the writer."""
+        """Queue one frame for the writer (or to :attr:`held` while set)."""
+        held = self.held
+        if held is not None:
+            held.append(frame)
+            return
         self._out.append(frame)
         if self._writer_parked:
             self._writer_lot.unpark_all()
