@@ -10,6 +10,7 @@ import struct
 from typing import NamedTuple
 
 from .constants import FrameType
+from ._buffer import ReceiveBuffer
 from .errors import RemoteProtocolError
 
 __all__ = [
@@ -58,41 +59,14 @@ def encode_v1_response(data: bytes) -> bytes:
     return _SIZE.pack(len(data)) + data
 
 
-class _SizePrefixedReader:
-    """Shared buffer logic: linear in the bytes fed, even byte by byte."""
+class _SizePrefixedReader(ReceiveBuffer):
+    """Splits a stream into ``[size:int32][data]`` chunks."""
 
-    __slots__ = ("_buf", "_pos", "_pending", "_pending_len", "_need", "max_size")
+    __slots__ = ("max_size",)
 
     def __init__(self, max_size: int) -> None:
-        self._buf = b""
-        self._pos = 0
-        self._pending: list[bytes] = []
-        self._pending_len = 0
-        self._need = 4
+        super().__init__(4)
         self.max_size = max_size
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        if data:
-            self._pending.append(data)
-            self._pending_len += len(data)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet returned as a frame."""
-        return len(self._buf) - self._pos + self._pending_len
-
-    def _available(self) -> bool:
-        avail = len(self._buf) - self._pos
-        if avail + self._pending_len < self._need:
-            return False
-        if self._pending:
-            rest = self._buf[self._pos :] if self._pos < len(self._buf) else b""
-            self._buf = rest + b"".join(self._pending) if rest else b"".join(self._pending)
-            self._pos = 0
-            self._pending.clear()
-            self._pending_len = 0
-        return True
 
     def _chunks(self) -> list[bytes]:
         """Every complete size-prefixed chunk currently buffered."""
@@ -103,21 +77,17 @@ class _SizePrefixedReader:
         pos = self._pos
         end = len(buf)
         max_size = self.max_size
+        need = 4
         while end - pos >= 4:
             (size,) = _unpack_size(buf, pos)
             if size < 0 or size > max_size:
                 raise RemoteProtocolError(f"frame size {size} out of range (max {max_size})")
             if end - pos - 4 < size:
-                self._need = size + 4
+                need = size + 4
                 break
             out.append(buf[pos + 4 : pos + 4 + size])
             pos += 4 + size
-        else:
-            self._need = 4
-        self._pos = pos
-        if pos == end:
-            self._buf = b""
-            self._pos = 0
+        self._consumed(pos, need)
         return out
 
 

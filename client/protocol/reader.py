@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ._buffer import ReceiveBuffer
 from .errors import RemoteProtocolError
 from .frames import _unpack_size
 
@@ -48,7 +49,7 @@ class Command(NamedTuple):
     bad_body_size: int | None = None
 
 
-class CommandReader:
+class CommandReader(ReceiveBuffer):
     """Incremental parser of the client → server command stream.
 
     Args:
@@ -63,8 +64,7 @@ class CommandReader:
             (as nsqd does).
     """
 
-    __slots__ = ("_body_commands", "_buf", "_need", "_pending", "_pending_len", "_pos",
-                 "early_reject", "failed", "max_body_size", "max_line")
+    __slots__ = ("_body_commands", "early_reject", "failed", "max_body_size", "max_line")
 
     def __init__(
         self,
@@ -78,23 +78,8 @@ class CommandReader:
         self._body_commands = body_commands
         self.max_body_size = max_body_size
         self.max_line = max_line
-        self._buf = b""
-        self._pos = 0
-        self._pending: list[bytes] = []
-        self._pending_len = 0
-        self._need = 1
+        super().__init__(1)
         self.failed = False
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        if data:
-            self._pending.append(data)
-            self._pending_len += len(data)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet returned in a command."""
-        return len(self._buf) - self._pos + self._pending_len
 
     def commands(self) -> list[Command]:
         """Every complete command buffered so far, in order.
@@ -102,18 +87,10 @@ class CommandReader:
         Raises:
             RemoteProtocolError: a command line longer than ``max_line``.
         """
-        if self.failed:
+        if self.failed or not self._available():
             return []
         buf = self._buf
         pos = self._pos
-        if self._pending:
-            if len(buf) - pos + self._pending_len < self._need:
-                return []
-            rest = buf[pos:] if pos < len(buf) else b""
-            buf = rest + b"".join(self._pending) if rest else b"".join(self._pending)
-            pos = 0
-            self._pending.clear()
-            self._pending_len = 0
         end = len(buf)
         out: list[Command] = []
         append = out.append
@@ -158,13 +135,7 @@ class CommandReader:
             else:
                 append(Command(name, words[1:]))
                 pos = nl + 1
-        self._need = need
-        if pos >= end:
-            self._buf = b""
-            self._pos = 0
-        else:
-            self._buf = buf
-            self._pos = pos
+        self._consumed(pos, need)
         return out
 
 
