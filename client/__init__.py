@@ -1,0 +1,97 @@
+"""trio-nsq client: publish to and consume from NSQ on Trio.
+
+::
+
+    from client import Consumer, Producer
+
+    async with Producer("127.0.0.1:4150") as producer:
+        await producer.publish("events", b"hello")
+
+    async with Consumer("events", "archive", nsqd_tcp_addresses=["127.0.0.1:4150"]) as consumer:
+        async for message in consumer:
+            await message.finish()
+
+The wire codec is :mod:`client.protocol` (sans-I/O, shared with the daemons).
+"""
+
+from .config import ClientConfig as ClientConfig
+from .connection import Connection as Connection
+from .connection import IdentifyResponse as IdentifyResponse
+from .consumer import Consumer as Consumer
+from .consumer import ConsumerStatistics as ConsumerStatistics
+from .errors import AuthDisabledError as AuthDisabledError
+from .errors import AuthError as AuthError
+from .errors import AuthFailedError as AuthFailedError
+from .errors import AuthFirstError as AuthFirstError
+from .errors import BadBodyError as BadBodyError
+from .errors import BadChannelError as BadChannelError
+from .errors import BadMessageError as BadMessageError
+from .errors import BadProtocolError as BadProtocolError
+from .errors import BadTopicError as BadTopicError
+from .errors import ConnectionClosedError as ConnectionClosedError
+from .errors import FinishFailedError as FinishFailedError
+from .errors import IdentifyError as IdentifyError
+from .errors import IdentifyFailedError as IdentifyFailedError
+from .errors import InvalidError as InvalidError
+from .errors import LookupdError as LookupdError
+from .errors import NotConnectedError as NotConnectedError
+from .errors import NSQConnectionError as NSQConnectionError
+from .errors import NSQError as NSQError
+from .errors import PublishError as PublishError
+from .errors import PublishFailedError as PublishFailedError
+from .errors import PublishTimeoutError as PublishTimeoutError
+from .errors import RequeueFailedError as RequeueFailedError
+from .errors import ServerError as ServerError
+from .errors import SubscribeFailedError as SubscribeFailedError
+from .errors import TouchFailedError as TouchFailedError
+from .errors import UnauthorizedError as UnauthorizedError
+from .http_producer import HTTPProducer as HTTPProducer
+from .lookup import LookupResult as LookupResult
+from .lookup import PeerInfo as PeerInfo
+from .message import Message as Message
+from .message import encode_json as encode_json
+from .message import encode_msgpack as encode_msgpack
+from .producer import Producer as Producer
+from .producer import ProducerStatistics as ProducerStatistics
+
+__all__ = [
+    "AuthDisabledError",
+    "AuthError",
+    "AuthFailedError",
+    "AuthFirstError",
+    "BadBodyError",
+    "BadChannelError",
+    "BadMessageError",
+    "BadProtocolError",
+    "BadTopicError",
+    "ClientConfig",
+    "Connection",
+    "ConnectionClosedError",
+    "Consumer",
+    "ConsumerStatistics",
+    "encode_json",
+    "encode_msgpack",
+    "FinishFailedError",
+    "HTTPProducer",
+    "IdentifyError",
+    "IdentifyFailedError",
+    "IdentifyResponse",
+    "InvalidError",
+    "LookupdError",
+    "LookupResult",
+    "Message",
+    "NotConnectedError",
+    "NSQConnectionError",
+    "NSQError",
+    "PeerInfo",
+    "Producer",
+    "ProducerStatistics",
+    "PublishError",
+    "PublishFailedError",
+    "PublishTimeoutError",
+    "RequeueFailedError",
+    "ServerError",
+    "SubscribeFailedError",
+    "TouchFailedError",
+    "UnauthorizedError",
+]

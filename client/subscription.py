@@ -1,0 +1,180 @@
+"""One subscribed consumer connection: RDY state, in-flight count, message answers.
+
+A :class:`Subscription` wraps a :class:`~client.connection.Connection` for a consumer.
+It turns message frames into :class:`~client.message.Message` objects handed to its
+:class:`Owner` (the consumer), answers them (it is their
+:class:`~client.message.Responder`: FIN/REQ/TOUCH are queued on the connection and
+batched by its writer), keeps the counters, feeds the flow-control signals, and
+drives the CLS → CLOSE_WAIT → drain sequence of a graceful close.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, final
+
+import trio
+from trio.lowlevel import ParkingLot
+
+from .config import ClientConfig
+from .connection import Connection, OpenStream
+from .errors import ConnectionClosedError, ServerError
+from .flow import FlowControl, RdyConn
+from .message import Message
+from .protocol import commands, decode_message
+
+__all__ = ["Counters", "Owner", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+
+@final
+class Counters:
+    """Mutable message counters shared by a consumer's subscriptions."""
+
+    __slots__ = ("dropped", "finished", "given_up", "received", "requeued")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.finished = 0
+        self.requeued = 0
+        self.given_up = 0
+        self.dropped = 0  # answers that could not be sent (connection gone)
+
+
+class Owner(Protocol):
+    """What a subscription needs from its consumer."""
+
+    counters: Counters
+    flow: FlowControl
+
+    @property
+    def accepting(self) -> bool:
+        """False once the consumer is closing: new messages go straight back."""
+        ...
+
+    def deliver(self, message: Message) -> None:
+        """Buffer a received message for hand-out."""
+        ...
+
+    def requeue_delay(self, message: Message) -> float:
+        """Seconds before redelivery of a message requeued without a delay."""
+        ...
+
+
+@final
+class Subscription(RdyConn):
+    """One nsqd connection subscribed to the consumer's topic/channel."""
+
+    def __init__(self, owner: Owner, address: str, config: ClientConfig,
+                 open_stream: OpenStream | None = None) -> None:
+        super().__init__(address)
+        self.owner = owner
+        self.conn = Connection(
+            address,
+            config,
+            on_message=self._on_frame,
+            on_error=self._on_error,
+            on_close_wait=self._on_close_wait,
+            open_stream=open_stream,
+        )
+        self.in_flight = 0  # delivered by nsqd and not answered yet
+        self.cls_sent = False
+        self.lot = ParkingLot()  # woken when in_flight reaches 0, CLOSE_WAIT, or the end
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.address} rdy={self.rdy} in_flight={self.in_flight}>"
+
+    @property
+    def closing(self) -> bool:
+        return self.cls_sent or not self.conn.is_connected
+
+    def write_rdy(self, count: int) -> None:
+        if self.conn.is_connected:
+            self.conn.write(commands.rdy(count))
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_frame(self, conn: Connection, data: bytes) -> None:
+        raw = decode_message(data)
+        owner = self.owner
+        msg = Message(raw.id, raw.body, raw.timestamp, raw.attempts, responder=self, address=self.address)
+        self.in_flight += 1
+        self.last_msg_time = conn.last_read
+        owner.counters.received += 1
+        if owner.accepting:
+            owner.deliver(msg)
+        else:
+            # arrived after close began: hand it straight back, unprocessed
+            msg._responded = True
+            self.requeue(msg, 0.0, backoff=False)
+
+    def _on_error(self, conn: Connection, err: ServerError) -> None:
+        logger.warning("(%s) error from nsqd: %s", self.address, err)
+
+    def _on_close_wait(self, conn: Connection) -> None:
+        self.lot.unpark_all()
+
+    # ------------------------------------------------------------------ answering
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.conn.write(data)
+        except ConnectionClosedError:
+            self.owner.counters.dropped += 1
+            logger.debug("(%s) connection gone, response dropped", self.address)
+
+    def _answered(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0 and self.lot:
+            self.lot.unpark_all()
+
+    def finish(self, message: Message) -> None:
+        """Queue FIN (Responder protocol)."""
+        self._write(commands.fin(message.id))
+        self._answered()
+        self.owner.counters.finished += 1
+        self.owner.flow.on_success()
+
+    def requeue(self, message: Message, delay: float | None, backoff: bool) -> None:
+        """Queue REQ (Responder protocol); ``backoff`` signals a failure to flow control."""
+        if delay is None:
+            delay = self.owner.requeue_delay(message)
+        self._write(commands.req(message.id, round(delay * 1000)))
+        self._answered()
+        self.owner.counters.requeued += 1
+        if backoff:
+            self.owner.flow.on_failure()
+        else:
+            self.owner.flow.on_continue()
+
+    def touch(self, message: Message) -> None:
+        """Queue TOUCH (Responder protocol)."""
+        self._write(commands.touch(message.id))
+
+    async def wait_writable(self) -> None:
+        """Wait while the connection's write buffer is over its high-water mark."""
+        await self.conn.drain()
+
+    # ------------------------------------------------------------------ closing
+
+    def send_cls(self) -> None:
+        """Ask nsqd to stop delivering (it answers CLOSE_WAIT); idempotent."""
+        if self.conn.is_connected and not self.cls_sent:
+            self.cls_sent = True
+            self.conn.write(commands.cls())
+
+    async def drain(self, timeout: float) -> None:
+        """Send CLS, then wait (at most ``timeout`` s) for CLOSE_WAIT and every answer.
+
+        Returns early if the connection ends.
+        """
+        self.send_cls()
+        conn = self.conn
+        with trio.move_on_after(timeout):
+            while not conn.closed and not (conn.close_wait.is_set() and self.in_flight <= 0):
+                await self.lot.park()
+
+    def ended(self) -> None:
+        """The connection is over: wake whoever waits on this subscription."""
+        self.lot.unpark_all()
