@@ -51,39 +51,44 @@ def run_pynsq(args, bodies, out):
 
     loop = tornado.ioloop.IOLoop.current()
     kwargs = conn_kwargs(args)
+    half = len(bodies) // 2
+    acks = [0]  # one for the MPUB, one per PUB
+
+    def maybe_stop():
+        if len(out["received"]) >= args.count and acks[0] == 1 + len(bodies) - half:
+            loop.add_callback(loop.stop)
 
     def handler(message):
         out["received"].append(message.body.decode())
-        if len(out["received"]) >= args.count:
-            loop.add_callback(loop.stop)
+        maybe_stop()
         return True
 
     nsq.Reader(topic=args.topic, channel="pynsq", message_handler=handler, max_in_flight=50,
                nsqd_tcp_addresses=[args.nsqd], **kwargs)
     writer = nsq.Writer([args.nsqd], **kwargs)
-    pending = list(bodies)
 
-    def done(conn, data):
-        if isinstance(data, nsq.Error):
-            out["error"] = str(data)
-            loop.add_callback(loop.stop)
-        else:
-            out["published"] += 1
+    def done(count):
+        def callback(conn, data):
+            if isinstance(data, nsq.Error):
+                out["error"] = str(data)
+                loop.add_callback(loop.stop)
+                return
+            out["published"] += count
+            acks[0] += 1
+            maybe_stop()
+        return callback
 
     def publish():
         if not writer.conns:  # connecting / negotiating / authenticating
             loop.call_later(0.05, publish)
             return
-        writer.mpub(args.topic, pending[: len(pending) // 2], callback=done)
-        for body in pending[len(pending) // 2:]:
-            writer.pub(args.topic, body, callback=done)
+        writer.mpub(args.topic, bodies[:half], callback=done(half))
+        for body in bodies[half:]:
+            writer.pub(args.topic, body, callback=done(1))
 
     loop.call_later(0.05, publish)
     loop.call_later(args.timeout, loop.stop)
     loop.start()
-    # mpub counted once: report messages
-    if out["published"]:
-        out["published"] = out["published"] - 1 + len(pending) // 2
 
 
 def run_gnsq(args, bodies, out):
