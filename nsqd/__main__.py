@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     # queued messages are GC-untracked tuples; raise the young-generation threshold so
     # the busy hot path does not trigger collections every few hundred allocations
     gc.set_threshold(50_000, 20, 100)
+    # past RLIMIT_FSIZE a write must fail with EFBIG (E_PUB_FAILED), not kill the daemon
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     failed = False
     try:
         trio.run(_run, options)

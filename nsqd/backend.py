@@ -33,7 +33,14 @@ class Backend(Protocol):
         """Remove and return up to ``n`` messages, oldest first."""
 
     def depth(self) -> int:
-        """Messages stored."""
+        """Messages stored (not counting those read and awaiting :meth:`ack`)."""
+
+    def ack(self, msg_id: bytes) -> None:
+        """A message read from here is done with (FIN'd, or requeued as a new copy).
+
+        Only acknowledging backends (the disk queue with ``--sync-every=1``) keep read
+        messages until then, to replay them after a crash; others ignore it.
+        """
 
     def empty(self) -> None:
         """Drop every stored message."""
@@ -65,6 +72,9 @@ class MemoryBackend:
     def depth(self) -> int:
         return len(self._queue)
 
+    def ack(self, msg_id: bytes) -> None:
+        pass
+
     def empty(self) -> None:
         self._queue.clear()
 
@@ -92,6 +102,9 @@ class DummyBackend:
 
     def depth(self) -> int:
         return 0
+
+    def ack(self, msg_id: bytes) -> None:
+        pass
 
     def empty(self) -> None:
         pass

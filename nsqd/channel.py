@@ -8,21 +8,28 @@ buffer and its writer task sends them in one write per batch.
 
 In-flight messages are kept per msg-timeout in insertion-ordered maps, which are then
 also ordered by deadline, so timeouts are found from the front in O(1) per message.
-Deferred messages wait in a heap keyed by due time.
+Deferred messages wait in a :class:`~nsqd.deferred_store.DeferredStore` (a heap for the
+next seconds, time buckets on disk beyond).
+
+Persistence: messages wait in memory while fewer than ``mem_queue_size`` do and nothing
+waits in the backend (so the backend's order stays FIFO), the rest go to the backend.
+A *write-through* backend (the disk queue with ``--mem-queue-size=0`` or
+``--sync-every=1``) takes every message, even one a consumer is ready for; in durable
+mode (``--sync-every=1``) it also keeps a delivered message until it is FIN'd, or until
+its requeued copy was stored (:meth:`Backend.ack <nsqd.backend.Backend.ack>`).
 """
 
 from __future__ import annotations
 
 import collections
-import heapq
-import itertools
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from client.protocol import encode_message_frame
 
-from .backend import Backend, Msg
+from .backend import Backend, BackendError, Msg
+from .deferred_store import DeferredStore
 from .errors import ChannelError
 
 if TYPE_CHECKING:
@@ -72,7 +79,7 @@ class Channel:
     """One channel of a topic. Created and owned by :class:`~nsqd.topic.Topic`."""
 
     def __init__(self, topic: Topic, name: str, backend: Backend, mem_queue_size: int,
-                 ephemeral: bool) -> None:
+                 ephemeral: bool, deferred: DeferredStore | None = None) -> None:
         self.topic = topic
         self.name = name
         self.backend = backend
@@ -84,8 +91,10 @@ class Channel:
         self._next = 0
         self.in_flight: dict[bytes, InFlight] = {}
         self._groups: dict[float, collections.OrderedDict[bytes, InFlight]] = {}
-        self.deferred: list[tuple[float, int, Msg]] = []
-        self._deferred_seq = itertools.count()
+        self.deferred = deferred if deferred is not None else DeferredStore(None)
+        #: every message goes through the backend; it keeps delivered ones until acked
+        self._through = bool(getattr(backend, "write_through", False))
+        self._acking = bool(getattr(backend, "ack_mode", False))
         self.paused = False
         self.deleted = False
         self.message_count = 0
@@ -102,26 +111,95 @@ class Channel:
 
     # ------------------------------------------------------------------ input
     def put(self, msgs: Iterable[Msg], now: float) -> None:
-        """Accept messages from the topic (or a requeue): deliver or queue them."""
+        """Accept messages from the topic: deliver or queue them.
+
+        Raises:
+            BackendError: the backend refused them (write-through: none was taken).
+        """
+        if self._through:
+            msgs = msgs if isinstance(msgs, list) else list(msgs)
+            self.backend.put(msgs)
+            self.message_count += len(msgs)
+            if self._ready and not self.paused:
+                self._drain_ready(now)
+            return
         ready = self._ready
         memory = self.memory
+        room = self.mem_queue_size - len(memory) if not self.backend.depth() else 0
+        overflow: list[Msg] = []
         for msg in msgs:
             self.message_count += 1
             if ready and not self.paused:
                 # invariant: a consumer is on the ready list only when nothing waits
                 self._deliver_next(msg, now)
-            elif len(memory) < self.mem_queue_size:
+            elif room > 0:
                 memory.append(msg)
+                room -= 1
             else:
-                self.backend.put((msg,))
+                overflow.append(msg)
+        if overflow:
+            self.backend.put(overflow)
 
     def _requeue(self, msg: Msg, now: float) -> None:
+        """Queue a message again (timeout, REQ, disconnect): its stored copy is retired."""
+        if self._through:
+            try:
+                self.backend.put([msg])
+            except BackendError as exc:
+                # keep it (unacked on disk, in memory here) rather than lose it
+                logger.error("CHANNEL(%s): failed to requeue a message to disk - %s",
+                             self.name, exc)
+                self.memory.append(msg)
+                return
+            if self._acking:
+                self.backend.ack(msg[0])
+            if self._ready and not self.paused:
+                self._drain_ready(now)
+            return
         if self._ready and not self.paused:
             self._deliver_next(msg, now)
         elif len(self.memory) < self.mem_queue_size:
             self.memory.append(msg)
         else:
             self.backend.put((msg,))
+
+    def _requeue_released(self, msgs: list[Msg], now: float) -> None:
+        """Queue deferred messages that came due."""
+        if self._through:
+            try:
+                self.backend.put(msgs)
+            except BackendError as exc:
+                logger.error("CHANNEL(%s): failed to queue due messages on disk - %s",
+                             self.name, exc)
+                self.memory.extend(msgs)
+                return
+            if self._ready and not self.paused:
+                self._drain_ready(now)
+            return
+        for msg in msgs:
+            self._requeue(msg, now)
+
+    def _take(self, n: int) -> list[Msg]:
+        """Up to ``n`` waiting messages, memory first."""
+        memory = self.memory
+        if memory:
+            k = min(n, len(memory))
+            popleft = memory.popleft
+            return [popleft() for _ in range(k)]
+        return self.backend.read(n)
+
+    def _drain_ready(self, now: float) -> None:
+        """Write-through: hand what waits in the backend to the consumers on the ready list."""
+        ready = self._ready
+        while ready and not self.paused:
+            spare = sum(c.ready_count - c.in_flight for c in ready)
+            if spare <= 0:
+                break
+            msgs = self._take(spare)
+            if not msgs:
+                break
+            for msg in msgs:
+                self._deliver_next(msg, now)
 
     def _deliver_next(self, msg: Msg, now: float) -> None:
         ready = self._ready
@@ -145,7 +223,10 @@ class Channel:
         deadline = now + timeout
         in_flight = self.in_flight
         frames = []
+        acking = self._acking
         for msg_id, body, ts, attempts in msgs:
+            if acking and msg_id in in_flight:
+                continue  # a replayed duplicate of a message in flight: one FIN for both
             attempts += 1
             rec = InFlight(msg_id, body, ts, attempts, client, deadline, group)
             in_flight[msg_id] = rec
@@ -200,16 +281,11 @@ class Channel:
         if not self.paused:
             memory = self.memory
             while spare > 0 and (memory or self.backend.depth()):
-                if memory:
-                    k = min(spare, len(memory))
-                    popleft = memory.popleft
-                    batch = [popleft() for _ in range(k)]
-                else:
-                    batch = self.backend.read(spare)
-                    if not batch:
-                        break
+                batch = self._take(spare)
+                if not batch:
+                    break
                 self._send(client, batch, now)
-                spare -= len(batch)
+                spare = client.ready_count - client.in_flight
         if spare > 0 and not client.in_ready_list:
             client.in_ready_list = True
             self._ready.append(client)
@@ -239,6 +315,8 @@ class Channel:
         rec = self._owned(client, msg_id)
         self._pop_in_flight(rec)
         client.in_flight -= 1
+        if self._acking:
+            self.backend.ack(msg_id)
 
     def requeue(self, client: Consumer, msg_id: bytes, delay: float, now: float) -> None:
         """REQ: back to the queue now, or after ``delay`` seconds."""
@@ -248,8 +326,16 @@ class Channel:
         self.requeue_count += 1
         if delay <= 0:
             self._requeue(rec.as_msg(), now)
-        else:
+            return
+        try:
             self.defer(rec.as_msg(), now + delay)
+        except BackendError as exc:
+            logger.error("CHANNEL(%s): failed to defer a message, requeued now - %s",
+                         self.name, exc)
+            self._requeue(rec.as_msg(), now)
+            return
+        if self._acking:
+            self.backend.ack(msg_id)
 
     def touch(self, client: Consumer, msg_id: bytes, now: float) -> None:
         """TOUCH: restart the message's timeout."""
@@ -266,8 +352,12 @@ class Channel:
             rec.group = group
 
     def defer(self, msg: Msg, due: float) -> None:
-        """Hold a message until ``due`` (DPUB, REQ with delay)."""
-        heapq.heappush(self.deferred, (due, next(self._deferred_seq), msg))
+        """Hold a message until ``due`` (DPUB, REQ with delay).
+
+        Raises:
+            BackendError: durable mode and the disk refused it.
+        """
+        self.deferred.push(msg, due)
 
     # ------------------------------------------------------------------ timers
     def process_in_flight(self, now: float) -> int:
@@ -292,17 +382,14 @@ class Channel:
 
     def process_deferred(self, now: float) -> int:
         """Release every deferred message that is due; return how many."""
-        heap = self.deferred
-        count = 0
-        while heap and heap[0][0] <= now:
-            _, _, msg = heapq.heappop(heap)
-            self._requeue(msg, now)
-            count += 1
-        return count
+        msgs = self.deferred.pop_due(now)
+        if msgs:
+            self._requeue_released(msgs, now)
+        return len(msgs)
 
     def next_deadline(self) -> float | None:
         """The earliest in-flight or deferred deadline, if any."""
-        best = self.deferred[0][0] if self.deferred else None
+        best = self.deferred.next_due()
         for group in self._groups.values():
             if group:
                 d = group[next(iter(group))].deadline
@@ -322,11 +409,38 @@ class Channel:
         """Drop everything queued, in flight and deferred (NSQ's /channel/empty)."""
         self.in_flight.clear()
         self._groups.clear()
-        self.deferred.clear()
+        self.deferred.empty()
         self.memory.clear()
         self.backend.empty()
         for client in self.clients.values():
             client.in_flight = 0
+
+    def flush(self) -> None:
+        """Shutdown: queue in-flight and in-memory messages on the backend, as NSQ's flush.
+
+        In-flight messages keep their attempts; deferred ones stay in the deferred store
+        (closed by the caller), so they keep their due times.
+        """
+        if self.memory or self.in_flight or self.deferred:
+            logger.info("CHANNEL(%s): flushing %d memory %d in-flight %d deferred messages "
+                        "to backend", self.name, len(self.memory), len(self.in_flight),
+                        len(self.deferred))
+        msgs = list(self.memory)
+        for rec in list(self.in_flight.values()):
+            self._pop_in_flight(rec)
+            rec.client.in_flight -= 1
+            msgs.append(rec.as_msg())
+        if not msgs:
+            return
+        try:
+            self.backend.put(msgs)
+        except BackendError as exc:
+            logger.error("CHANNEL(%s): failed to write messages to backend - %s", self.name, exc)
+            return
+        self.memory.clear()
+        if self._acking:
+            for msg in msgs:
+                self.backend.ack(msg[0])
 
     def close_clients(self) -> None:
         """Close every subscribed connection (channel deleted or daemon exiting)."""

@@ -166,7 +166,9 @@ class _API:
             raise HTTPError(404, "CHANNEL_NOT_FOUND")
         return channel
 
-    def _publish(self, topic: Topic, bodies: list[bytes]) -> None:
+    def _publish(self, topic: Topic, bodies: list[bytes]) -> int:
+        """Publish; returns the token for :meth:`_durable`."""
+        token = self.nsqd.durable_token()
         try:
             self.nsqd.publish(topic.name, bodies)
         except TopicError:
@@ -175,6 +177,15 @@ class _API:
             # NSQ answers any PutMessage(s) failure with 503 EXITING
             logger.error("TOPIC(%s): failed to put messages - %s", topic.name, exc)
             raise _exiting() from None
+        return token
+
+    async def _durable(self, topic: Topic, token: int) -> None:
+        """Durable mode: answer only once the messages are fsync'ed (group commit)."""
+        try:
+            await self.nsqd.wait_durable(token)
+        except BackendError as exc:
+            logger.error("TOPIC(%s): failed to store messages - %s", topic.name, exc)
+            raise HTTPError(500, "PUB_FAILED") from None
 
     # ------------------------------------------------------------------ basics
     async def ping(self, req: Request) -> Response:
@@ -222,6 +233,7 @@ class _API:
             if not 0 <= delay_ms <= min(_INT64_MAX, opts.max_req_timeout * 1000):
                 raise HTTPError(400, "INVALID_DEFER")
             if delay_ms > 0:
+                token = self.nsqd.durable_token()
                 try:
                     self.nsqd.publish_deferred(topic.name, body, delay_ms / 1000)
                 except TopicError:
@@ -229,8 +241,9 @@ class _API:
                 except BackendError as exc:
                     logger.error("TOPIC(%s): failed to put message - %s", topic.name, exc)
                     raise _exiting() from None
+                await self._durable(topic, token)
                 return _OK
-        self._publish(topic, [body])
+        await self._durable(topic, self._publish(topic, [body]))
         return _OK
 
     async def mpub(self, req: Request) -> Response:
@@ -254,7 +267,7 @@ class _API:
             if any(len(b) > max_size for b in bodies):
                 raise HTTPError(413, "MSG_TOO_BIG")
         if bodies:
-            self._publish(topic, bodies)
+            await self._durable(topic, self._publish(topic, bodies))
         return _OK
 
     # ------------------------------------------------------------------ stats

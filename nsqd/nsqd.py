@@ -11,6 +11,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -23,13 +24,16 @@ from client.protocol import MAGIC_V2, encode_error, is_ephemeral, is_valid_topic
 from internal.netaddr import join_host_port, split_host_port
 from internal.version import NSQ_VERSION
 
-from .backend import Backend, DummyBackend, MemoryBackend
+from .backend import Backend, DummyBackend
 from .channel import Channel
 from .client_v2 import ClientV2
+from .deferred_store import DeferredStore
+from .diskqueue import DiskQueue
 from .errors import TopicError
 from .guid import IDGenerator
 from .options import Options
 from .protocol_v2 import ProtocolV2
+from .syncer import Syncer
 from .tls import build_client_context, build_server_context
 from .topic import Topic
 
@@ -38,6 +42,12 @@ __all__ = ["NSQD", "BoundAddresses"]
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "nsqd.dat"
+
+#: the deferred loop's shortest and longest sleep (release granularity / idle re-check)
+DEFERRED_TICK = 0.005
+DEFERRED_IDLE = 0.5
+#: records read into a diskqueue's cache for the next read (write-through mode)
+DISK_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,11 @@ class NSQD:
         self._meta_dirty = False
         self._data_lock: int | None = None
         self._loading = False
+        #: group commit and periodic syncs of every disk queue and deferred store
+        self.syncer = Syncer(sync_timeout=options.sync_timeout)
+        self._deferred_channels: dict[int, Channel] = {}
+        self._deferred_lot = trio.lowlevel.ParkingLot()
+        self._deferred_wake_at = math.inf
 
     # ------------------------------------------------------------------ options
     @property
@@ -94,7 +109,35 @@ class NSQD:
 
     # ------------------------------------------------------------------ topics
     def _backend(self, name: str, ephemeral: bool) -> Backend:
-        return DummyBackend() if ephemeral else MemoryBackend()
+        if ephemeral:
+            return DummyBackend()
+        opts = self.options
+        return DiskQueue(name, self.data_path, max_bytes_per_file=opts.max_bytes_per_file,
+                         sync_every=opts.sync_every, max_msg_size=opts.max_msg_size,
+                         syncer=self.syncer, sync_timeout=opts.sync_timeout,
+                         write_through=opts.mem_queue_size == 0 or opts.sync_every == 1,
+                         cache_size=DISK_CACHE if opts.mem_queue_size == 0 else 0)
+
+    def deferred_store(self, name: str, ephemeral: bool) -> DeferredStore:
+        """Where a channel's deferred messages wait (on disk unless ephemeral)."""
+        opts = self.options
+        directory = None if ephemeral else os.path.join(self.data_path, f"{name}.deferred")
+        return DeferredStore(directory, write_through=opts.sync_every == 1, syncer=self.syncer,
+                             max_msg_size=opts.max_msg_size, sync_timeout=opts.sync_timeout)
+
+    def durable_token(self) -> int:
+        """Take before publishing; then ``await wait_durable(token)`` before answering OK."""
+        return self.syncer.token()
+
+    async def wait_durable(self, token: int) -> None:
+        """Return once what was published since ``token`` is fsync'ed (durable mode).
+
+        Returns at once when nothing went to a durable store (``--sync-every`` > 1).
+
+        Raises:
+            BackendError: the disk failed to store it; the publisher must not get OK.
+        """
+        await self.syncer.wait(token)
 
     def get_topic(self, name: str) -> Topic:
         """The topic, created (and announced to lookupd) if new.
@@ -220,8 +263,51 @@ class NSQD:
                 for channel in list(topic.channels.values()):
                     if channel.in_flight:
                         channel.process_in_flight(now)
-                    if channel.deferred:
-                        channel.process_deferred(now)
+
+    # ------------------------------------------------------------------ deferred
+    def watch_deferred(self, channel: Channel) -> None:
+        """Have the deferred loop serve ``channel``'s deferred store from now on."""
+        store = channel.deferred
+        store._wake = lambda _store, due: self._deferred_wake(channel, due)
+        if store or store.has_work():
+            self._deferred_wake(channel, -math.inf)
+
+    def _deferred_wake(self, channel: Channel, due: float) -> None:
+        self._deferred_channels[id(channel)] = channel
+        if due < self._deferred_wake_at:
+            self._deferred_wake_at = due
+            self._deferred_lot.unpark_all()
+
+    async def _deferred_loop(self) -> None:
+        """Release deferred messages when due, and load spilled ones ahead of time."""
+        watched = self._deferred_channels
+        while True:
+            now = trio.current_time()
+            wake_at = now + DEFERRED_IDLE
+            busy = False
+            for key, channel in list(watched.items()):
+                store = channel.deferred
+                if channel.deleted:
+                    del watched[key]
+                    continue
+                if store.has_work() and store.advance():
+                    busy = True
+                due = store.next_due()
+                if due is not None and due <= now:
+                    channel.process_deferred(now)
+                    due = store.next_due()
+                if due is not None:
+                    wake_at = min(wake_at, due)
+                elif not store and not store.has_work():
+                    del watched[key]
+            if busy:
+                await trio.lowlevel.checkpoint()
+                continue
+            wake_at = max(wake_at, now + DEFERRED_TICK)
+            self._deferred_wake_at = wake_at
+            with trio.move_on_at(wake_at):
+                await self._deferred_lot.park()
+            self._deferred_wake_at = math.inf
 
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> dict[str, Any]:
@@ -335,6 +421,8 @@ class NSQD:
                     http_addr = await nursery.start(serve_nsqd_http, self)
                 self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
                 nursery.start_soon(self._scan_loop)
+                nursery.start_soon(self.syncer.run)
+                nursery.start_soon(self._deferred_loop)
                 nursery.start_soon(self._metadata_writer)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)
@@ -363,6 +451,7 @@ class NSQD:
     def _shutdown(self) -> None:
         for client in list(self.clients.values()):
             client.close()
+        self.syncer.close()
         try:
             self.persist_metadata()
         except OSError as exc:

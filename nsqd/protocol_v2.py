@@ -155,6 +155,7 @@ class ProtocolV2:
                 return
             fatal = False
             upgrade = None
+            token = self._hold_responses(client)
             for cmd in commands:
                 handler = handlers.get(cmd.name)
                 try:
@@ -187,6 +188,8 @@ class ProtocolV2:
                     client.send(encode_error(err.wire()))
                     if fatal:
                         break
+            if not await self._release_responses(client, token):
+                return
             if client.needs_fill:
                 client.needs_fill = False
                 channel = client.channel
@@ -204,6 +207,28 @@ class ProtocolV2:
                 handlers = self._handlers_for(client)
                 continue
             await client.wait_output_drained()
+
+    def _hold_responses(self, client: ClientV2) -> int:
+        """Collect this batch's responses apart (group commit, see ``nsqd/syncer.py``)."""
+        client.held = []
+        return self.nsqd.durable_token()
+
+    async def _release_responses(self, client: ClientV2, token: int) -> bool:
+        """Send the batch's responses; after an fsync if it published in durable mode.
+
+        Returns False (after sending E_PUB_FAILED) when the disk failed to store them.
+        """
+        held, client.held = client.held, None
+        if self.nsqd.syncer.pending(token):
+            try:
+                await self.nsqd.wait_durable(token)
+            except BackendError as exc:
+                logger.error("PROTOCOL(V2): [%s] publish not stored - %s", client, exc)
+                client.send(encode_error(f"E_PUB_FAILED PUB failed {exc}".encode()))
+                return False
+        if held:
+            client.send_frames(held)
+        return True
 
     def _rejects(self, client: ClientV2, name: bytes, params: list[bytes]) -> bool:
         """Would this command fail before its body is read (NSQ checks params first)?"""

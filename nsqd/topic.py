@@ -3,7 +3,9 @@
 While the topic has channels and is not paused, a publish fans out synchronously into
 each channel (one shared immutable tuple per message). Otherwise messages wait in the
 topic's queue (memory, then backend) and the topic's pump task moves them to the
-channels in batches once there is somewhere to go.
+channels in batches once there is somewhere to go. A write-through backend (see
+``channel.py``) takes them all; in durable mode the pump acknowledges what it moved
+once the channels stored their copies.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import trio
 
 from client.protocol import is_ephemeral
 
-from .backend import Backend, Msg
+from .backend import Backend, BackendError, Msg
 from .channel import Channel
 from .errors import TopicError
 
@@ -52,6 +54,7 @@ class Topic:
         self.message_count = 0
         self.message_bytes = 0
         self._pump_lot = trio.lowlevel.ParkingLot()
+        self._retry: tuple[list[Entry], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<Topic {self.name}>"
@@ -99,6 +102,8 @@ class Topic:
     def _enqueue(self, entries: list[Entry]) -> None:
         memory = self.memory
         room = self.nsqd.options.mem_queue_size - len(memory)
+        if getattr(self.backend, "write_through", False):
+            room = 0
         if self.backend.depth() == 0 and room > 0:
             memory.extend(entries[:room])
             rest = entries[room:]
@@ -118,28 +123,47 @@ class Topic:
         Runs for the life of the topic in the daemon's nursery; returns when deleted.
         """
         while not self.deleted:
-            if not (self.channels and not self.paused and self.depth()):
+            if not (self.channels and not self.paused and (self.depth() or self._retry)):
                 await self._pump_lot.park()
                 continue
             batch: list[Entry]
-            if self.memory:
+            from_backend = not self.memory
+            if self._retry:
+                batch, from_backend = self._retry
+                self._retry = None
+            elif self.memory:
                 k = min(PUMP_BATCH, len(self.memory))
                 popleft = self.memory.popleft
                 batch = [popleft() for _ in range(k)]
             else:
                 batch = self.backend.read(PUMP_BATCH)
             now = trio.current_time()
-            for channel in self.channels.values():
-                plain = []
-                for entry in batch:
-                    if len(entry) == 5:
-                        channel.message_count += 1
-                        channel.defer(entry[:4], entry[4])
-                    else:
-                        plain.append(entry)
-                if plain:
-                    channel.put(plain, now)
+            try:
+                self._fan_out(batch, now)
+            except BackendError as exc:
+                # a channel's disk refused them; durable mode: replayed after a restart
+                logger.error("TOPIC(%s): failed to put messages to channels, retrying - %s",
+                             self.name, exc)
+                self._retry = (batch, from_backend)
+                await trio.sleep(0.1)
+            else:
+                if from_backend and getattr(self.backend, "ack_mode", False):
+                    ack = self.backend.ack
+                    for entry in batch:
+                        ack(entry[0])
             await trio.lowlevel.checkpoint()
+
+    def _fan_out(self, batch: list[Entry], now: float) -> None:
+        for channel in self.channels.values():
+            plain = []
+            for entry in batch:
+                if len(entry) == 5:
+                    channel.message_count += 1
+                    channel.defer(entry[:4], entry[4])
+                else:
+                    plain.append(entry)
+            if plain:
+                channel.put(plain, now)
 
     # ------------------------------------------------------------------ channels
     def get_channel(self, name: str) -> Channel:
@@ -150,8 +174,11 @@ class Topic:
                 raise TopicError("exiting")
             ephemeral = is_ephemeral(name)
             backend = self._backend_factory(f"{self.name}:{name}", ephemeral)
-            channel = Channel(self, name, backend, self.nsqd.options.mem_queue_size, ephemeral)
+            deferred = self.nsqd.deferred_store(f"{self.name}:{name}", ephemeral)
+            channel = Channel(self, name, backend, self.nsqd.options.mem_queue_size, ephemeral,
+                              deferred)
             self.channels[name] = channel
+            self.nsqd.watch_deferred(channel)
             logger.info("TOPIC(%s): new channel(%s)", self.name, name)
             self.nsqd.channel_created(self, channel)
             self._kick()
@@ -171,6 +198,7 @@ class Topic:
         channel.close_clients()
         channel.empty()
         channel.backend.delete()
+        channel.deferred.delete()
         self.nsqd.channel_deleted(self, channel)
         if self.ephemeral and not self.channels and not self.deleted:
             self.nsqd.delete_topic(self.name, reason="last channel left")
@@ -188,8 +216,27 @@ class Topic:
         self.memory.clear()
         self.backend.empty()
 
+    def flush(self) -> None:
+        """Shutdown: queue the in-memory messages on the backend, as NSQ's flush."""
+        if self._retry is not None and not self._retry[1]:
+            self.memory.extendleft(reversed(self._retry[0]))
+            self._retry = None
+        if not self.memory:
+            return
+        logger.info("TOPIC(%s): flushing %d memory messages to backend", self.name,
+                    len(self.memory))
+        try:
+            self.backend.put(list(self.memory))
+        except BackendError as exc:
+            logger.error("TOPIC(%s): failed to write messages to backend - %s", self.name, exc)
+            return
+        self.memory.clear()
+
     def close(self, *, delete: bool) -> None:
-        """Stop the topic: disconnect consumers; with ``delete`` also drop all data."""
+        """Stop the topic: disconnect consumers; with ``delete`` also drop all data.
+
+        Without ``delete``, every message (in memory, in flight, deferred) is persisted.
+        """
         self.deleted = True
         for name in list(self.channels):
             channel = self.channels[name]
@@ -198,12 +245,16 @@ class Topic:
             if delete:
                 channel.empty()
                 channel.backend.delete()
+                channel.deferred.delete()
             else:
+                channel.flush()
                 channel.backend.close()
+                channel.deferred.close()
         if delete:
             self.channels.clear()
             self.memory.clear()
             self.backend.delete()
         else:
+            self.flush()
             self.backend.close()
         self._pump_lot.unpark_all()

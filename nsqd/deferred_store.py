@@ -1,0 +1,692 @@
+"""A channel's deferred messages (DPUB, REQ with a delay): RAM for the next seconds only.
+
+NSQ keeps every deferred message in a heap in memory, loses them all on a crash and
+their delay on a restart. Here a message due within the next few seconds waits in a
+heap in memory; one due later is appended to a *time bucket* file on disk, keyed by its
+wall-clock due time, and comes back into the heap shortly before its bucket begins:
+
+* level 0: one-second buckets, loaded into the heap ``LOOKAHEAD`` seconds ahead (in
+  chunks, so a bucket of 100k messages never stalls the event loop);
+* level 1: one-hour buckets for messages due more than an hour ahead; an hour before it
+  begins, a level-1 bucket is *cascaded*: its records are re-filed into level-0 buckets.
+
+Memory thus holds about ``rate x (LOOKAHEAD + 1 s)`` messages, whatever the backlog, and
+delays of days cost a file per hour. Records are the disk queue's (with a due time);
+due times are wall-clock nanoseconds, so a restart keeps every remaining delay.
+
+Two modes:
+
+* default: a message is on disk *or* in the heap; a loaded bucket file is deleted and
+  the heap is written back to buckets on a clean shutdown;
+* write-through (durable mode, ``--sync-every=1``): every message is appended to its
+  bucket file, DPUB waits for the group commit, and a message released from the heap
+  appends its offset to the bucket's ``.rel`` log (always after the requeued copy it was
+  turned into reached the OS); a restart reloads each bucket without released records,
+  and a bucket is deleted once every record in it was released.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .backend import BackendError, Msg
+from .diskqueue import (
+    READ_CHUNK,
+    AppendFile,
+    CorruptRecord,
+    _unlink,
+    decode_record,
+    encode_record,
+    scan_records,
+    write_atomic,
+)
+from .syncer import SyncJob, Syncer
+
+__all__ = ["DeferredStore"]
+
+logger = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+#: level-0 bucket width and level-1 bucket width (ns)
+WIDTH0 = NS
+WIDTH1 = 3600 * NS
+#: level-0 buckets are loaded this far ahead of their start
+LOOKAHEAD = 2 * NS
+#: level-1 buckets are cascaded this far ahead of their start
+CASCADE_AHEAD = 3600 * NS
+#: records loaded or cascaded per :meth:`DeferredStore.advance` call
+STEP_RECORDS = 4096
+#: loading pauses while the heap holds this many messages (a restart after a long outage)
+HEAP_CAP = 1_000_000
+#: bytes buffered per bucket before they are written out
+FLUSH_BYTES = 64 * 1024
+
+_U32 = struct.Struct("<I")
+_NAME = re.compile(r"L([01])-(\d+)-(\d+)\.dat")
+
+#: a heap entry: (due monotonic, seq, msg, bucket or None, record offset)
+Entry = tuple
+
+
+class _Bucket:
+    __slots__ = ("end", "file", "gen", "idx", "level", "load_off", "loaded", "opened",
+                 "records", "rel", "rel_count", "skip")
+
+    def __init__(self, level: int, idx: int, gen: int, file: AppendFile,
+                 records: int = 0) -> None:
+        self.level = level
+        self.idx = idx
+        self.gen = gen
+        self.file = file
+        self.records = records      # records in the file
+        self.rel: AppendFile | None = None
+        self.rel_count = 0          # records released (write-through)
+        self.skip: set[int] | None = None  # offsets released before a restart
+        self.opened = False         # past the horizon: new messages go to the heap
+        self.loaded = False         # every record up to ``end`` is in the heap
+        self.load_off = 0
+        self.end = 0
+
+    @property
+    def start_ns(self) -> int:
+        return self.idx * (WIDTH0 if self.level == 0 else WIDTH1)
+
+    @property
+    def name(self) -> str:
+        return f"L{self.level}-{self.idx}-{self.gen}"
+
+    def path(self, directory: str, ext: str = "dat") -> str:
+        return os.path.join(directory, f"{self.name}.{ext}")
+
+
+class DeferredStore:
+    """The deferred messages of one channel.
+
+    Args:
+        directory: Where bucket files live; None keeps everything in memory (ephemeral).
+        write_through: Durable mode (see the module docstring).
+        syncer: Runs the syncs (None: only on close).
+        max_msg_size: Largest body; a longer record is corrupt.
+        wake: Called with a monotonic due time when a message becomes the earliest.
+        clock: Monotonic clock (trio's by default).
+        wall_ns: Wall clock in ns (``time.time_ns`` by default).
+    """
+
+    def __init__(self, directory: str | None, *, write_through: bool = False,
+                 syncer: Syncer | None = None, max_msg_size: int = 1024 * 1024,
+                 wake: Callable[[DeferredStore, float], None] | None = None,
+                 clock: Callable[[], float] = trio.current_time,
+                 wall_ns: Callable[[], int] = time.time_ns,
+                 sync_timeout: float = 2.0) -> None:
+        self.directory = directory
+        self.write_through = write_through and directory is not None
+        self.syncer = syncer
+        self.max_msg_size = max_msg_size
+        self.sync_timeout = sync_timeout
+        self._wake = wake
+        self._clock = clock
+        self._wall_ns = wall_ns
+        self.heap: list[Entry] = []
+        self._seq = itertools.count()
+        self._count = 0
+        #: every bucket by generation; ``_current`` is where (level, idx) appends go
+        self._buckets: dict[int, _Bucket] = {}
+        self._current: dict[tuple[int, int], _Bucket] = {}
+        self._gen = 0
+        self._pending: list[tuple[int, int, int]] = []  # (start_ns, gen) not opened yet
+        self._work: list[_Bucket] = []                   # opened, not loaded yet
+        self._h0 = 0
+        self._h1 = 0
+        self._offset_ns = 0
+        self._dirty: dict[int, _Bucket] = {}
+        self._dirty_rel: dict[int, _Bucket] = {}
+        self._open_prev: dict[int, _Bucket] = {}
+        self._closing: list[AppendFile] = []
+        self._unlinks: list[str] = []
+        self._failed: OSError | None = None
+        self._meta_dirty = False
+        self._meta_time = 0.0
+        self._closed = False
+        self._in_cycle = False
+        self._cycle_open: dict[int, _Bucket] = {}
+        self.spilled = 0
+        if directory is not None:
+            self._sync_clock()
+            if os.path.isdir(directory):
+                self._open()
+            self._advance_horizons()
+
+    # ------------------------------------------------------------------ clocks
+    def _sync_clock(self) -> None:
+        self._offset_ns = self._wall_ns() - int(self._clock() * NS)
+
+    def _to_wall(self, due: float) -> int:
+        return self._offset_ns + int(due * NS)
+
+    def _to_mono(self, due_ns: int) -> float:
+        return (due_ns - self._offset_ns) / NS
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def next_due(self) -> float | None:
+        """The earliest due time in memory (monotonic), if any."""
+        return self.heap[0][0] if self.heap else None
+
+    def has_work(self) -> bool:
+        """Buckets wait to be loaded or cascaded."""
+        return bool(self._work) or bool(self._pending)
+
+    # ------------------------------------------------------------------ start-up
+    def _meta_path(self) -> str:
+        assert self.directory is not None
+        return os.path.join(self.directory, "meta.json")
+
+    def _path(self, bucket: _Bucket, ext: str = "dat") -> str:
+        assert self.directory is not None
+        return bucket.path(self.directory, ext)
+
+    def _open(self) -> None:
+        assert self.directory is not None
+        try:
+            with open(self._meta_path(), "rb") as f:
+                meta = json.loads(f.read()).get("buckets", {})
+        except FileNotFoundError:
+            meta = {}
+        except (OSError, ValueError, AttributeError) as exc:
+            logger.error("DEFERRED(%s) failed to read metadata, rescanning - %s",
+                         self.directory, exc)
+            meta = {}
+        restored = 0
+        for fn in sorted(os.listdir(self.directory)):
+            m = _NAME.fullmatch(fn)
+            if not m:
+                continue
+            level, idx, gen = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            self._gen = max(self._gen, gen + 1)
+            path = os.path.join(self.directory, fn)
+            size = os.path.getsize(path)
+            known = meta.get(fn[:-4])
+            if isinstance(known, list) and len(known) == 2 and known[1] == size:
+                records = int(known[0])
+            else:
+                records, valid_end, clean = scan_records(path, 0, self.max_msg_size)
+                if not clean:
+                    logger.warning("DEFERRED(%s) cutting torn or corrupt data at %d of %s",
+                                   self.directory, valid_end, path)
+                    os.truncate(path, valid_end)
+                    size = valid_end
+            bucket = _Bucket(level, idx, gen, AppendFile(path, size), records)
+            rel_path = self._path(bucket, "rel")
+            try:
+                with open(rel_path, "rb") as f:
+                    rel = f.read()
+            except FileNotFoundError:
+                rel = b""
+            if rel:
+                n = len(rel) // 4
+                bucket.skip = set(struct.unpack_from(f"<{n}I", rel))
+                bucket.rel_count = len(bucket.skip)
+                bucket.rel = AppendFile(rel_path, len(rel))
+            live = bucket.records - bucket.rel_count
+            if live <= 0:
+                self._unlinks.extend((path, rel_path))
+                continue
+            self._buckets[gen] = bucket
+            self._current[(level, idx)] = bucket
+            heapq.heappush(self._pending, (bucket.start_ns, gen))
+            self._count += live
+            restored += live
+        if self._unlinks:
+            paths, self._unlinks = self._unlinks, []
+            for p in paths:
+                _unlink(p)
+        if restored:
+            logger.info("DEFERRED(%s) restored %d deferred messages in %d bucket(s)",
+                        self.directory, restored, len(self._buckets))
+
+    # ------------------------------------------------------------------ push / pop
+    def push(self, msg: Msg, due: float) -> None:
+        """Hold ``msg`` until the monotonic time ``due``.
+
+        Raises:
+            BackendError: write-through mode and the disk refuses writes.
+        """
+        if self._closed:
+            raise BackendError("exiting")
+        if self._failed is not None:
+            try:
+                self._flush_dirty()
+            except OSError as exc:
+                raise BackendError(f"write failed - {exc}") from exc
+        try:
+            in_heap = self._place(msg, due, self._to_wall(due))
+        except OSError as exc:
+            raise BackendError(f"write failed - {exc}") from exc
+        self._count += 1
+        if self.write_through and self.syncer is not None:
+            self.syncer.durable_write(self)
+        if self._wake is not None:
+            self._wake(self, due if in_heap else math.inf)
+
+    def _place(self, msg: Msg, due: float, due_ns: int) -> bool:
+        """File or heap ``msg``; return True if it went into the heap."""
+        if self.directory is None:
+            heapq.heappush(self.heap, (due, next(self._seq), msg, None, 0))
+            return True
+        i1 = due_ns // WIDTH1
+        if i1 >= self._h1:
+            self._append(1, i1, msg, due_ns)
+            return False
+        i0 = due_ns // WIDTH0
+        if i0 >= self._h0:
+            self._append(0, i0, msg, due_ns)
+            return False
+        if self.write_through:
+            bucket, off = self._append(0, i0, msg, due_ns)
+            heapq.heappush(self.heap, (due, next(self._seq), msg, bucket, off))
+        else:
+            heapq.heappush(self.heap, (due, next(self._seq), msg, None, 0))
+        return True
+
+    def _append(self, level: int, idx: int, msg: Msg, due_ns: int) -> tuple[_Bucket, int]:
+        bucket = self._current.get((level, idx))
+        if bucket is None:
+            assert self.directory is not None
+            if not self._buckets:
+                os.makedirs(self.directory, exist_ok=True)
+            gen = self._gen
+            self._gen += 1
+            bucket = _Bucket(level, idx, gen, AppendFile(""))
+            bucket.file.path = self._path(bucket)
+            self._buckets[gen] = bucket
+            self._current[(level, idx)] = bucket
+            if (level == 0 and idx < self._h0) or (level == 1 and idx < self._h1):
+                # a bucket within the horizon: its messages already go to the heap
+                bucket.opened = bucket.loaded = True
+            else:
+                heapq.heappush(self._pending, (bucket.start_ns, gen))
+        f = bucket.file
+        off = f.size
+        f.append(encode_record(msg[0], msg[1], msg[2], msg[3], due_ns))
+        bucket.records += 1
+        self._dirty[bucket.gen] = bucket
+        self._meta_dirty = True
+        if not bucket.opened:
+            self.spilled += 1
+        if len(f.buf) >= FLUSH_BYTES and not self.write_through:
+            try:
+                f.flush()
+            except OSError as exc:
+                self._write_failed(exc)
+        if self.syncer is not None and not self.write_through:
+            self.syncer.active(self)
+        return bucket, off
+
+    def _write_failed(self, exc: OSError) -> None:
+        if self._failed is None:
+            logger.error("DEFERRED(%s) failed to write - %s", self.directory, exc)
+        self._failed = exc
+
+    def _flush_dirty(self) -> list[int]:
+        fds = []
+        for bucket in self._dirty.values():
+            fd = bucket.file.flush()
+            if fd >= 0:
+                fds.append(fd)
+                self._open_prev[bucket.gen] = bucket
+        self._dirty.clear()
+        self._failed = None
+        return fds
+
+    def pop_due(self, now: float) -> list[Msg]:
+        """Remove and return every message due at ``now`` (monotonic), earliest first."""
+        heap = self.heap
+        out: list[Msg] = []
+        pop = heapq.heappop
+        while heap and heap[0][0] <= now:
+            _, _, msg, bucket, off = pop(heap)
+            out.append(msg)
+            if bucket is not None:
+                self._release(bucket, off)
+        self._count -= len(out)
+        return out
+
+    def _release(self, bucket: _Bucket, off: int) -> None:
+        rel = bucket.rel
+        if rel is None:
+            rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
+        rel.append(_U32.pack(off))
+        bucket.rel_count += 1
+        self._dirty_rel[bucket.gen] = bucket
+        if bucket.loaded and bucket.rel_count >= bucket.records:
+            self._drop(bucket)
+        if self.syncer is not None:
+            self.syncer.request(self)
+
+    def _drop(self, bucket: _Bucket) -> None:
+        if self._buckets.pop(bucket.gen, None) is None:
+            return
+        key = (bucket.level, bucket.idx)
+        if self._current.get(key) is bucket:
+            del self._current[key]
+        self._dirty.pop(bucket.gen, None)
+        self._dirty_rel.pop(bucket.gen, None)
+        self._open_prev.pop(bucket.gen, None)
+        bucket.file.buf.clear()
+        self._closing.append(bucket.file)
+        if bucket.rel is not None:
+            self._closing.append(bucket.rel)
+        self._unlinks.append(bucket.file.path)
+        self._unlinks.append(self._path(bucket, "rel"))
+        self._meta_dirty = True
+        if self.syncer is not None:
+            self.syncer.request(self)
+        else:
+            self._close_idle()
+            self._run_unlinks()
+
+    # ------------------------------------------------------------------ loading
+    def _advance_horizons(self) -> None:
+        wall = self._offset_ns + int(self._clock() * NS)
+        h1 = (wall + CASCADE_AHEAD) // WIDTH1 + 1
+        h0 = (wall + LOOKAHEAD) // WIDTH0 + 1
+        self._h1 = max(self._h1, h1)
+        self._h0 = max(self._h0, h0)
+        pending = self._pending
+        while pending:
+            bucket = self._buckets.get(pending[0][1])
+            if bucket is None or bucket.opened:
+                heapq.heappop(pending)
+                continue
+            level, idx = bucket.level, bucket.idx
+            if (level == 0 and idx >= self._h0) or (level == 1 and idx >= self._h1):
+                break
+            heapq.heappop(pending)
+            bucket.opened = True
+            bucket.end = bucket.file.size
+            self._work.append(bucket)
+        if len(self._work) > 1:
+            self._work.sort(key=lambda b: b.start_ns)
+
+    def advance(self, budget: int = STEP_RECORDS) -> bool:
+        """Open buckets that came within the horizon and load up to ``budget`` records.
+
+        Returns True if loading work remains (call again after a checkpoint).
+        """
+        if self._closed or self.directory is None:
+            return False
+        self._sync_clock()
+        self._advance_horizons()
+        while budget > 0 and self._work:
+            if len(self.heap) >= HEAP_CAP:
+                return False
+            bucket = self._work[0]
+            budget -= self._load_some(bucket, budget)
+            if bucket.loaded:
+                self._work.pop(0)
+        return bool(self._work)
+
+    def _load_some(self, bucket: _Bucket, budget: int) -> int:
+        """Load (or cascade) up to ``budget`` records of ``bucket``; return how many."""
+        f = bucket.file
+        if f.flushed < bucket.end:
+            try:
+                f.flush()
+            except OSError as exc:
+                logger.error("DEFERRED(%s) failed to write %s - %s", self.directory, f.path, exc)
+                return budget
+        want = min(bucket.end - bucket.load_off, READ_CHUNK * 4)
+        try:
+            with open(f.path, "rb") as fh:
+                fh.seek(bucket.load_off)
+                data = fh.read(want)
+        except OSError as exc:
+            data = b""
+            logger.error("DEFERRED(%s) failed to read %s - %s", self.directory, f.path, exc)
+        i = 0
+        n = 0
+        limit = len(data)
+        heap = self.heap
+        push = heapq.heappush
+        skip = bucket.skip
+        cascading = bucket.level == 1
+        base = bucket.load_off
+        bad = not data
+        while n < budget:
+            try:
+                rec, end = decode_record(data, i, limit, self.max_msg_size)
+            except CorruptRecord as exc:
+                logger.error("DEFERRED(%s) corrupt record at %d of %s - %s; saving it as %s.bad",
+                             self.directory, base + i, f.path, exc, f.path)
+                bad = True
+                break
+            if rec is None:
+                if i == 0 and base + limit < bucket.end:
+                    bad = True
+                break
+            off = base + i
+            i = end
+            n += 1
+            if skip and off in skip:
+                continue
+            msg = (rec[0], rec[1], rec[2], rec[3])
+            due_ns = rec[4] if len(rec) == 5 else 0
+            if cascading:
+                self._place(msg, self._to_mono(due_ns), due_ns)
+                if self.write_through:
+                    self._release_cascaded(bucket, off)
+            elif self.write_through:
+                push(heap, (self._to_mono(due_ns), next(self._seq), msg, bucket, off))
+            else:
+                push(heap, (self._to_mono(due_ns), next(self._seq), msg, None, 0))
+        bucket.load_off = base + i
+        if bad:
+            self._quarantine(bucket)
+            return max(n, 1)
+        if bucket.load_off >= bucket.end:
+            bucket.loaded = True
+            # cascaded, or all in the heap (default mode), or all released: file done
+            if cascading or not self.write_through or bucket.rel_count >= bucket.records:
+                self._drop(bucket)
+            if self._wake is not None and heap:
+                self._wake(self, heap[0][0])
+        return max(n, 1)
+
+    def _release_cascaded(self, bucket: _Bucket, off: int) -> None:
+        rel = bucket.rel
+        if rel is None:
+            rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
+        rel.append(_U32.pack(off))
+        bucket.rel_count += 1
+        self._dirty_rel[bucket.gen] = bucket
+
+    def _quarantine(self, bucket: _Bucket) -> None:
+        lost = 0
+        if not bucket.loaded:
+            lost = max(0, bucket.records - bucket.rel_count - self._loaded_count(bucket))
+        self._count = max(0, self._count - lost)
+        path = bucket.file.path
+        logger.error("DEFERRED(%s) quarantining %s: %d message(s) lost", self.directory, path, lost)
+        bucket.loaded = True
+        self._buckets.pop(bucket.gen, None)
+        if self._current.get((bucket.level, bucket.idx)) is bucket:
+            del self._current[(bucket.level, bucket.idx)]
+        self._dirty.pop(bucket.gen, None)
+        self._open_prev.pop(bucket.gen, None)
+        self._closing.append(bucket.file)
+        try:
+            os.rename(path, path + ".bad")
+        except OSError as exc:
+            logger.error("DEFERRED(%s) failed to rename %s - %s", self.directory, path, exc)
+        if bucket in self._work:
+            self._work.remove(bucket)
+
+    def _loaded_count(self, bucket: _Bucket) -> int:
+        # records of the bucket already loaded: not known exactly; heap entries say
+        return sum(1 for e in self.heap if e[3] is bucket)
+
+    # ------------------------------------------------------------------ admin
+    def empty(self) -> None:
+        """Drop every deferred message (channel emptied)."""
+        self.heap.clear()
+        self._count = 0
+        for bucket in list(self._buckets.values()):
+            self._drop(bucket)
+        self._pending.clear()
+        self._work.clear()
+
+    # ------------------------------------------------------------------ sync (Syncable)
+    def flush_data(self) -> list[int]:
+        if self._closed:
+            return []
+        self._in_cycle = True
+        self._cycle_open = dict(self._open_prev)
+        self._open_prev.clear()
+        try:
+            return self._flush_dirty()
+        except OSError as exc:
+            self._write_failed(exc)
+            raise
+
+    def flush_acks(self) -> list[int]:
+        if self._closed:
+            return []
+        fds = []
+        for bucket in list(self._dirty_rel.values()):
+            if bucket.rel is not None:
+                fd = bucket.rel.flush()
+                if fd >= 0:
+                    fds.append(fd)
+        self._dirty_rel.clear()
+        return fds
+
+    def sync_jobs(self) -> list[SyncJob]:
+        if self._closed or self.directory is None:
+            return []
+        jobs: list[SyncJob] = []
+        now = time.monotonic()
+        if self._meta_dirty and self._buckets and (
+                not self.write_through or now - self._meta_time >= self.sync_timeout):
+            path, data = self._meta_path(), self._meta_bytes()
+            self._meta_dirty = False
+            self._meta_time = now
+            jobs.append(lambda: write_atomic(path, data))
+        if self._unlinks:
+            paths, self._unlinks = self._unlinks, []
+            jobs.append(lambda: [_unlink(p) for p in paths])  # type: ignore[func-returns-value]
+        return jobs
+
+    def sync_done(self, ok: bool) -> None:
+        self._in_cycle = False
+        # files written in this cycle stay open for the next; the others are closed
+        for gen, bucket in self._cycle_open.items():
+            if gen not in self._open_prev and gen not in self._dirty:
+                bucket.file.close()
+        self._cycle_open = {}
+        self._close_idle()
+        if self._closed:
+            self._release_fds()
+
+    def _meta_bytes(self) -> bytes:
+        doc = {"buckets": {b.name: [b.records, b.file.flushed]
+                           for b in self._buckets.values() if not b.file.buf}}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _close_idle(self) -> None:
+        for f in self._closing:
+            f.close()
+        self._closing = []
+
+    def _run_unlinks(self) -> None:
+        paths, self._unlinks = self._unlinks, []
+        for p in paths:
+            _unlink(p)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Persist every deferred message (default mode: the heap goes back to disk)."""
+        if self._closed:
+            return
+        if self.directory is not None:
+            if not self.write_through:
+                # half-loaded buckets: load the rest, the heap is then written back whole
+                while self._work:
+                    if self._work[0].loaded:
+                        self._work.pop(0)
+                    else:
+                        self._load_some(self._work[0], 1 << 30)
+                if self.heap:
+                    logger.info("DEFERRED(%s): writing %d in-memory deferred messages to disk",
+                                self.directory, len(self.heap))
+                    self._sync_clock()
+                    self._h0 = 0  # nothing is opened any more: every message to a bucket
+                    self._current = {k: b for k, b in self._current.items() if not b.opened}
+                    heap, self.heap = self.heap, []
+                    for due, _, msg, _, _ in heap:
+                        self._place(msg, due, self._to_wall(due))
+            try:
+                fds = [b.file.flush() for b in self._buckets.values()]
+                fds += [b.rel.flush() for b in self._buckets.values() if b.rel is not None]
+                for fd in fds:
+                    if fd >= 0:
+                        os.fsync(fd)
+                self._run_unlinks()
+                if self._buckets:
+                    write_atomic(self._meta_path(), self._meta_bytes())
+                else:
+                    _unlink(self._meta_path())
+            except OSError as exc:
+                logger.error("DEFERRED(%s) failed to persist - %s", self.directory, exc)
+        self._closed = True
+        if self.syncer is not None:
+            self.syncer.forget(self)
+        if not self._in_cycle:
+            self._release_fds()
+
+    def delete(self) -> None:
+        """Remove every deferred message and file."""
+        self.heap.clear()
+        self._count = 0
+        self._closed = True
+        if self.syncer is not None:
+            self.syncer.forget(self)
+        if self.directory is not None:
+            for bucket in self._buckets.values():
+                self._unlinks.append(bucket.file.path)
+                self._unlinks.append(self._path(bucket, "rel"))
+            self._unlinks.append(self._meta_path())
+            self._run_unlinks()
+            try:
+                os.rmdir(self.directory)
+            except OSError:
+                pass
+        if not self._in_cycle:
+            self._release_fds()
+
+    def _release_fds(self) -> None:
+        for bucket in self._buckets.values():
+            bucket.file.close()
+            if bucket.rel is not None:
+                bucket.rel.close()
+        self._close_idle()
+
+    def statistics(self) -> dict[str, Any]:
+        return {"count": self._count, "in_memory": len(self.heap),
+                "buckets": len(self._buckets), "spilled": self.spilled}

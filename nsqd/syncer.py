@@ -1,0 +1,215 @@
+"""Group commit: one fsync cycle for every store written since the previous one.
+
+Stores (disk queues, deferred stores) append to user-space buffers synchronously on the
+hot path and ask the :class:`Syncer` for a sync. The syncer's task then runs *cycles*:
+
+1. in the event loop, every requested store writes its buffers to the OS — data first
+   (segments, deferred buckets), then acknowledgement logs, so an ack never reaches the
+   file system before the copy it retires;
+2. in one worker thread, the data files are fsync'ed, then the ack logs, then each
+   store's post-sync jobs run (metadata files written atomically, consumed files
+   unlinked);
+3. back in the loop, every store is told the outcome and every waiter of the cycle wakes.
+
+A publisher in durable mode takes a :meth:`token` before publishing and awaits
+:meth:`wait` after: that returns at once when nothing durable was written, otherwise when
+a cycle that started after the write has completed. Concurrent publishers thus share
+fsyncs; while one cycle runs, the next one collects the writes that arrive meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from .backend import BackendError
+
+__all__ = ["SyncJob", "Syncable", "Syncer"]
+
+logger = logging.getLogger(__name__)
+
+#: pause after a failed cycle before retrying the stores that failed
+RETRY_DELAY = 0.1
+
+#: what runs in the worker thread after the fsyncs: no event-loop state may be touched
+SyncJob = Callable[[], None]
+
+
+class Syncable(Protocol):
+    """A store the syncer can sync."""
+
+    def flush_data(self) -> list[int]:
+        """Write buffered data to the OS; return the fds to fsync (raise OSError)."""
+
+    def flush_acks(self) -> list[int]:
+        """Write buffered acknowledgement logs; return their fds (raise OSError)."""
+
+    def sync_jobs(self) -> list[SyncJob]:
+        """Work for the thread once everything is fsync'ed (meta files, unlinks)."""
+
+    def sync_done(self, ok: bool) -> None:
+        """The cycle ended (in the event loop)."""
+
+
+class _Cycle:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
+def _fsync_all(data_fds: list[int], ack_fds: list[int], jobs: list[SyncJob]) -> None:
+    for fd in data_fds:
+        os.fsync(fd)
+    for fd in ack_fds:
+        os.fsync(fd)
+    for job in jobs:
+        job()
+
+
+class Syncer:
+    """Runs sync cycles for the stores of one nsqd (see the module docstring)."""
+
+    def __init__(self, *, sync_timeout: float) -> None:
+        self.sync_timeout = sync_timeout
+        #: durable writes so far; a waiter compares it with its token
+        self.write_gen = 0
+        self.cycles = 0
+        self._requested: dict[int, Syncable] = {}
+        self._active: dict[int, Syncable] = {}
+        self._lot = trio.lowlevel.ParkingLot()
+        self._parked = False
+        self._next = _Cycle()
+        self._running = False
+
+    # ------------------------------------------------------------------ stores
+    def request(self, store: Syncable) -> None:
+        """Sync ``store`` in the next cycle (NSQ's --sync-every reached, acks to log...)."""
+        self._requested[id(store)] = store
+        if self._parked:
+            self._lot.unpark_all()
+
+    def durable_write(self, store: Syncable) -> None:
+        """``store`` buffered data that a publisher will wait for (group commit)."""
+        self.write_gen += 1
+        self._requested[id(store)] = store
+        if self._parked:
+            self._lot.unpark_all()
+
+    def active(self, store: Syncable) -> None:
+        """``store`` changed: sync it at the next --sync-timeout tick at the latest."""
+        self._active[id(store)] = store
+
+    def forget(self, store: Syncable) -> None:
+        """``store`` was closed or deleted: never sync it again."""
+        self._requested.pop(id(store), None)
+        self._active.pop(id(store), None)
+
+    # ------------------------------------------------------------------ publishers
+    def token(self) -> int:
+        """Take before publishing; pass to :meth:`wait` after."""
+        return self.write_gen
+
+    def pending(self, token: int) -> bool:
+        """Were durable writes made since ``token`` was taken?"""
+        return self.write_gen != token
+
+    async def wait(self, token: int) -> None:
+        """Return once every durable write made since ``token`` is on stable storage.
+
+        Raises:
+            BackendError: the cycle covering those writes failed (disk full, I/O error).
+
+        Cancelling the wait does not undo the write; it may still become durable.
+        """
+        if self.write_gen == token:
+            return
+        cycle = self._next
+        if self._parked:
+            self._lot.unpark_all()
+        await cycle.done.wait()
+        if cycle.error is not None:
+            raise BackendError(f"sync failed - {cycle.error}") from cycle.error
+
+    # ------------------------------------------------------------------ task
+    async def run(self) -> None:
+        """Run cycles until cancelled (started in the daemon's nursery)."""
+        next_tick = trio.current_time() + self.sync_timeout
+        while True:
+            if not self._requested:
+                with trio.move_on_at(next_tick):
+                    self._parked = True
+                    try:
+                        await self._lot.park()
+                    finally:
+                        self._parked = False
+            if trio.current_time() >= next_tick:
+                self._requested.update(self._active)
+                self._active.clear()
+                next_tick = trio.current_time() + self.sync_timeout
+            if not self._requested:
+                continue
+            failed = await self.cycle()
+            if failed:
+                await trio.sleep(RETRY_DELAY)
+
+    async def cycle(self) -> bool:
+        """Run one cycle over the requested stores; return whether some store failed."""
+        stores = list(self._requested.values())
+        self._requested.clear()
+        cycle = self._next
+        self._next = _Cycle()
+        self._running = True
+        error: BaseException | None = None
+        failed: list[Syncable] = []
+        data_fds: list[int] = []
+        ack_fds: list[int] = []
+        jobs: list[SyncJob] = []
+        for store in stores:
+            try:
+                data_fds.extend(store.flush_data())
+            except OSError as exc:
+                error = exc
+                failed.append(store)
+        ok_stores = [s for s in stores if s not in failed]
+        if error is None:
+            # acks only once all data reached the OS: a requeued copy precedes its ack
+            for store in ok_stores:
+                try:
+                    ack_fds.extend(store.flush_acks())
+                except OSError as exc:
+                    error = exc
+                    failed.append(store)
+        if error is None:
+            for store in ok_stores:
+                jobs.extend(store.sync_jobs())
+        try:
+            await trio.to_thread.run_sync(_fsync_all, data_fds, ack_fds, jobs)
+        except OSError as exc:
+            error = exc
+            failed = stores
+        finally:
+            self._running = False
+            self.cycles += 1
+            for store in stores:
+                store.sync_done(store not in failed)
+            if error is not None:
+                logger.error("failed to sync %d store(s) - %s", len(failed), error)
+                # retry them all: stores that succeeded may still hold unwritten acks
+                for store in stores:
+                    self._requested[id(store)] = store
+            cycle.error = error
+            cycle.done.set()
+        return error is not None
+
+    def close(self) -> None:
+        """Wake every waiter with an error (the daemon is exiting)."""
+        cycle = self._next
+        if not cycle.done.is_set():
+            cycle.error = BackendError("exiting")
+            cycle.done.set()
