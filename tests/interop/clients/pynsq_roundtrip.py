@@ -25,10 +25,13 @@ def main() -> None:
     received = []
     published = [0]
 
+    def maybe_stop():
+        if len(received) >= args.count and (args.no_publish or published[0] >= args.count):
+            loop.add_callback(loop.stop)
+
     def handler(message):
         received.append(message.body.decode())
-        if len(received) >= args.count:
-            loop.add_callback(loop.stop)
+        maybe_stop()
         return True
 
     reader_kwargs = {"lookupd_http_addresses": args.lookupd, "lookupd_poll_interval": 1} \
@@ -46,12 +49,18 @@ def main() -> None:
                 loop.add_callback(loop.stop)
                 return
             published[0] += len(bodies) // 2
+            maybe_stop()
+
+        def one_done(conn, data):
+            if not isinstance(data, nsq.Error):
+                published[0] += 1
+            maybe_stop()
 
         def publish():
             half = len(bodies) // 2
             writer.mpub(args.topic, bodies[:half], callback=done)
             for body in bodies[half:]:
-                writer.pub(args.topic, body, callback=lambda c, d: published.__setitem__(0, published[0] + 1))
+                writer.pub(args.topic, body, callback=one_done)
 
         loop.call_later(0.5, publish)
     loop.call_later(args.timeout, loop.stop)
