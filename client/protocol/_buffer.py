@@ -32,6 +32,17 @@ class ReceiveBuffer:
         """Bytes received and not yet returned by the reader."""
         return len(self._buf) - self._pos + self._pending_len
 
+    def take_buffered(self) -> bytes:
+        """Remove and return every byte not yet parsed (e.g. when the stream switches
+        to TLS or compression mid-way and the rest must be read through the new layer)."""
+        rest = self._buf[self._pos :] + b"".join(self._pending)
+        self._buf = b""
+        self._pos = 0
+        self._pending.clear()
+        self._pending_len = 0
+        self._need = 1
+        return rest
+
     def _available(self) -> bool:
         """Join pending pieces into ``_buf`` if the next step can run; False if not."""
         if len(self._buf) - self._pos + self._pending_len < self._need:

@@ -68,6 +68,24 @@ class _SizePrefixedReader(ReceiveBuffer):
         super().__init__(4)
         self.max_size = max_size
 
+    def _next_chunk(self) -> bytes | None:
+        """The next complete chunk only, leaving later bytes unparsed."""
+        if not self._available():
+            return None
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 4:
+            self._consumed(pos, 4)
+            return None
+        (size,) = _unpack_size(buf, pos)
+        if size < 0 or size > self.max_size:
+            raise RemoteProtocolError(f"frame size {size} out of range (max {self.max_size})")
+        if len(buf) - pos - 4 < size:
+            self._consumed(pos, size + 4)
+            return None
+        self._consumed(pos + 4 + size, 4)
+        return buf[pos + 4 : pos + 4 + size]
+
     def _chunks(self) -> list[bytes]:
         """Every complete size-prefixed chunk currently buffered."""
         out: list[bytes] = []
@@ -112,6 +130,18 @@ class FrameReader(_SizePrefixedReader):
             (frame_type,) = struct.unpack_from(">L", chunk, 0)
             out.append(Frame(frame_type, chunk[4:]))
         return out
+
+
+    def next_frame(self) -> Frame | None:
+        """Only the next complete frame (None if incomplete); later bytes stay buffered,
+        so a caller can :meth:`take_buffered` them at a transport upgrade."""
+        chunk = self._next_chunk()
+        if chunk is None:
+            return None
+        if len(chunk) < 4:
+            raise RemoteProtocolError(f"frame of {len(chunk)} bytes has no type")
+        (frame_type,) = struct.unpack_from(">L", chunk, 0)
+        return Frame(frame_type, chunk[4:])
 
 
 class ResponseReader(_SizePrefixedReader):
