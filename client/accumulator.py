@@ -64,11 +64,15 @@ class PublishReceipt:
     message, or raises why it was not published.
     """
 
-    __slots__ = ("_batch", "body")
+    __slots__ = ("_batch", "body", "done", "error")
 
     def __init__(self, batch: _Batch, body: bytes) -> None:
         self._batch = batch
         self.body = body
+        #: True once the outcome is known
+        self.done = False
+        #: why the message was not published (None while pending or when published)
+        self.error: NSQError | None = None
 
     @property
     def topic(self) -> str:
@@ -76,27 +80,10 @@ class PublishReceipt:
         return self._batch.topic
 
     @property
-    def done(self) -> bool:
-        """True once the outcome is known."""
-        return self._batch.finished
-
-    @property
     def cancelled(self) -> bool:
         """True if the message was withdrawn with :meth:`cancel`."""
         cancelled = self._batch.cancelled
         return cancelled is not None and id(self) in cancelled
-
-    @property
-    def error(self) -> NSQError | None:
-        """Why the message was not published (None while pending or when published)."""
-        batch = self._batch
-        if batch.cancelled is not None and id(self) in batch.cancelled:
-            return PublishError("the message was withdrawn before it was sent")
-        if not batch.finished:
-            return None
-        if batch.errors is not None:
-            return batch.errors.get(id(self))
-        return batch.error
 
     def cancel(self) -> bool:
         """Withdraw the message if its batch has not been sent yet.
@@ -113,6 +100,7 @@ class PublishReceipt:
             batch.cancelled = set()
         batch.cancelled.add(id(self))
         batch.nbytes -= len(self.body) + _MPUB_OVERHEAD
+        self.error = PublishError("the message was withdrawn before it was sent")
         return True
 
     async def wait(self) -> None:
@@ -123,7 +111,10 @@ class PublishReceipt:
 
         Cancellation: cancelling the wait does not withdraw the message.
         """
-        await self._batch.done.wait()
+        if not self.done:
+            await self._batch.done.wait()
+        else:
+            await trio.lowlevel.checkpoint()
         error = self.error
         if error is not None:
             raise clone_error(error)
@@ -215,7 +206,10 @@ class Accumulator:
         return receipt
 
     async def wait_capacity(self) -> None:
-        """Wait while ``max_pending`` messages are queued and unanswered."""
+        """Wait while ``max_pending`` messages are queued and unanswered.
+
+        Cancellation: only the wait is cancelled.
+        """
         while self.pending >= self.max_pending:
             await self._capacity_lot.park()
 
@@ -226,7 +220,10 @@ class Accumulator:
             self._schedule(batch)
 
     async def wait_idle(self) -> None:
-        """Wait until every scheduled batch has been answered."""
+        """Wait until every scheduled batch has been answered.
+
+        Cancellation: only the wait is cancelled; the batches are still sent.
+        """
         while self._tasks:
             await self._idle_lot.park()
 
@@ -299,15 +296,29 @@ class Accumulator:
 
     def _finish(self, batch: _Batch) -> None:
         topic = batch.topic
-        total = len(batch.receipts)
-        live = total - (len(batch.cancelled) if batch.cancelled else 0)
-        if batch.error is not None:
+        receipts = batch.receipts
+        cancelled = batch.cancelled
+        live = len(receipts) - (len(cancelled) if cancelled else 0)
+        error = batch.error
+        if error is not None:
             self.failed += live
+            for receipt in receipts:
+                receipt.done = True
+                if receipt.error is None:  # withdrawn ones keep their own error
+                    receipt.error = error
+        elif batch.errors is not None:
+            errors = batch.errors
+            self.failed += len(errors)
+            self.published += live - len(errors)
+            for receipt in receipts:
+                receipt.done = True
+                if receipt.error is None:
+                    receipt.error = errors.get(id(receipt))
         else:
-            failed = len(batch.errors) if batch.errors else 0
-            self.failed += failed
-            self.published += live - failed
-        self.pending -= total
+            self.published += live
+            for receipt in receipts:
+                receipt.done = True
+        self.pending -= len(receipts)
         batch.finished = True
         batch.done.set()
         if self._capacity_lot and self.pending < self.max_pending:

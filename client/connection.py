@@ -224,6 +224,7 @@ class Connection:
         self._pending: deque[_Pending] = deque()
         self._out: list[bytes] = []
         self._out_bytes = 0
+        self._high_water = self.config.write_buffer_high_water
         self._writer_lot = ParkingLot()
         self._drain_lot = ParkingLot()
         self._close_requested = False
@@ -384,7 +385,10 @@ class Connection:
                 self.abort()
 
     async def wait_closed(self) -> None:
-        """Wait until the connection has ended (for any reason)."""
+        """Wait until the connection has ended (for any reason).
+
+        Cancellation: only the wait is cancelled.
+        """
         await self._closed.wait()
 
     @property
@@ -409,10 +413,13 @@ class Connection:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         """Queue a command; the writer task sends it with whatever else is queued.
 
         Never blocks; use :meth:`send` when the caller should feel backpressure.
+
+        Returns:
+            True when the queue is over the high-water mark (await :meth:`drain`).
 
         Raises:
             ConnectionClosedError: the connection is closing or closed.
@@ -423,6 +430,7 @@ class Connection:
         self._out_bytes += len(data)
         if self._writer_lot:
             self._writer_lot.unpark_all()
+        return self._out_bytes >= self._high_water
 
     async def send(self, data: bytes) -> None:
         """Queue a command, waiting first while more than the high-water mark is queued.
@@ -441,6 +449,8 @@ class Connection:
         """Wait while queued commands are above the high-water mark.
 
         Not a checkpoint when there is room (callers checkpoint themselves).
+
+        Cancellation: only the wait is cancelled; queued commands stay queued.
         """
         while self._out_bytes >= self.config.write_buffer_high_water and not self._close_requested:
             await self._drain_lot.park()

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import final
+from typing import Final, final
 
 import httpx
 import trio
@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Message], Awaitable[object]]
 GiveUpHook = Callable[[Message], "Awaitable[object] | object"]
 RequeuePolicy = Callable[[Message], float]
+
+#: hand out at most this many buffered messages between two yields to the scheduler
+_YIELD_EVERY: Final = 32
 
 
 class _State(enum.Enum):
@@ -157,12 +160,15 @@ class Consumer:
             rng=rng, retire_timeout=close_timeout,
         )
         self._state = _State.UNOPENED
+        #: False once closing began: received messages are handed straight back
+        self.accepting = False
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._buffer: deque[Message] = deque()
         self._ready_lot = ParkingLot()
         self._conn_lot = ParkingLot()
         self._closed = trio.Event()
+        self._since_yield = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +179,7 @@ class Consumer:
         nursery = await cm.__aenter__()
         self._nursery, self._nursery_cm = nursery, cm
         self._state = _State.OPENED
+        self.accepting = True
         try:
             await nursery.start(self.flow.start)
             if self._own_http_client:
@@ -230,6 +237,7 @@ class Consumer:
 
     def _begin_close(self) -> None:
         self._state = _State.CLOSING
+        self.accepting = False
         self.flow.stopping = True
         self._ready_lot.unpark_all()
         self._conn_lot.unpark_all()
@@ -271,11 +279,6 @@ class Consumer:
     # ------------------------------------------------------------------ owner protocol
     # (used by Discovery and Subscription)
 
-    @property
-    def accepting(self) -> bool:
-        """False once closing began: received messages are handed straight back."""
-        return self._state is _State.OPENED
-
     def deliver(self, message: Message) -> None:
         """Buffer a received message (bounded by max_in_flight through RDY)."""
         self._buffer.append(message)
@@ -315,16 +318,31 @@ class Consumer:
 
         Cancellation: a cancelled wait takes no message.
         """
-        msg = await self._next_message()
-        if msg is None:
+        buffer = self._buffer
+        self._since_yield += 1
+        if buffer and self.accepting and self._since_yield < _YIELD_EVERY:
+            # fast path (no scheduling): buffered messages were delivered already
+            await checkpoint_if_cancelled()
+            msg = buffer.popleft()
+            if not (self.max_attempts and msg.attempts > self.max_attempts):
+                return msg
+            await self._give_up(msg)
+        msg_or_none = await self._next_message()
+        if msg_or_none is None:
             raise StopAsyncIteration
-        return msg
+        return msg_or_none
 
     async def _next_message(self) -> Message | None:
-        await checkpoint_if_cancelled()
         buffer = self._buffer
+        if self._since_yield >= _YIELD_EVERY or not buffer:
+            # let the writer flush answers (nsqd refills the RDY window sooner) and the
+            # readers take in more, instead of stop-and-go once per buffer
+            self._since_yield = 0
+            await trio.lowlevel.checkpoint()
+        else:
+            await checkpoint_if_cancelled()
         while True:
-            if self._state is not _State.OPENED:
+            if not self.accepting:
                 return None
             if buffer:
                 msg = buffer.popleft()
@@ -427,6 +445,8 @@ class Consumer:
 
         Raises:
             ConnectionClosedError: the consumer closed first.
+
+        Cancellation: only the wait is cancelled.
         """
         while self.connection_count < count:
             if self._state in (_State.CLOSING, _State.CLOSED):

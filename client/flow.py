@@ -96,7 +96,10 @@ class FlowControl:
         self._nursery: trio.Nursery | None = None
 
     async def start(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the redistribution loop; timers are spawned beside it. Runs until cancelled."""
+        """Run the redistribution loop; timers are spawned beside it.
+
+        Cancellation: runs until cancelled, which stops the loop and every timer.
+        """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()

@@ -101,7 +101,10 @@ class HTTPProducer:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this producer created it."""
+        """Close the HTTP client if this producer created it.
+
+        Cancellation: the client is closed forcefully.
+        """
         self._closed = True
         if self._own_client and self._client is not None:
             await self._client.aclose()
@@ -125,6 +128,8 @@ class HTTPProducer:
         Raises:
             ValueError: ``bodies`` is empty.
             Others: as :meth:`publish`.
+
+        Cancellation: as :meth:`publish` (all or none of the messages may be published).
         """
         body_list = list(bodies)
         if not body_list:
@@ -142,6 +147,8 @@ class HTTPProducer:
         Raises:
             ValueError: negative delay.
             Others: as :meth:`publish`.
+
+        Cancellation: as :meth:`publish`.
         """
         if delay < 0:
             raise ValueError("delay must be >= 0")

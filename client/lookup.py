@@ -120,6 +120,8 @@ async def nodes(client: httpx.AsyncClient, address: str, *, timeout: float = 60.
 
     Raises:
         LookupdError: the request failed, or the answer was not understood.
+
+    Cancellation: cancels the HTTP request.
     """
     url = f"{lookup_url(address)}/nodes"
     response = await _get(client, url, None, timeout)

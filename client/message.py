@@ -20,17 +20,19 @@ __all__ = ["Message", "Responder", "encode_json", "encode_msgpack"]
 class Responder(Protocol):
     """What sends a message's answers (the consumer's connection state).
 
-    The answer methods only queue the command; :meth:`wait_writable` applies the
-    connection's backpressure.
+    The answer methods only queue the command and return True when the connection's
+    write buffer is full; then :meth:`wait_writable` applies the backpressure.
     """
 
-    def finish(self, message: Message) -> None: ...
+    def finish(self, message: Message) -> bool: ...
 
-    def requeue(self, message: Message, delay: float | None, backoff: bool) -> None: ...
+    def requeue(self, message: Message, delay: float | None, backoff: bool) -> bool: ...
 
-    def touch(self, message: Message) -> None: ...
+    def touch(self, message: Message) -> bool: ...
 
-    async def wait_writable(self) -> None: ...
+    async def wait_writable(self) -> None:
+        """Wait for room in the write buffer (cancelling only cancels the wait)."""
+        ...
 
 
 @final
@@ -94,8 +96,8 @@ class Message:
             return
         await checkpoint_if_cancelled()
         responder = self._claim()
-        responder.finish(self)
-        await responder.wait_writable()
+        if responder.finish(self):
+            await responder.wait_writable()
 
     async def requeue(self, delay: float | None = None, backoff: bool = True) -> None:
         """Give the message back to nsqd for a later delivery (``REQ``).
@@ -113,19 +115,23 @@ class Message:
             return
         await checkpoint_if_cancelled()
         responder = self._claim()
-        responder.requeue(self, delay, backoff)
-        await responder.wait_writable()
+        if responder.requeue(self, delay, backoff):
+            await responder.wait_writable()
 
     async def touch(self) -> None:
-        """Reset the message's server-side timeout (``TOUCH``); ignored once answered."""
+        """Reset the message's server-side timeout (``TOUCH``); ignored once answered.
+
+        Cancellation: if cancelled, no TOUCH was queued (a cancel while waiting for room
+            in the write buffer comes after it was).
+        """
         if self._responded:
             return
         await checkpoint_if_cancelled()
         responder = self._responder
         if responder is None:
             raise RuntimeError("this message was not received from nsqd; it cannot be answered")
-        responder.touch(self)
-        await responder.wait_writable()
+        if responder.touch(self):
+            await responder.wait_writable()
 
     def json(self, **kwargs: Any) -> Any:
         """The body decoded as JSON (``kwargs`` go to :func:`json.loads`)."""

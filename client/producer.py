@@ -106,7 +106,7 @@ class Producer:
         batch_size: int = 200,
         batch_bytes: int = 1024 * 1024,
         flush_interval: float = 0.005,
-        max_pending: int = 10_000,
+        max_pending: int = 2_000,
         timeout: float = 10.0,
         open_stream: OpenStream | None = None,
     ) -> None:

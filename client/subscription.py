@@ -47,11 +47,8 @@ class Owner(Protocol):
 
     counters: Counters
     flow: FlowControl
-
-    @property
-    def accepting(self) -> bool:
-        """False once the consumer is closing: new messages go straight back."""
-        ...
+    #: False once the consumer is closing: new messages go straight back
+    accepting: bool
 
     def deliver(self, message: Message) -> None:
         """Buffer a received message for hand-out."""
@@ -96,9 +93,9 @@ class Subscription(RdyConn):
     # ------------------------------------------------------------------ receiving
 
     def _on_frame(self, conn: Connection, data: bytes) -> None:
-        raw = decode_message(data)
+        msg_id, timestamp, attempts, body = decode_message(data)
         owner = self.owner
-        msg = Message(raw.id, raw.body, raw.timestamp, raw.attempts, responder=self, address=self.address)
+        msg = Message(msg_id, body, timestamp, attempts, responder=self, address=self.address)
         self.in_flight += 1
         self.last_msg_time = conn.last_read
         owner.counters.received += 1
@@ -117,43 +114,55 @@ class Subscription(RdyConn):
 
     # ------------------------------------------------------------------ answering
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> bool:
+        """Queue ``data``; True when the write buffer is over its high-water mark."""
         try:
-            self.conn.write(data)
+            return self.conn.write(data)
         except ConnectionClosedError:
             self.owner.counters.dropped += 1
             logger.debug("(%s) connection gone, response dropped", self.address)
+            return False
 
     def _answered(self) -> None:
         self.in_flight -= 1
         if self.in_flight <= 0 and self.lot:
             self.lot.unpark_all()
 
-    def finish(self, message: Message) -> None:
-        """Queue FIN (Responder protocol)."""
-        self._write(commands.fin(message.id))
-        self._answered()
-        self.owner.counters.finished += 1
-        self.owner.flow.on_success()
+    def finish(self, message: Message) -> bool:
+        """Queue FIN (Responder protocol). True when the writer is behind."""
+        full = self._write(commands.fin(message.id))
+        self.in_flight -= 1
+        if self.in_flight <= 0 and self.lot:
+            self.lot.unpark_all()
+        owner = self.owner
+        owner.counters.finished += 1
+        flow = owner.flow
+        if flow.backoff_level or flow.backoff_until is not None:
+            flow.on_success()
+        return full
 
-    def requeue(self, message: Message, delay: float | None, backoff: bool) -> None:
+    def requeue(self, message: Message, delay: float | None, backoff: bool) -> bool:
         """Queue REQ (Responder protocol); ``backoff`` signals a failure to flow control."""
         if delay is None:
             delay = self.owner.requeue_delay(message)
-        self._write(commands.req(message.id, round(delay * 1000)))
+        full = self._write(commands.req(message.id, round(delay * 1000)))
         self._answered()
         self.owner.counters.requeued += 1
         if backoff:
             self.owner.flow.on_failure()
         else:
             self.owner.flow.on_continue()
+        return full
 
-    def touch(self, message: Message) -> None:
+    def touch(self, message: Message) -> bool:
         """Queue TOUCH (Responder protocol)."""
-        self._write(commands.touch(message.id))
+        return self._write(commands.touch(message.id))
 
     async def wait_writable(self) -> None:
-        """Wait while the connection's write buffer is over its high-water mark."""
+        """Wait while the connection's write buffer is over its high-water mark.
+
+        Cancellation: only the wait is cancelled.
+        """
         await self.conn.drain()
 
     # ------------------------------------------------------------------ closing
@@ -168,6 +177,8 @@ class Subscription(RdyConn):
         """Send CLS, then wait (at most ``timeout`` s) for CLOSE_WAIT and every answer.
 
         Returns early if the connection ends.
+
+        Cancellation: only the wait is cancelled (CLS was queued).
         """
         self.send_cls()
         conn = self.conn

@@ -122,24 +122,30 @@ def test_backoff_duration_exponential() -> None:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """A Responder; ``full`` says whether its write buffer is over the high-water mark."""
+
+    def __init__(self, full: bool = False) -> None:
         self.calls: list[tuple[object, ...]] = []
+        self.full = full
 
-    def finish(self, message: Message) -> None:
+    def finish(self, message: Message) -> bool:
         self.calls.append(("fin",))
+        return self.full
 
-    def requeue(self, message: Message, delay: float | None, backoff: bool) -> None:
+    def requeue(self, message: Message, delay: float | None, backoff: bool) -> bool:
         self.calls.append(("req", delay, backoff))
+        return self.full
 
-    def touch(self, message: Message) -> None:
+    def touch(self, message: Message) -> bool:
         self.calls.append(("touch",))
+        return self.full
 
     async def wait_writable(self) -> None:
         self.calls.append(("wait",))
 
 
 async def test_message_answers_once() -> None:
-    rec = Recorder()
+    rec = Recorder(full=True)
     msg = Message(b"0" * 16, b"{}", 1, 1, responder=rec)
     assert not msg.has_responded
     await msg.touch()
@@ -155,7 +161,7 @@ async def test_message_requeue_arguments() -> None:
     rec = Recorder()
     msg = Message(b"0" * 16, b"", 1, 3, responder=rec)
     await msg.requeue(delay=2.5, backoff=False)
-    assert rec.calls[0] == ("req", 2.5, False)
+    assert rec.calls == [("req", 2.5, False)]  # room in the buffer: no wait
 
 
 async def test_cancelled_finish_leaves_message_unanswered() -> None:
