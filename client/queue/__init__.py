@@ -5,6 +5,8 @@ publishers (pushers) plug in through the protocols in :mod:`client.queue.interfa
 """
 
 from ._util import Backoff as Backoff
+from .delay import DeferredPublisher as DeferredPublisher
+from .delay import DelayQueue as DelayQueue
 from .executors import BulkExecutor as BulkExecutor
 from .executors import ChunkExecutor as ChunkExecutor
 from .executors import Execute as Execute
@@ -20,6 +22,15 @@ from .interfaces import Producer as Producer
 from .interfaces import ProducerFactory as ProducerFactory
 from .interfaces import Pusher as Pusher
 from .interfaces import Service as Service
+from .nsq_pusher import MultiPublisher as MultiPublisher
+from .nsq_pusher import NSQPusher as NSQPusher
+from .nsq_pusher import PushErrorHook as PushErrorHook
+from .nsq_pusher import PusherStatistics as PusherStatistics
+from .nsq_queue import NSQQueue as NSQQueue
+from .nsq_queue import NSQQueueStatistics as NSQQueueStatistics
+from .nsq_source import MessageHandler as MessageHandler
+from .nsq_source import NSQHandler as NSQHandler
+from .nsq_source import NSQSource as NSQSource
 from .pushers import BalancedPusher as BalancedPusher
 from .pushers import MultiPusher as MultiPusher
 from .pushers import MultiPushError as MultiPushError
@@ -36,19 +47,30 @@ __all__ = [
     "ChunkExecutor",
     "Consumer",
     "ConsumerFactory",
+    "DeferredPublisher",
+    "DelayQueue",
     "Execute",
     "ExecutorStatistics",
     "Listener",
+    "MessageHandler",
+    "MultiPublisher",
     "MultiPushError",
     "MultiPusher",
     "NOTHING",
+    "NSQHandler",
+    "NSQPusher",
+    "NSQQueue",
+    "NSQQueueStatistics",
+    "NSQSource",
     "NoAvailablePusherError",
     "Nothing",
     "PeriodicalExecutor",
     "ProduceListener",
     "Producer",
     "ProducerFactory",
+    "PushErrorHook",
     "Pusher",
+    "PusherStatistics",
     "Queue",
     "QueueStatistics",
     "Service",
