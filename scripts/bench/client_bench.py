@@ -383,6 +383,11 @@ ROLES = {
 
 
 def child_main(role: str, args: list[str]) -> None:
+    threshold = os.environ.get("CLIENT_BENCH_GC_THRESHOLD")
+    if threshold:
+        import gc
+
+        gc.set_threshold(int(threshold), 20, 100)
     fn = ROLES[role]
     typed: list[Any] = [int(a) if a.isdigit() else (float(a) if a.replace(".", "", 1).isdigit() else a)
                         for a in args]
@@ -463,6 +468,9 @@ def main() -> None:
     ap.add_argument("--e2e-rate", type=float, default=5000.0)
     ap.add_argument("--repeat", type=int, default=3, help="runs per row (the median is shown)")
     ap.add_argument("--phase-timeout", type=float, default=120.0, help="seconds per client run")
+    ap.add_argument("--gc-threshold", type=int, default=0,
+                    help="young-generation GC threshold for every client process, ours and pynsq "
+                         "alike (0: Python's default; nsqd itself uses 50000)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args()
     if args.role:
@@ -470,13 +478,17 @@ def main() -> None:
         return
 
     n, t, size = args.messages, args.phase_timeout, args.size
+    if args.gc_threshold:
+        os.environ["CLIENT_BENCH_GC_THRESHOLD"] = str(args.gc_threshold)
     pub_n = args.pub_messages
     queue = max(n, pub_n) * 2
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--mem-queue-size", str(queue)) as (proc, addrs):
         host, port = addrs["TCP"]
         addr = f"{host}:{port}"
-        print(f"nsqd pid {proc.pid} at {addr}; {size}-byte messages; median of {args.repeat} runs (range)")
+        gc_note = f"; client GC threshold {args.gc_threshold}" if args.gc_threshold else ""
+        print(f"nsqd pid {proc.pid} at {addr}; {size}-byte messages; median of {args.repeat} runs (range)"
+              f"{gc_note}")
         serial = iter(range(1_000_000))
 
         def runs(role: str, *role_args: Any, prefill: int = 0) -> list[dict[str, Any]]:
