@@ -14,6 +14,7 @@ import dataclasses
 import importlib.metadata
 import random
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -77,6 +78,12 @@ class ClientConfig:
         output_buffer_timeout: seconds nsqd waits before flushing that buffer.
         msg_timeout: server-side in-flight timeout for this client (``None``: nsqd's).
         max_msg_size: largest frame accepted from nsqd in bytes (0: 64 MiB).
+        tls_v1: ask nsqd to upgrade the connection to TLS after IDENTIFY.
+        tls_config: the client's TLS settings (CA, client certificate...); ``None``
+            means ``ssl.create_default_context()`` (system CAs, hostname checked).
+        snappy: ask for snappy compression (after TLS, if both).
+        deflate: ask for deflate compression (not together with snappy).
+        deflate_level: deflate level 1..9 asked for (nsqd may cap it).
         auth_secret: sent with AUTH when nsqd requires it.
         write_buffer_high_water: bytes of unsent commands above which senders wait.
     """
@@ -106,7 +113,12 @@ class ClientConfig:
     output_buffer_timeout: float = 0.25
     msg_timeout: float | None = None
     max_msg_size: int = 0
-    auth_secret: str | None = None
+    tls_v1: bool = False
+    tls_config: ssl.SSLContext | None = field(default=None, compare=False)
+    snappy: bool = False
+    deflate: bool = False
+    deflate_level: int = 6
+    auth_secret: str | None = field(default=None, repr=False)
     write_buffer_high_water: int = 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -135,6 +147,10 @@ class ClientConfig:
             raise ValueError(f"unknown backoff_strategy {self.backoff_strategy!r}")
         if self.msg_timeout is not None and self.msg_timeout <= 0:
             raise ValueError("msg_timeout must be > 0 or None")
+        if self.snappy and self.deflate:
+            raise ValueError("snappy and deflate cannot both be enabled")
+        if not 1 <= self.deflate_level <= 9:
+            raise ValueError("deflate_level must be within [1, 9]")
 
     def backoff_duration(self, level: int, rng: random.Random | None = None) -> float:
         """Seconds of backoff at ``level`` (>= 1), before capping at max_backoff_duration."""

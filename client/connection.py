@@ -19,6 +19,7 @@ import enum
 import json
 import logging
 import math
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
+from .compression import CompressedStream, make_codec, start_tls
 from .config import DEFAULT_CONFIG, ClientConfig
 from .errors import (
     ConnectionClosedError,
@@ -55,7 +57,8 @@ from .protocol import (
     commands,
 )
 
-__all__ = ["Connection", "ConnectionState", "IdentifyResponse", "OpenStream", "parse_address"]
+__all__ = ["AuthResponse", "Connection", "ConnectionState", "IdentifyResponse", "OpenStream",
+           "parse_address"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,17 @@ async def _open_tcp(host: str, port: int) -> trio.abc.Stream:
     return await trio.open_tcp_stream(host, port)
 
 
+_tls_context: ssl.SSLContext | None = None
+
+
+def _default_tls_context() -> ssl.SSLContext:
+    """System CAs with hostname checking, built once (loading CAs is slow)."""
+    global _tls_context
+    if _tls_context is None:
+        _tls_context = ssl.create_default_context()
+    return _tls_context
+
+
 @dataclass(frozen=True, slots=True)
 class IdentifyResponse:
     """What nsqd answered to IDENTIFY with ``feature_negotiation`` (durations in seconds)."""
@@ -98,6 +112,7 @@ class IdentifyResponse:
     msg_timeout: float = 60.0
     tls_v1: bool = False
     deflate: bool = False
+    deflate_level: int = 0
     snappy: bool = False
     sample_rate: int = 0
     auth_required: bool = False
@@ -122,6 +137,7 @@ class IdentifyResponse:
                 msg_timeout=int(raw.get("msg_timeout", 60000)) / 1000,
                 tls_v1=bool(raw.get("tls_v1", False)),
                 deflate=bool(raw.get("deflate", False)),
+                deflate_level=int(raw.get("deflate_level", 0)),
                 snappy=bool(raw.get("snappy", False)),
                 sample_rate=int(raw.get("sample_rate", 0)),
                 auth_required=bool(raw.get("auth_required", False)),
@@ -130,6 +146,30 @@ class IdentifyResponse:
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise IdentifyError(f"unparseable IDENTIFY response {data[:200]!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """What nsqd answered to AUTH: who the auth server says we are."""
+
+    identity: str = ""
+    identity_url: str = ""
+    permission_count: int = 0
+
+    @classmethod
+    def from_json(cls, data: bytes) -> AuthResponse:
+        """Parse AUTH's JSON answer.
+
+        Raises:
+            IdentifyError: the answer is not the JSON object nsqd sends.
+        """
+        try:
+            raw: dict[str, Any] = json.loads(data)
+            return cls(identity=str(raw.get("identity", "")),
+                       identity_url=str(raw.get("identity_url", "")),
+                       permission_count=int(raw.get("permission_count", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise IdentifyError(f"unparseable AUTH response {data[:200]!r}") from exc
 
 
 class ConnectionState(enum.Enum):
@@ -193,6 +233,7 @@ class Connection:
 
     Attributes:
         identify: nsqd's IDENTIFY answer, once connected.
+        auth: the AUTH answer, when nsqd required AUTH.
         error: why the connection ended, when it did not end by :meth:`close`.
         close_wait: set when nsqd answered CLS with ``CLOSE_WAIT``.
     """
@@ -216,6 +257,7 @@ class Connection:
         self._open_stream = open_stream or _open_tcp
         self.state = ConnectionState.INIT
         self.identify: IdentifyResponse | None = None
+        self.auth: AuthResponse | None = None
         self.error: BaseException | None = None
         self.close_wait = trio.Event()
         self._closed = trio.Event()
@@ -263,16 +305,19 @@ class Connection:
                     self._stream = await self._open_stream(self._host, self._port)
             except (OSError, trio.TooSlowError) as exc:
                 raise NotConnectedError(f"cannot connect to {self.address}: {exc!r}") from exc
-            async with trio.open_nursery() as nursery:
-                self._cancel_scope = nursery.cancel_scope
-                nursery.start_soon(self._read_loop)
-                nursery.start_soon(self._write_loop)
+            # the handshake reads and writes the stream itself (upgrades replace it);
+            # abort() cancels it through the same scope the loops use afterwards
+            reader: FrameReader | None = None
+            with trio.CancelScope() as self._cancel_scope:
                 try:
-                    await self._handshake()
+                    reader = await self._handshake()
                 except (IdentifyError, ConnectionClosedError) as exc:
-                    self.error = exc  # raised below, outside the nursery
-                    nursery.cancel_scope.cancel()
-                else:
+                    self.error = exc  # raised below
+            if reader is not None:
+                async with trio.open_nursery() as nursery:
+                    self._cancel_scope = nursery.cancel_scope
+                    nursery.start_soon(self._read_loop, reader)
+                    nursery.start_soon(self._write_loop)
                     if not self._close_requested:
                         self.state = ConnectionState.CONNECTED
                     started = True
@@ -284,10 +329,10 @@ class Connection:
         if not started:
             raise self.error or ConnectionClosedError(f"{self.address} closed during handshake")
 
-    async def _handshake(self) -> None:
+    def _identify_body(self) -> dict[str, object]:
         config = self.config
         hb = config.heartbeat_interval
-        data: dict[str, object] = {
+        return {
             "client_id": config.client_id,
             "hostname": config.hostname,
             "user_agent": config.user_agent,
@@ -297,28 +342,100 @@ class Connection:
             "output_buffer_size": config.output_buffer_size,
             "output_buffer_timeout": int(config.output_buffer_timeout * 1000),
             "msg_timeout": 0 if config.msg_timeout is None else int(config.msg_timeout * 1000),
-            "tls_v1": False,
-            "deflate": False,
-            "snappy": False,
+            "tls_v1": config.tls_v1,
+            "deflate": config.deflate,
+            "deflate_level": config.deflate_level,
+            "snappy": config.snappy,
         }
-        self._out.append(MAGIC_V2)
+
+    async def _handshake(self) -> FrameReader:
+        """Magic + IDENTIFY, the TLS/compression upgrades nsqd agreed to, then AUTH.
+
+        Runs before the reader and writer tasks, reading one frame at a time so that
+        nothing beyond an upgrade point is parsed with the wrong layer (as go-nsq).
+
+        Returns:
+            The frame reader holding whatever arrived after the last handshake frame.
+        """
+        config = self.config
+        max_msg = config.max_msg_size
+        max_frame = max_msg + 64 if max_msg else _DEFAULT_MAX_FRAME
+        reader = FrameReader(max_frame)
         try:
             with trio.fail_after(config.read_timeout):
-                answer = await self.request(commands.identify(data))
-                self.identify = IdentifyResponse.from_json(answer)
-                if self.identify.tls_v1 or self.identify.deflate or self.identify.snappy:
+                await self._send_raw(MAGIC_V2 + commands.identify(self._identify_body()))
+                answer = await self._read_response(reader, "IDENTIFY")
+                identify = self.identify = IdentifyResponse.from_json(answer)
+                if (identify.tls_v1 and not config.tls_v1) or (identify.snappy and not config.snappy) \
+                        or (identify.deflate and not config.deflate):
                     raise IdentifyError(f"{self.address} enabled TLS/compression we did not ask for")
-                if self.identify.auth_required:
+                if identify.tls_v1:
+                    if reader.buffered:
+                        raise IdentifyError(f"{self.address} sent data before the TLS handshake")
+                    await self._upgrade_tls()
+                    await self._read_response(reader, "TLS upgrade", expect_ok=True)
+                if identify.snappy or identify.deflate:
+                    codec = make_codec(snappy=identify.snappy, deflate=identify.deflate,
+                                       deflate_level=identify.deflate_level or config.deflate_level)
+                    assert codec is not None and self._stream is not None
+                    self._stream = CompressedStream(self._stream, codec, initial=reader.take_buffered())
+                    reader = FrameReader(max_frame)
+                    await self._read_response(reader, "compression upgrade", expect_ok=True)
+                if identify.auth_required:
                     if not config.auth_secret:
                         raise IdentifyError(f"{self.address} requires AUTH and no auth_secret is set")
-                    await self.request(commands.auth(config.auth_secret))
+                    await self._send_raw(commands.auth(config.auth_secret))
+                    self.auth = AuthResponse.from_json(await self._read_response(reader, "AUTH"))
+        except (IdentifyError, ConnectionClosedError):
+            raise  # both are OSErrors too
         except trio.TooSlowError as exc:
-            raise IdentifyError(f"{self.address} did not answer IDENTIFY in time") from exc
+            raise IdentifyError(f"{self.address} did not answer IDENTIFY/AUTH in time") from exc
         except ServerError as exc:
             raise IdentifyError(f"{self.address} refused IDENTIFY/AUTH: {exc}") from exc
-        except ConnectionClosedError as exc:
-            raise IdentifyError(f"{self.address} closed during IDENTIFY: {exc}") from exc
+        except ProtocolError as exc:
+            raise IdentifyError(f"protocol error from {self.address} during IDENTIFY: {exc}") from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ConnectionClosedError(f"{self.address} closed during IDENTIFY: {exc!r}") from exc
         logger.debug("(%s) IDENTIFY response: %s", self.address, self.identify)
+        return reader
+
+    async def _upgrade_tls(self) -> None:
+        assert self._stream is not None
+        ctx = self.config.tls_config or _default_tls_context()
+        # a custom transport may name no host; then only the context's settings apply
+        hostname = self._host if ctx.check_hostname else None
+        try:
+            self._stream = await start_tls(self._stream, ctx, server_hostname=hostname,
+                                           timeout=self.config.read_timeout)
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise IdentifyError(f"TLS handshake with {self.address} failed: {cause}") from exc
+            raise
+
+    async def _send_raw(self, data: bytes) -> None:
+        assert self._stream is not None
+        await self._stream.send_all(data)
+        self.bytes_sent += len(data)
+
+    async def _read_response(self, reader: FrameReader, what: str, *, expect_ok: bool = False) -> bytes:
+        """The next frame during the handshake: a response's data, or raise its error."""
+        assert self._stream is not None
+        while True:
+            frame = reader.next_frame()
+            if frame is not None:
+                break
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise ConnectionClosedError(f"{self.address} closed the connection during {what}")
+            self.bytes_received += len(data)
+            reader.feed(data if type(data) is bytes else bytes(data))
+        frame_type, data = frame
+        if frame_type == _ERROR:
+            raise ServerError.from_frame(data)
+        if frame_type != _RESPONSE or (expect_ok and data != b"OK"):
+            raise IdentifyError(f"unexpected answer to {what} from {self.address}: {data[:100]!r}")
+        return data
 
     def _fail(self, exc: BaseException) -> None:
         """End the connection because of ``exc`` (first error wins)."""
@@ -503,9 +620,16 @@ class Connection:
                 self.bytes_sent += len(data)
                 if self._drain_lot:
                     self._drain_lot.unpark_all()
-            if isinstance(stream, trio.abc.HalfCloseableStream):
+            # half-close so nsqd's last answers still arrive; under TLS/compression the
+            # TCP stream itself is half-closed (nsqd reads that as the end, as from
+            # go-nsq, which sends no close_notify either)
+            eof_stream: Any = stream
+            while not isinstance(eof_stream, trio.abc.HalfCloseableStream) \
+                    and hasattr(eof_stream, "transport_stream"):
+                eof_stream = eof_stream.transport_stream
+            if isinstance(eof_stream, trio.abc.HalfCloseableStream):
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
-                    await stream.send_eof()
+                    await eof_stream.send_eof()
             else:
                 await stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -514,12 +638,9 @@ class Connection:
     # ------------------------------------------------------------------ reading
 
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, reader: FrameReader) -> None:
         assert self._stream is not None
         stream = self._stream
-        max_msg = self.config.max_msg_size
-        # a message frame adds the frame type and the 26-byte message header
-        reader = FrameReader(max_msg + 64 if max_msg else _DEFAULT_MAX_FRAME)
         on_message = self._on_message
         pending = self._pending
         # nsqd heartbeats every interval, so two silent intervals mean a dead peer; the
@@ -528,20 +649,7 @@ class Connection:
         silence = math.inf if hb is None else 2 * hb
         try:
             while True:
-                with trio.move_on_after(silence) as scope:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                if scope.cancelled_caught:
-                    self._fail(ConnectionClosedError(f"no data from {self.address} in time"))
-                    return
-                if not data:
-                    if not self._close_requested:
-                        self._fail(ConnectionClosedError(f"{self.address} closed the connection"))
-                    elif self._cancel_scope is not None:
-                        self._cancel_scope.cancel()
-                    return
-                self.bytes_received += len(data)
-                self.last_read = trio.current_time()
-                reader.feed(data if type(data) is bytes else bytes(data))
+                # frames first: the handshake may have left some in the reader
                 for frame_type, frame_data in reader.frames():
                     if frame_type == _MESSAGE:
                         if on_message is not None:
@@ -562,6 +670,20 @@ class Connection:
                         self._handle_error(ServerError.from_frame(frame_data))
                     else:
                         raise RemoteProtocolError(f"unknown frame type {frame_type}")
+                with trio.move_on_after(silence) as scope:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                if scope.cancelled_caught:
+                    self._fail(ConnectionClosedError(f"no data from {self.address} in time"))
+                    return
+                if not data:
+                    if not self._close_requested:
+                        self._fail(ConnectionClosedError(f"{self.address} closed the connection"))
+                    elif self._cancel_scope is not None:
+                        self._cancel_scope.cancel()
+                    return
+                self.bytes_received += len(data)
+                self.last_read = trio.current_time()
+                reader.feed(data if type(data) is bytes else bytes(data))
         except ProtocolError as exc:
             self._fail(ConnectionClosedError(f"protocol error from {self.address}: {exc}"))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

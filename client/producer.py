@@ -216,6 +216,8 @@ class Producer:
             ServerError: nsqd refused the message (e.g. BadMessageError when too big).
             PublishTimeoutError: no acknowledgement within ``timeout`` (the message may
                 have been published).
+            IdentifyError: every nsqd refused the handshake for good (TLS certificate
+                not trusted, AUTH secret refused...).
             PublishError: the producer is closed.
 
         Cancellation: with ``batch=True``, a message whose batch has not been sent yet
@@ -393,6 +395,7 @@ class Producer:
                 raise PublishError("the producer is closed")
             n = len(self._addresses)
             last: BaseException | None = None
+            refused = 0  # handshakes refused for good (TLS certificate, AUTH secret...)
             for step in range(n):
                 index = (self._index + step) % n
                 conn = Connection(self._addresses[index], self.config, open_stream=self._open_stream)
@@ -401,12 +404,15 @@ class Producer:
                 except NSQError as exc:
                     logger.debug("(%s) connect failed: %s", conn.address, exc)
                     last = exc
+                    refused += not exc.retriable
                     continue
                 self._index = index
                 self._conn = conn
                 self._connects += 1
                 logger.info("(%s) connected to nsqd", conn.address)
                 return conn
+            if refused == n and last is not None:
+                raise last  # retrying cannot help: report it at once
             raise NotConnectedError(f"no nsqd reachable among {self._addresses}: {last}") from last
 
     async def _serve(self, conn: Connection, *, task_status: trio.TaskStatus[Connection]) -> None:
