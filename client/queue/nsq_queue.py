@@ -16,7 +16,8 @@ The pieces, in kq's terms:
   Their ``max_in_flight`` values add up to ``queue_capacity``, so nsqd never has more than
   ``queue_capacity`` messages in flight to this queue: that bounds its memory.
 * ``consumers`` fetchers per connection: :class:`~client.queue.NSQSource` tasks moving
-  received messages into the :class:`~client.queue.Queue`'s channel (``processors`` slots).
+  received messages into the :class:`~client.queue.Queue`'s channel (at most 64 slots: the
+  messages in it are in flight, so they count against ``queue_capacity`` already).
 * ``processors`` handler tasks (:class:`~client.queue.NSQHandler`), shared by all
   connections: a message is FIN'd only after the handler returned; if it raised, the
   message is REQ'd (delay from ``requeue_delay``); after ``max_attempts`` deliveries it is
@@ -25,10 +26,9 @@ The pieces, in kq's terms:
 :meth:`NSQQueue.stop` (graceful, as on SIGTERM):
 
 1. every connection gets ``CLS``: nsqd sends no more (its RDY becomes 0); messages
-   received but not handed to a processor yet are REQ'd at once, without delay, and so
-   are messages that were already on the wire;
-2. the processors finish the messages they hold (and those in the queue's channel), each
-   answered FIN or REQ as usual;
+   received but not started yet (buffered in the consumers or in the queue's channel) are
+   REQ'd at once, without delay and unhandled, and so are messages still on the wire;
+2. the processors finish the messages in progress, each answered FIN or REQ as usual;
 3. once every message is answered, the connections close (answers are flushed first).
 
 No message is lost (each one is FIN'd after its handler succeeded, or goes back to nsqd)
@@ -71,23 +71,31 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_CAPACITY: Final = 1000
 DEFAULT_DRAIN_TIMEOUT: Final = 30.0
+#: slots of the queue's channel between fetchers and processors; more buys no throughput
+_CHANNEL_CAPACITY: Final = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NSQQueueStatistics:
     """A snapshot of an :class:`NSQQueue`.
 
-    ``queue`` counts hand-offs and handler calls (``consumed``: handler returned,
-    ``failures``: it raised); ``connections`` has one entry per consumer (``conns``), with
-    the messages received, finished, requeued and given up. ``in_flight`` is their sum of
-    messages received and not yet answered; it never exceeds ``queue_capacity``.
+    ``handled`` messages made the handler return (and were FIN'd), ``failed`` made it raise
+    (and were REQ'd); ``given_back`` were REQ'd unhandled when the queue stopped.
+    ``in_flight`` counts messages received and not answered yet, over all connections; it
+    stays within ``queue_capacity``. ``queue`` is the underlying
+    :class:`~client.queue.Queue`'s snapshot (its ``consumed`` includes ``given_back``);
+    ``connections`` has one entry per consumer (``conns``), with the messages received,
+    finished, requeued and given up after ``max_attempts``.
     """
 
-    queue: QueueStatistics | None
-    connections: tuple[ConsumerStatistics, ...]
+    handled: int
+    failed: int
+    given_back: int
     in_flight: int
     queue_capacity: int
     paused: bool
+    queue: QueueStatistics | None
+    connections: tuple[ConsumerStatistics, ...]
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -198,12 +206,14 @@ class NSQQueue:
         self._consumers: list[Consumer] = []
         self._sources: list[NSQSource] = []
         self._listeners: list[Listener] = []
+        self._handlers: list[NSQHandler] = []
         self._queue: Queue[Message] | None = None
         self._queue_scope = trio.CancelScope()
         self._opened = trio.Event()
         self._started = False
         self._stopping = False
         self._stop_begun = False
+        self._giving_back = False
         self._paused = False
 
     def __repr__(self) -> str:
@@ -261,7 +271,7 @@ class NSQQueue:
                 self._new_handler,
                 producers=self._conns * self._fetchers,
                 consumers=self._processors,
-                capacity=self._processors,
+                capacity=min(self._capacity, _CHANNEL_CAPACITY),
                 name=self._name,
             )
             for listener in self._listeners:
@@ -299,8 +309,10 @@ class NSQQueue:
         if self._stop_begun:
             return
         self._stop_begun = True
-        # CLS first: nsqd stops sending and buffered messages go back, then the queue's
-        # fetchers stop and its processors drain what they were handed.
+        # CLS first: nsqd stops sending and the consumers' buffers go back; the queue's
+        # fetchers stop; its processors give back what they were handed but had not
+        # started, and finish what they had.
+        self._giving_back = True
         for consumer in self._consumers:
             consumer.stop()
         assert self._queue is not None
@@ -345,12 +357,17 @@ class NSQQueue:
     def statistics(self) -> NSQQueueStatistics:
         """Return a snapshot of the queue's and the consumers' counters."""
         connections = tuple(consumer.statistics() for consumer in self._consumers)
+        queue = None if self._queue is None else self._queue.statistics()
+        given_back = sum(handler.given_back for handler in self._handlers)
         return NSQQueueStatistics(
-            queue=None if self._queue is None else self._queue.statistics(),
-            connections=connections,
+            handled=0 if queue is None else queue.consumed - given_back,
+            failed=0 if queue is None else queue.failures,
+            given_back=given_back,
             in_flight=sum(stats.in_flight for stats in connections),
             queue_capacity=self._capacity,
             paused=self._paused,
+            queue=queue,
+            connections=connections,
         )
 
     # -- factories --------------------------------------------------------------------
@@ -381,4 +398,14 @@ class NSQQueue:
         return source
 
     def _new_handler(self) -> NSQHandler:
-        return NSQHandler(self._handler, backoff=self._backoff, touch_interval=self._touch_interval)
+        handler = NSQHandler(
+            self._handler,
+            backoff=self._backoff,
+            touch_interval=self._touch_interval,
+            give_back=self._is_giving_back,
+        )
+        self._handlers.append(handler)
+        return handler
+
+    def _is_giving_back(self) -> bool:
+        return self._giving_back

@@ -6,7 +6,8 @@
 * :class:`NSQHandler` plays the queue's :class:`~client.queue.interfaces.Consumer` role: it
   awaits the user's handler with the message, then answers nsqd: ``FIN`` if the handler
   returned, ``REQ`` (with the consumer's requeue policy) if it raised. A handler may answer
-  the message itself; the adapter then leaves it alone.
+  the message itself; the adapter then leaves it alone. Once its ``give_back`` predicate
+  holds (the queue is stopping), messages not started yet are REQ'd at once, unhandled.
 
 :class:`~client.queue.NSQQueue` wires both to a :class:`~client.queue.Queue`; use these
 directly only to build a different arrangement.
@@ -100,6 +101,10 @@ class NSQHandler:
             go-nsq's flow control), so a failing dependency is not hammered.
         touch_interval: While the handler runs, ``TOUCH`` the message this often (seconds),
             so a slow handler does not reach nsqd's message timeout. ``None`` never touches.
+        give_back: Checked before each message; while it returns True, messages are REQ'd
+            without delay (and without backoff) instead of handled, and counted in
+            :attr:`given_back`. :class:`~client.queue.NSQQueue` sets it once it stops, so
+            messages buffered but not started go straight back to nsqd.
 
     On cancellation (the queue was cancelled, not stopped) the message is requeued at
     once without delay, best effort; if even that cannot be sent, nsqd redelivers it after
@@ -112,12 +117,16 @@ class NSQHandler:
         *,
         backoff: bool = True,
         touch_interval: float | None = None,
+        give_back: Callable[[], bool] | None = None,
     ) -> None:
         if touch_interval is not None and not touch_interval > 0:
             raise ValueError(f"touch_interval must be > 0 or None, got {touch_interval!r}")
         self._handler = handler
         self._backoff = backoff
         self._touch_interval = touch_interval
+        self._give_back = give_back
+        #: messages REQ'd unhandled because ``give_back`` held
+        self.given_back = 0
 
     async def consume(self, item: Message) -> None:
         """Handle one message and answer it (Consumer protocol).
@@ -126,6 +135,11 @@ class NSQHandler:
             Exception: What the handler raised, after the message was requeued (the queue
                 logs and counts it).
         """
+        if self._give_back is not None and self._give_back():
+            if not item.has_responded:
+                self.given_back += 1
+                await item.requeue(0.0, backoff=False)
+            return
         try:
             if self._touch_interval is None:
                 await self._handler(item)

@@ -154,7 +154,7 @@ async def test_sigterm_mid_stream_loses_nothing_and_handles_each_once(
             after_first = journal.poll()
             assert STOP_AFTER <= after_first < TOTAL, "stop was not mid-stream"
             assert first_stats["finished"] == after_first
-            assert first_stats["consumed"] == after_first and first_stats["failures"] == 0
+            assert first_stats["handled"] == after_first and first_stats["failed"] == 0
 
             second = await Worker.start(address, journal_path, stderr)
             await published.wait()

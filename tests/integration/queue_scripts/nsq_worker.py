@@ -108,10 +108,10 @@ async def main(args: argparse.Namespace) -> None:
         # Every handler has returned: no append is waiting.
         nursery.cancel_scope.cancel()
     stats = queue.statistics()
-    assert stats.queue is not None
     print("STATS " + json.dumps({
-        "consumed": stats.queue.consumed,
-        "failures": stats.queue.failures,
+        "handled": stats.handled,
+        "failed": stats.failed,
+        "given_back": stats.given_back,
         "finished": sum(c.messages_finished for c in stats.connections),
         "requeued": sum(c.messages_requeued for c in stats.connections),
         "received": sum(c.messages_received for c in stats.connections),

@@ -217,8 +217,9 @@ async def test_handler_may_answer_itself(
     assert cmd_names(fake).count(b"FIN") == 2 and cmd_names(fake).count(b"REQ") == 1
 
 
+@pytest.mark.parametrize("capacity", [10, 100])
 async def test_graceful_stop_drains_started_and_requeues_the_rest(
-    network: FakeNetwork, autojump_clock: trio.testing.MockClock
+    network: FakeNetwork, autojump_clock: trio.testing.MockClock, capacity: int
 ) -> None:
     fake = network.add(A)
     fill(fake, 100)
@@ -233,26 +234,36 @@ async def test_graceful_stop_drains_started_and_requeues_the_rest(
         await trio.sleep(10)
         done.append(message.body)
 
-    queue = make_queue(network, handler, processors=2, queue_capacity=10, drain_timeout=60)
+    queue = make_queue(network, handler, processors=2, queue_capacity=capacity, drain_timeout=60)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             await nursery.start(queue.run)
             await two_started.wait()
-            await fake.wait_for(lambda: fake.in_flight_total() == 10)
+            await fake.wait_for(lambda: fake.in_flight_total() == capacity)
             stopped_at = trio.current_time()
+            queue.stop()
             queue.stop()
         # run() returned: the connection is closed and every message answered.
         elapsed = trio.current_time() - stopped_at
+    stats = queue.statistics()
     assert fake.clients[0].closing  # CLS was sent
-    assert sorted(done) == sorted(started) == sorted(fake.finished)
-    # Handled: the two in progress, the two in the queue's channel (capacity = processors)
-    # and the one a fetcher was blocked sending; two processors take three rounds.
-    assert len(done) == 5 and 20.0 < elapsed <= 30.0
-    requeued = [body for body, _delay in fake.requeued]
+    # Only the two in progress were handled (and FIN'd); nothing else was started.
+    assert sorted(done) == sorted(started) == sorted(fake.finished) and len(done) == 2
+    assert elapsed <= 10.0
+    # The others in flight went back unhandled, at once: those in the queue's channel (64
+    # slots at most, plus one a fetcher was sending) through the processors, the rest
+    # from the consumer's buffer.
+    assert sorted(body for body, _delay in fake.requeued) == sorted(
+        set(bodies(capacity)) - set(done))
     assert all(delay == 0 for _body, delay in fake.requeued)
-    assert len(requeued) == 5 and not set(requeued) & set(done)
+    if capacity == 10:
+        assert stats.given_back == 8
+    else:
+        assert 62 <= stats.given_back <= 65  # a full channel, less the two started
+    assert stats.handled == 2 and stats.failed == 0
+    assert stats.connections[0].messages_requeued == capacity - 2 and stats.in_flight == 0
     assert fake.in_flight_total() == 0
-    assert len(fake.queue) == 95  # nothing lost
+    assert len(fake.queue) == 98  # nothing lost
 
 
 async def test_stop_then_restart_handles_everything_exactly_once(
