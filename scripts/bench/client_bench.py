@@ -2,6 +2,7 @@
 
     python scripts/bench/client_bench.py [--messages 200000] [--pub-messages 200000]
                                          [--pynsq-pub-messages 20000] [--size 100]
+                                         [--phases consume,produce,e2e]
 
 One nsqd subprocess (port 0, in-memory queues) serves every phase; each client runs in
 its own subprocess (so its CPU and peak RSS are its own) and phases run one after the
@@ -471,6 +472,8 @@ def main() -> None:
     ap.add_argument("--gc-threshold", type=int, default=0,
                     help="young-generation GC threshold for every client process, ours and pynsq "
                          "alike (0: Python's default; nsqd itself uses 50000)")
+    ap.add_argument("--phases", default="consume,produce,e2e",
+                    help="comma-separated phases to run (consume, produce, e2e)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args()
     if args.role:
@@ -500,29 +503,35 @@ def main() -> None:
                 out.append(run_role(role, addr, topic, *role_args, timeout=t))
             return out
 
-        print(f"consume ({n:,} pre-filled messages, max_in_flight 2500, FIN each)")
-        ours_c = show("trio-nsq Consumer", runs("ours-consume", n, prefill=n))
-        py_c = show("pynsq Reader", runs("pynsq-consume", n, prefill=n))
+        phases = set(args.phases.split(","))
+        if "consume" in phases:
+            print(f"consume ({n:,} pre-filled messages, max_in_flight 2500, FIN each)")
+            ours_c = show("trio-nsq Consumer", runs("ours-consume", n, prefill=n))
+            py_c = show("pynsq Reader", runs("pynsq-consume", n, prefill=n))
 
-        print(f"produce ({pub_n:,} messages; pynsq PUB {args.pynsq_pub_messages:,})")
-        ours_p = show("trio-nsq Producer.send_nowait", runs("ours-send", pub_n, size))
-        ours_pc = show(f"trio-nsq publish(batch) x{args.concurrency}",
-                       runs("ours-produce", pub_n, size, args.concurrency))
-        ours_m = show("trio-nsq multi_publish(200) x8", runs("ours-mpub", pub_n, size, 200, 8))
-        py_m = show("pynsq Writer.mpub(200) x8", runs("pynsq-mpub", pub_n, size, 200, 8))
-        py_p = show("pynsq Writer.pub x100", runs("pynsq-pub", args.pynsq_pub_messages, size, 100))
+        if "produce" in phases:
+            print(f"produce ({pub_n:,} messages; pynsq PUB {args.pynsq_pub_messages:,})")
+            ours_p = show("trio-nsq Producer.send_nowait", runs("ours-send", pub_n, size))
+            ours_pc = show(f"trio-nsq publish(batch) x{args.concurrency}",
+                           runs("ours-produce", pub_n, size, args.concurrency))
+            ours_m = show("trio-nsq multi_publish(200) x8", runs("ours-mpub", pub_n, size, 200, 8))
+            py_m = show("pynsq Writer.mpub(200) x8", runs("pynsq-mpub", pub_n, size, 200, 8))
+            py_p = show("pynsq Writer.pub x100", runs("pynsq-pub", args.pynsq_pub_messages, size, 100))
 
-        print(f"e2e latency ({args.e2e_messages:,} messages at {args.e2e_rate:,.0f} msg/s)")
-        show("trio-nsq Producer+Consumer", runs("ours-e2e", args.e2e_messages, args.e2e_rate))
-        show("pynsq Writer+Reader", runs("pynsq-e2e", args.e2e_messages, args.e2e_rate))
+        if "e2e" in phases:
+            print(f"e2e latency ({args.e2e_messages:,} messages at {args.e2e_rate:,.0f} msg/s)")
+            show("trio-nsq Producer+Consumer", runs("ours-e2e", args.e2e_messages, args.e2e_rate))
+            show("pynsq Writer+Reader", runs("pynsq-e2e", args.e2e_messages, args.e2e_rate))
         print(f"nsqd peak RSS {peak_rss_mb(proc.pid):.0f} MiB")
 
     print("ratios of medians (targets: consume >= 4x, batched vs MPUB >= 0.75x, batched vs PUB >= 10x)")
-    print(f"  consume:         {ours_c / py_c:.2f}x pynsq Reader")
-    print(f"  batched vs MPUB: {ours_p / py_m:.2f}x pynsq Writer.mpub (send_nowait); "
-          f"{ours_pc / py_m:.2f}x (concurrent publish); multi_publish {ours_m / py_m:.2f}x")
-    print(f"  batched vs PUB:  {ours_p / py_p:.2f}x pynsq Writer.pub (send_nowait); "
-          f"{ours_pc / py_p:.2f}x (concurrent publish)")
+    if "consume" in phases:
+        print(f"  consume:         {ours_c / py_c:.2f}x pynsq Reader")
+    if "produce" in phases:
+        print(f"  batched vs MPUB: {ours_p / py_m:.2f}x pynsq Writer.mpub (send_nowait); "
+              f"{ours_pc / py_m:.2f}x (concurrent publish); multi_publish {ours_m / py_m:.2f}x")
+        print(f"  batched vs PUB:  {ours_p / py_p:.2f}x pynsq Writer.pub (send_nowait); "
+              f"{ours_pc / py_p:.2f}x (concurrent publish)")
 
 
 if __name__ == "__main__":

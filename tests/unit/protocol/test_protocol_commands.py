@@ -114,6 +114,15 @@ def test_mpub_needs_a_message() -> None:
         commands.mpub("t", iter(()))
 
 
+def test_mpub_body_is_mpub_without_line_and_size() -> None:
+    for bodies in ([b"a", b"bc"], [b"x" * 100] * 200, [b"", b"\n\x00" * 70000], (b"t",)):
+        wire = commands.mpub("topic", bodies)
+        body = commands.mpub_body(bodies)
+        assert wire == b"MPUB topic\n" + size(len(body)) + body
+    with pytest.raises(LocalProtocolError, match="at least one"):
+        commands.mpub_body([])
+
+
 def test_dpub() -> None:
     assert commands.dpub("events", 3000, b"later") == b"DPUB events 3000\n\x00\x00\x00\x05later"
     assert commands.dpub("t", 0, b"x") == b"DPUB t 0\n\x00\x00\x00\x01x"
@@ -136,7 +145,7 @@ def test_register_unregister(wire: bytes, expected: bytes) -> None:
 
 def test_every_constructor_is_exported() -> None:
     assert sorted(commands.__all__) == [
-        "auth", "cls", "dpub", "fin", "identify", "mpub", "nop", "ping", "pub", "rdy",
+        "auth", "cls", "dpub", "fin", "identify", "mpub", "mpub_body", "nop", "ping", "pub", "rdy",
         "register", "req", "sub", "touch", "unregister",
     ]  # fmt: skip
 
