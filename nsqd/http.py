@@ -19,8 +19,10 @@ Deviations from NSQ 1.3 (all deliberate):
   are cached for their ttl per (secret, remote IP, HTTPS). ``common_name`` is sent
   empty over HTTPS.
 
-Kept as NSQ has it although it looks odd: a backend failure while publishing answers 503
-``EXITING`` (Go maps every ``PutMessage`` error to it); the cause is logged.
+A disk failure while publishing (disk full, I/O error, or the fsync of durable mode
+failed) answers 500 ``PUB_FAILED`` and nothing was acknowledged (Go answers 503
+``EXITING`` for every ``PutMessage`` error); the cause is logged. A topic being deleted
+or a daemon exiting still answers 503 ``EXITING``.
 """
 
 from __future__ import annotations
@@ -174,9 +176,8 @@ class _API:
         except TopicError:
             raise _exiting() from None
         except BackendError as exc:
-            # NSQ answers any PutMessage(s) failure with 503 EXITING
             logger.error("TOPIC(%s): failed to put messages - %s", topic.name, exc)
-            raise _exiting() from None
+            raise HTTPError(500, "PUB_FAILED") from None
         return token
 
     async def _durable(self, topic: Topic, token: int) -> None:
@@ -240,7 +241,7 @@ class _API:
                     raise _exiting() from None
                 except BackendError as exc:
                     logger.error("TOPIC(%s): failed to put message - %s", topic.name, exc)
-                    raise _exiting() from None
+                    raise HTTPError(500, "PUB_FAILED") from None
                 await self._durable(topic, token)
                 return _OK
         await self._durable(topic, self._publish(topic, [body]))

@@ -70,6 +70,9 @@ async def receive(conn: RawConn, count: int, *, fin: bool = True, timeout: float
 class Daemon:
     """``python -m nsqd`` on port 0 with a data path; stderr kept for the test."""
 
+    #: every daemon started, so a test's teardown can kill what a failure left running
+    started: list[Daemon] = []
+
     def __init__(self, data_path: Path, *args: str, preexec: Any = None) -> None:
         self.data_path = data_path
         self.args = args
@@ -89,6 +92,7 @@ class Daemon:
         self._ready = threading.Event()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                      preexec_fn=self.preexec)
+        Daemon.started.append(self)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         ok = await trio.to_thread.run_sync(self._ready.wait, 30)
         if not ok or self.tcp is None:
@@ -123,3 +127,9 @@ class Daemon:
 
     def log(self) -> str:
         return "".join(self.lines)
+
+    def kill(self) -> None:
+        """SIGKILL if still running (test teardown)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

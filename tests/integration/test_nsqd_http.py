@@ -298,7 +298,8 @@ async def test_http_pub_exiting(nsqd: NSQD, http: httpx.AsyncClient,
     assert_error(await http.post("/pub?topic=t", content=b"m"), 503, "EXITING")
     assert_error(await http.post("/mpub?topic=t", content=b"a\nb"), 503, "EXITING")
     monkeypatch.setattr(nsqd, "publish", broken)
-    assert_error(await http.post("/pub?topic=t", content=b"m"), 503, "EXITING")
+    # a disk failure is not "exiting": 500 (issue 4; NSQ says 503 EXITING)
+    assert_error(await http.post("/pub?topic=t", content=b"m"), 500, "PUB_FAILED")
     monkeypatch.setattr(nsqd, "publish_deferred", refuse)
     assert_error(await http.post("/pub?topic=t&defer=10", content=b"m"), 503, "EXITING")
 
