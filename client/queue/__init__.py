@@ -1,7 +1,10 @@
 """A go-zero style queue framework on Trio: sources, handlers, batching and fan-out.
 
-The pieces are transport-neutral; NSQ sources (producers), handlers (consumers) and
-publishers (pushers) plug in through the protocols in :mod:`client.queue.interfaces`.
+The core (:class:`Queue`, the executors, the pusher combinators, :class:`ServiceGroup`) is
+transport-neutral. The NSQ plug-in fits the protocols of :mod:`client.queue.interfaces`:
+:class:`NSQQueue` (an NSQ channel consumed kq-style: :class:`NSQSource` fetchers,
+:class:`NSQHandler` processors), :class:`NSQPusher` (chunked MPUB) and :class:`DelayQueue`
+(DPUB).
 """
 
 from ._util import Backoff as Backoff
