@@ -5,8 +5,9 @@ a lone message goes out at once), when it is full, or ``flush_interval`` after i
 opened. While an MPUB is on its way, new messages gather in the next batch, which goes
 out when that MPUB is answered: batches grow with the load and latency stays low.
 
-Each message gets a :class:`PublishReceipt`; every receipt of a batch completes when
-nsqd answers its MPUB. If nsqd refuses a batch because of one bad body, the messages
+A batch is a list of bodies plus the tasks awaiting its answer; every waiter is woken
+directly when nsqd answers its MPUB (no per-message future: a message is its index,
+and :class:`PublishReceipt` is made only for :meth:`Producer.send`). If nsqd refuses a batch because of one bad body, the messages
 are sent again one by one so each receipt reports its own outcome.
 """
 
@@ -18,7 +19,14 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, final
 
 import trio
-from trio.lowlevel import ParkingLot
+from trio.lowlevel import (
+    Abort,
+    ParkingLot,
+    Task,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
 
 from .errors import BadBodyError, BadMessageError, NSQError, PublishError
 from .protocol import commands
@@ -26,6 +34,8 @@ from .protocol import commands
 __all__ = ["Accumulator", "PublishReceipt"]
 
 _MPUB_OVERHEAD: Final = 4  # each body carries its size
+_INF: Final = math.inf
+_pack_size = commands._pack_size
 
 
 def clone_error(exc: NSQError) -> NSQError:
@@ -39,21 +49,77 @@ def clone_error(exc: NSQError) -> NSQError:
 
 @final
 class _Batch:
-    __slots__ = ("cancelled", "deadline", "done", "error", "errors", "finished", "nbytes", "receipts",
-                 "scheduled", "sent", "topic")
+    """Messages for one MPUB, and the tasks waiting for its answer.
+
+    A message is its index in ``bodies``: nothing is allocated per message beyond the
+    list slot (a :class:`PublishReceipt` is only made for :meth:`Producer.send`), and
+    one answer wakes every waiter directly, without an Event per message.
+    """
+
+    __slots__ = ("cancelled", "deadline", "error", "errors", "finished", "nbytes", "bodies",
+                 "scheduled", "sent", "topic", "waiters")
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.receipts: list[PublishReceipt] = []
+        self.bodies: list[bytes] = []
         self.nbytes = 0
         self.scheduled = False  # a send task exists; messages may join until it runs
         self.sent = False  # the send task took the messages
-        self.finished = False  # the outcome is known (done is set)
+        self.finished = False  # the outcome is known
         self.error: NSQError | None = None  # the whole batch failed
-        self.errors: dict[int, NSQError] | None = None  # per message (by id()), when sent one by one
-        self.cancelled: set[int] | None = None  # withdrawn messages (by id())
-        self.deadline = math.inf  # when it must be scheduled even if not full
-        self.done = trio.Event()
+        self.errors: dict[int, NSQError] | None = None  # per message index (sent one by one)
+        self.cancelled: dict[int, NSQError] | None = None  # withdrawn message indexes
+        self.deadline = _INF  # when it must be scheduled even if not full
+        self.waiters: list[Task] = []
+
+    def withdraw(self, index: int) -> bool:
+        """Take message ``index`` out if the batch has not been sent yet."""
+        cancelled = self.cancelled
+        if cancelled is not None and index in cancelled:
+            return True
+        if self.sent:
+            return False
+        if cancelled is None:
+            cancelled = self.cancelled = {}
+        cancelled[index] = PublishError("the message was withdrawn before it was sent")
+        self.nbytes -= len(self.bodies[index]) + _MPUB_OVERHEAD
+        return True
+
+    def error_of(self, index: int) -> NSQError | None:
+        """Why message ``index`` was not published (None: published, or still pending)."""
+        cancelled = self.cancelled
+        if cancelled is not None and index in cancelled:
+            return cancelled[index]
+        if self.error is not None:
+            return self.error
+        errors = self.errors
+        return None if errors is None else errors.get(index)
+
+    async def wait(self) -> None:
+        """Wait for the answer (a checkpoint either way).
+
+        Cancellation: only the wait is cancelled.
+        """
+        if self.finished:
+            await trio.lowlevel.checkpoint()
+            return
+        task = current_task()
+        waiters = self.waiters
+        waiters.append(task)
+
+        def abort(_: object) -> Abort:
+            waiters.remove(task)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        self.finished = True
+        waiters = self.waiters
+        if waiters:
+            for task in waiters:
+                reschedule(task)
+            waiters.clear()
 
 
 @final
@@ -64,15 +130,16 @@ class PublishReceipt:
     message, or raises why it was not published.
     """
 
-    __slots__ = ("_batch", "body", "done", "error")
+    __slots__ = ("_batch", "_index")
 
-    def __init__(self, batch: _Batch, body: bytes) -> None:
+    def __init__(self, batch: _Batch, index: int) -> None:
         self._batch = batch
-        self.body = body
-        #: True once the outcome is known
-        self.done = False
-        #: why the message was not published (None while pending or when published)
-        self.error: NSQError | None = None
+        self._index = index
+
+    @property
+    def body(self) -> bytes:
+        """The message body."""
+        return self._batch.bodies[self._index]
 
     @property
     def topic(self) -> str:
@@ -80,10 +147,24 @@ class PublishReceipt:
         return self._batch.topic
 
     @property
+    def done(self) -> bool:
+        """True once the outcome is known."""
+        return self._batch.finished or self.cancelled
+
+    @property
+    def error(self) -> NSQError | None:
+        """Why the message was not published (None while pending or when published)."""
+        batch = self._batch
+        if not batch.finished:
+            cancelled = batch.cancelled
+            return None if cancelled is None else cancelled.get(self._index)
+        return batch.error_of(self._index)
+
+    @property
     def cancelled(self) -> bool:
         """True if the message was withdrawn with :meth:`cancel`."""
         cancelled = self._batch.cancelled
-        return cancelled is not None and id(self) in cancelled
+        return cancelled is not None and self._index in cancelled
 
     def cancel(self) -> bool:
         """Withdraw the message if its batch has not been sent yet.
@@ -91,17 +172,7 @@ class PublishReceipt:
         Returns:
             True if withdrawn (it will not be published).
         """
-        batch = self._batch
-        if self.cancelled:
-            return True
-        if batch.sent:
-            return False
-        if batch.cancelled is None:
-            batch.cancelled = set()
-        batch.cancelled.add(id(self))
-        batch.nbytes -= len(self.body) + _MPUB_OVERHEAD
-        self.error = PublishError("the message was withdrawn before it was sent")
-        return True
+        return self._batch.withdraw(self._index)
 
     async def wait(self) -> None:
         """Wait for the acknowledgement.
@@ -111,11 +182,12 @@ class PublishReceipt:
 
         Cancellation: cancelling the wait does not withdraw the message.
         """
-        if not self.done:
-            await self._batch.done.wait()
+        batch = self._batch
+        if not self.cancelled:
+            await batch.wait()
         else:
             await trio.lowlevel.checkpoint()
-        error = self.error
+        error = batch.error_of(self._index)
         if error is not None:
             raise clone_error(error)
 
@@ -153,6 +225,7 @@ class Accumulator:
         self._nursery: trio.Nursery | None = None
         self._open: dict[str, _Batch] = {}
         self._sending: dict[str, int] = {}
+        self._lines: dict[str, bytes] = {}  # "MPUB <topic>\n" per topic
         self.pending = 0  # messages added and not yet answered
         self._tasks = 0
         self._capacity_lot = ParkingLot()
@@ -175,35 +248,40 @@ class Accumulator:
         """Batches still accepting messages."""
         return len(self._open)
 
-    def add(self, topic: str, body: bytes) -> PublishReceipt:
+    def add(self, topic: str, body: bytes) -> _Batch:
         """Queue ``body``; never blocks.
 
         Returns:
-            The receipt. :attr:`filled` tells whether this message filled its batch
+            The batch it joined; the message is ``len(batch.bodies) - 1`` in it until
+            the next call. :attr:`filled` tells whether this message filled its batch
             (which is then scheduled; a caller in a loop should let it run).
         """
         batch = self._open.get(topic)
         if batch is None:
             batch = self._open[topic] = _Batch(topic)
-        receipt = PublishReceipt(batch, body)
-        receipts = batch.receipts
-        receipts.append(receipt)
+        bodies = batch.bodies
+        bodies.append(body)
         nbytes = batch.nbytes = batch.nbytes + len(body) + _MPUB_OVERHEAD
         self.pending += 1
-        if len(receipts) >= self.batch_size or nbytes >= self.batch_bytes:
+        if len(bodies) >= self.batch_size or nbytes >= self.batch_bytes:
             self._close(batch)
             self._schedule(batch)
             self.filled = True
-            return receipt
+            return batch
         self.filled = False
         if not batch.scheduled:
             if not self.flush_interval or not self._sending.get(topic):
                 self._schedule(batch)
-            elif batch.deadline == math.inf:
+            elif batch.deadline == _INF:
                 batch.deadline = trio.current_time() + self.flush_interval
                 if self._timer_idle:
                     self._timer_lot.unpark_all()
-        return receipt
+        return batch
+
+    def add_receipt(self, topic: str, body: bytes) -> PublishReceipt:
+        """:meth:`add`, returning the message's receipt."""
+        batch = self.add(topic, body)
+        return PublishReceipt(batch, len(batch.bodies) - 1)
 
     async def wait_capacity(self) -> None:
         """Wait while ``max_pending`` messages are queued and unanswered.
@@ -243,11 +321,11 @@ class Accumulator:
     async def _timer(self) -> None:
         """Schedule open batches whose flush deadline passed (one task for all)."""
         while True:
-            deadline = math.inf
+            deadline = _INF
             for batch in self._open.values():
                 if not batch.scheduled and batch.deadline < deadline:
                     deadline = batch.deadline
-            if deadline == math.inf:
+            if deadline == _INF:
                 self._timer_idle = True
                 try:
                     await self._timer_lot.park()
@@ -266,66 +344,67 @@ class Accumulator:
             self._close(batch)  # messages added before this task ran are in it
             batch.sent = True
             cancelled = batch.cancelled
-            live = batch.receipts if cancelled is None else [r for r in batch.receipts if id(r) not in cancelled]
+            bodies = batch.bodies
+            live = range(len(bodies)) if cancelled is None else [i for i in range(len(bodies))
+                                                                 if i not in cancelled]
             if live:
                 try:
                     if len(live) == 1:
-                        await self._execute(commands.pub(topic, live[0].body))
+                        await self._execute(commands.pub(topic, bodies[live[0]]))
                     else:
-                        await self._execute(commands.mpub(topic, [r.body for r in live]))
+                        body = commands.mpub_body(bodies if cancelled is None else [bodies[i] for i in live])
+                        await self._execute(self._mpub_line(topic) + _pack_size(len(body)) + body)
                     self.batches_sent += 1
                 except (BadMessageError, BadBodyError):
                     if len(live) == 1:
                         raise
                     async with trio.open_nursery() as nursery:
-                        for receipt in live:
-                            nursery.start_soon(self._send_one, topic, receipt)
+                        for index in live:
+                            nursery.start_soon(self._send_one, batch, index)
         except NSQError as exc:
             batch.error = exc
         finally:
             self._finish(batch)
 
-    async def _send_one(self, topic: str, receipt: PublishReceipt) -> None:
+    def _mpub_line(self, topic: str) -> bytes:
+        line = self._lines.get(topic)
+        if line is None:
+            # the line of a valid MPUB (so the name is validated as commands.mpub does)
+            line = commands.mpub(topic, [b""]).partition(b"\n")[0] + b"\n"
+            if len(self._lines) < 1000:
+                self._lines[topic] = line
+        return line
+
+    async def _send_one(self, batch: _Batch, index: int) -> None:
         try:
-            await self._execute(commands.pub(topic, receipt.body))
+            await self._execute(commands.pub(batch.topic, batch.bodies[index]))
         except NSQError as exc:
-            batch = receipt._batch
             if batch.errors is None:
                 batch.errors = {}
-            batch.errors[id(receipt)] = exc
+            batch.errors[index] = exc
 
     def _finish(self, batch: _Batch) -> None:
         topic = batch.topic
-        receipts = batch.receipts
+        count = len(batch.bodies)
         cancelled = batch.cancelled
-        live = len(receipts) - (len(cancelled) if cancelled else 0)
-        error = batch.error
-        if error is not None:
+        live = count - (len(cancelled) if cancelled else 0)
+        if batch.error is not None:
             self.failed += live
-            for receipt in receipts:
-                receipt.done = True
-                if receipt.error is None:  # withdrawn ones keep their own error
-                    receipt.error = error
         elif batch.errors is not None:
-            errors = batch.errors
-            self.failed += len(errors)
-            self.published += live - len(errors)
-            for receipt in receipts:
-                receipt.done = True
-                if receipt.error is None:
-                    receipt.error = errors.get(id(receipt))
+            self.failed += len(batch.errors)
+            self.published += live - len(batch.errors)
         else:
             self.published += live
-            for receipt in receipts:
-                receipt.done = True
-        self.pending -= len(receipts)
-        batch.finished = True
-        batch.done.set()
+        self.pending -= count
+        batch.wake()
         if self._capacity_lot and self.pending < self.max_pending:
             self._capacity_lot.unpark_all()
-        self._sending[topic] -= 1
-        if not self._sending[topic]:
-            del self._sending[topic]
+        sending = self._sending
+        left = sending[topic] - 1
+        if left:
+            sending[topic] = left
+        else:
+            del sending[topic]
         waiting = self._open.get(topic)
         if waiting is not None:
             self._schedule(waiting)

@@ -25,7 +25,7 @@ from typing import Final, final
 import trio
 from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from .accumulator import Accumulator, PublishReceipt
+from .accumulator import Accumulator, PublishReceipt, clone_error
 from .config import DEFAULT_CONFIG, ClientConfig
 from .connection import Connection, OpenStream
 from .errors import (
@@ -223,21 +223,32 @@ class Producer:
         Cancellation: with ``batch=True``, a message whose batch has not been sent yet
             is withdrawn; otherwise, once written it may be published anyway.
         """
-        await checkpoint_if_cancelled()
-        self._check_topic(topic)
         if not self.batch:
+            await checkpoint_if_cancelled()
+            self._check_topic(topic)
             await self._publish_command(commands.pub(topic, body), 1)
             return
-        self._check_open()
-        receipt = self._accumulator.add(topic, body)
+        if topic not in self._valid_topics:
+            self._check_topic(topic)
+        if self._state is not _State.OPENED:
+            self._check_open()
+        # no receipt: wait on the batch itself, knowing our index in it (the wait is the
+        # checkpoint; a cancel already pending withdraws the message at once)
+        batch = self._accumulator.add(topic, body)
+        index = len(batch.bodies) - 1
         self._in_progress += 1
         try:
-            await receipt.wait()
+            await batch.wait()
         except BaseException:
-            receipt.cancel()
+            batch.withdraw(index)
             raise
         finally:
-            self._exit()
+            self._in_progress -= 1
+            if not self._in_progress and self._idle_lot:
+                self._idle_lot.unpark_all()
+        error = batch.error_of(index)
+        if error is not None:
+            raise clone_error(error)
 
     async def send(self, topic: str, body: bytes) -> PublishReceipt:
         """Queue one message for the next MPUB of its topic, without awaiting the ack.
@@ -282,7 +293,8 @@ class Producer:
         accumulator = self._accumulator
         if accumulator.pending >= accumulator.max_pending:
             raise trio.WouldBlock
-        return accumulator.add(topic, body)
+        batch = accumulator.add(topic, body)
+        return PublishReceipt(batch, len(batch.bodies) - 1)
 
     def _add(self, topic: str, body: bytes) -> tuple[PublishReceipt, bool]:
         if topic not in self._valid_topics:
@@ -292,8 +304,8 @@ class Producer:
         accumulator = self._accumulator
         if accumulator.pending >= accumulator.max_pending:
             raise trio.WouldBlock
-        receipt = accumulator.add(topic, body)
-        return receipt, accumulator.filled
+        batch = accumulator.add(topic, body)
+        return PublishReceipt(batch, len(batch.bodies) - 1), accumulator.filled
 
     async def multi_publish(self, topic: str, bodies: Iterable[bytes]) -> None:
         """Publish several messages in one MPUB (all or none are accepted).
