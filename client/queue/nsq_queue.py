@@ -55,7 +55,9 @@ import trio
 from ..config import ClientConfig
 from ..connection import OpenStream
 from ..consumer import Consumer, ConsumerStatistics, GiveUpHook
+from ..errors import BadChannelError, BadTopicError
 from ..message import Message
+from ..protocol import is_valid_channel_name, is_valid_topic_name
 from .interfaces import Listener
 from .nsq_source import MessageHandler, NSQHandler, NSQSource
 from .queue import Queue, QueueStatistics
@@ -136,7 +138,9 @@ class NSQQueue:
         rng: Randomness for RDY redistribution (seed it in tests).
 
     Raises:
-        ValueError: If a count is out of range, or no address was given.
+        client.BadTopicError, client.BadChannelError: If a name is not valid.
+        ValueError: If a count is out of range, no address was given, or ``config``
+            disables heartbeats (nsqd refuses SUB without them).
     """
 
     def __init__(
@@ -174,6 +178,13 @@ class NSQQueue:
             raise ValueError(f"drain_timeout must be > 0, got {drain_timeout!r}")
         if not nsqd_tcp_addresses and not lookupd_http_addresses:
             raise ValueError("give nsqd_tcp_addresses and/or lookupd_http_addresses")
+        # Checked here, not when run() builds the consumers.
+        if not is_valid_topic_name(topic):
+            raise BadTopicError("E_BAD_TOPIC", f"topic name {topic!r} is not valid")
+        if not is_valid_channel_name(channel):
+            raise BadChannelError("E_BAD_CHANNEL", f"channel name {channel!r} is not valid")
+        if config is not None and config.heartbeat_interval is None:
+            raise ValueError("nsqd refuses SUB with heartbeats disabled")
         if isinstance(requeue_delay, int | float):
             if requeue_delay < 0:
                 raise ValueError(f"requeue_delay must be >= 0, got {requeue_delay!r}")

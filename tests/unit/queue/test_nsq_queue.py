@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
 from client_fakes import FakeNetwork, FakeNSQD  # noqa: E402
 
-from client import ClientConfig, Message  # noqa: E402
+from client import BadChannelError, BadTopicError, ClientConfig, Message  # noqa: E402
 from client.queue import NSQHandler, NSQQueue, Queue, ServiceGroup  # noqa: E402
 
 A = "127.0.0.1:4150"
@@ -56,15 +56,21 @@ def test_constructor_validation() -> None:
     async def handler(message: Message) -> None:
         pass
 
-    def build(**kwargs: object) -> NSQQueue:
+    def build(topic: str = "t", **kwargs: object) -> NSQQueue:
         kwargs.setdefault("nsqd_tcp_addresses", [A])
-        return NSQQueue("t", "c", handler, **kwargs)  # type: ignore[arg-type]
+        return NSQQueue(topic, "c", handler, **kwargs)  # type: ignore[arg-type]
 
     for bad in ({"conns": 0}, {"consumers": 0}, {"processors": 0}, {"max_attempts": -1},
                 {"queue_capacity": 1, "conns": 2}, {"drain_timeout": 0}, {"requeue_delay": -1},
                 {"touch_interval": 0.0}, {"nsqd_tcp_addresses": []}):
         with pytest.raises(ValueError):
             build(**bad)
+    with pytest.raises(BadTopicError):
+        build(topic="no spaces")
+    with pytest.raises(BadChannelError):
+        NSQQueue("t", "bad/channel", handler, nsqd_tcp_addresses=[A])
+    with pytest.raises(ValueError, match="heartbeats"):
+        build(config=ClientConfig(heartbeat_interval=None))
     queue = build(name="jobs")
     assert queue.name == "jobs" and repr(queue) == "<NSQQueue jobs>"
     assert build().name == "t/c"
