@@ -99,6 +99,12 @@ async def main(nsqd_args: list[str]) -> int:
                 nursery.start_soon(watch, d)
             async for _ in signals:
                 break
+
+            async def ignore_more() -> None:
+                async for _ in signals:
+                    print("already stopping...", file=sys.stderr)
+
+            nursery.start_soon(ignore_more)
             with trio.CancelScope(shield=True):
                 await stop(daemons)
             nursery.cancel_scope.cancel()
@@ -121,7 +127,9 @@ async def stop(daemons: list[Daemon]) -> None:
 
 
 if __name__ == "__main__":
+    code = 0
     try:
-        sys.exit(trio.run(main, sys.argv[1:]))
-    except KeyboardInterrupt:  # a second Ctrl-C after the daemons were stopped
-        sys.exit(0)
+        code = trio.run(main, sys.argv[1:])
+    except* KeyboardInterrupt:  # a Ctrl-C racing the shutdown: the daemons are stopped
+        pass
+    sys.exit(code)
