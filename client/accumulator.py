@@ -149,15 +149,20 @@ class PublishReceipt:
     @property
     def done(self) -> bool:
         """True once the outcome is known."""
-        return self._batch.finished or self.cancelled
+        batch = self._batch
+        if batch.finished:
+            return True
+        cancelled = batch.cancelled
+        return cancelled is not None and self._index in cancelled
 
     @property
     def error(self) -> NSQError | None:
         """Why the message was not published (None while pending or when published)."""
         batch = self._batch
+        if batch.cancelled is None and batch.error is None and batch.errors is None:
+            return None
         if not batch.finished:
-            cancelled = batch.cancelled
-            return None if cancelled is None else cancelled.get(self._index)
+            return batch.cancelled.get(self._index) if batch.cancelled is not None else None
         return batch.error_of(self._index)
 
     @property
@@ -183,13 +188,15 @@ class PublishReceipt:
         Cancellation: cancelling the wait does not withdraw the message.
         """
         batch = self._batch
-        if not self.cancelled:
+        cancelled = batch.cancelled
+        if cancelled is None or self._index not in cancelled:
             await batch.wait()
         else:
             await trio.lowlevel.checkpoint()
-        error = batch.error_of(self._index)
-        if error is not None:
-            raise clone_error(error)
+        if batch.error is not None or batch.errors is not None or batch.cancelled is not None:
+            error = batch.error_of(self._index)
+            if error is not None:
+                raise clone_error(error)
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.wait().__await__()

@@ -23,7 +23,14 @@ from types import TracebackType
 from typing import Final, final
 
 import trio
-from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import (
+    Abort,
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    wait_task_rescheduled,
+)
 
 from .accumulator import Accumulator, PublishReceipt, clone_error
 from .config import DEFAULT_CONFIG, ClientConfig
@@ -236,9 +243,18 @@ class Producer:
         # checkpoint; a cancel already pending withdraws the message at once)
         batch = self._accumulator.add(topic, body)
         index = len(batch.bodies) - 1
+        # Batch.wait() inlined: one coroutine frame less to resume per message
+        task = current_task()
+        waiters = batch.waiters
+        waiters.append(task)
+
+        def abort(_: object) -> Abort:
+            waiters.remove(task)
+            return Abort.SUCCEEDED
+
         self._in_progress += 1
         try:
-            await batch.wait()
+            await wait_task_rescheduled(abort)
         except BaseException:
             batch.withdraw(index)
             raise
@@ -246,9 +262,10 @@ class Producer:
             self._in_progress -= 1
             if not self._in_progress and self._idle_lot:
                 self._idle_lot.unpark_all()
-        error = batch.error_of(index)
-        if error is not None:
-            raise clone_error(error)
+        if batch.error is not None or batch.errors is not None or batch.cancelled is not None:
+            error = batch.error_of(index)
+            if error is not None:
+                raise clone_error(error)
 
     async def send(self, topic: str, body: bytes) -> PublishReceipt:
         """Queue one message for the next MPUB of its topic, without awaiting the ack.
