@@ -230,8 +230,8 @@ class Producer:
         Cancellation: with ``batch=True``, a message whose batch has not been sent yet
             is withdrawn; otherwise, once written it may be published anyway.
         """
+        await checkpoint_if_cancelled()  # a pending cancel must not even queue it
         if not self.batch:
-            await checkpoint_if_cancelled()
             self._check_topic(topic)
             await self._publish_command(commands.pub(topic, body), 1)
             return
@@ -239,8 +239,7 @@ class Producer:
             self._check_topic(topic)
         if self._state is not _State.OPENED:
             self._check_open()
-        # no receipt: wait on the batch itself, knowing our index in it (the wait is the
-        # checkpoint; a cancel already pending withdraws the message at once)
+        # no receipt: wait on the batch itself, knowing our index in it
         batch = self._accumulator.add(topic, body)
         index = len(batch.bodies) - 1
         # Batch.wait() inlined: one coroutine frame less to resume per message

@@ -363,3 +363,40 @@ async def test_receipt_cancel_and_errors(network: FakeNetwork, autojump_clock: t
         with pytest.raises(BadMessageError):
             await bad
     assert fake.published["t"] == [b"first"]
+
+
+async def test_withdrawn_receipts_leave_a_hole_in_their_batch(
+    network: FakeNetwork, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = network.add(A)
+    fake.hold = trio.Event()
+    async with Producer(A, open_stream=network.open_stream, flush_interval=1.0) as producer:
+        first = await producer.send("t", b"first")  # goes at once, held by nsqd
+        await trio.sleep(0.1)
+        receipts = [await producer.send("t", b"m%d" % i) for i in range(5)]
+        assert [r.body for r in receipts] == [b"m%d" % i for i in range(5)]
+        assert all(r.topic == "t" and not r.done and r.error is None for r in receipts)
+        assert receipts[1].cancel() and receipts[3].cancel() and receipts[3].cancel()
+        assert receipts[1].done and isinstance(receipts[1].error, PublishError)
+        with pytest.raises(PublishError, match="withdrawn"):
+            await receipts[1]
+        fake.hold.set()
+        await first
+        for i in (0, 2, 4):
+            await receipts[i]
+            assert receipts[i].done and receipts[i].error is None and not receipts[i].cancel()
+        stats = producer.statistics()
+    assert fake.published["t"] == [b"first", b"m0", b"m2", b"m4"]
+    assert stats.messages_published == 4 and stats.publish_errors == 0 and stats.pending_messages == 0
+
+
+async def test_publish_cancelled_before_it_starts_is_not_sent(network: FakeNetwork) -> None:
+    fake = network.add(A)
+    async with Producer(A, open_stream=network.open_stream, batch=True) as producer:
+        await producer.publish("t", b"first")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await producer.publish("t", b"never")
+        await producer.publish("t", b"last")
+        assert producer.statistics().in_progress == 0
+    assert fake.published["t"] == [b"first", b"last"]
