@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import httpx
 import trio
 
-from client.protocol import MAGIC_V2, encode_error, is_ephemeral, is_valid_topic_name
+from client.protocol import (
+    MAGIC_V2,
+    encode_error,
+    is_ephemeral,
+    is_valid_channel_name,
+    is_valid_topic_name,
+)
 from internal.netaddr import join_host_port, split_host_port
 from internal.version import NSQ_VERSION
 
@@ -155,7 +162,40 @@ class NSQD:
         self._nursery.start_soon(topic.pump)
         logger.info("TOPIC(%s): created", name)
         self._notify("register", name, None, ephemeral=topic.ephemeral)
+        if not self._loading and self.lookup is not None and self.lookup.addresses:
+            # as NSQ: channels that consumers registered with lookupd for this topic
+            # elsewhere are created before any message flows, so none misses a message
+            topic.starting = True
+            self._nursery.start_soon(self._precreate_channels, topic)
         return topic
+
+    async def _precreate_channels(self, topic: Topic) -> None:
+        """Ask every lookupd for the topic's channels, create them, then start the topic."""
+        try:
+            addresses = self.lookup.lookupd_http_addresses()
+            if not addresses:
+                logger.error("no available nsqlookupd to query for channels to pre-create "
+                             "for topic %s", topic.name)
+                return
+            opts = self.options
+            names: set[str] = set()
+            timeout = httpx.Timeout(opts.http_client_request_timeout,
+                                    connect=opts.http_client_connect_timeout)
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                for address in addresses:
+                    try:
+                        resp = await http.get(f"http://{address}/channels",
+                                              params={"topic": topic.name})
+                        resp.raise_for_status()
+                        names.update(resp.json().get("channels") or [])
+                    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                        logger.warning("failed to query nsqlookupd for channels to pre-create "
+                                       "for topic %s - %s", topic.name, exc)
+            for name in sorted(names):
+                if is_valid_channel_name(name) and not is_ephemeral(name) and not topic.deleted:
+                    topic.get_channel(name)
+        finally:
+            topic.start()
 
     def get_existing_topic(self, name: str) -> Topic:
         """Raises :class:`TopicError` (``topic does not exist``) when missing."""

@@ -51,6 +51,8 @@ class Topic:
         self.channels: dict[str, Channel] = {}
         self.paused = False
         self.deleted = False
+        #: True while nsqd asks lookupd for this new topic's channels; messages wait
+        self.starting = False
         self.message_count = 0
         self.message_bytes = 0
         self._pump_lot = trio.lowlevel.ParkingLot()
@@ -64,9 +66,11 @@ class Topic:
         return len(self.memory) + self.backend.depth()
 
     # ------------------------------------------------------------------ publish
+    def _flowing(self) -> bool:
+        return bool(self.channels) and not self.paused and not self.starting
+
     def _direct(self) -> bool:
-        return bool(self.channels) and not self.paused and not self.memory \
-            and not self.backend.depth()
+        return self._flowing() and not self.memory and not self.backend.depth()
 
     def put(self, msgs: list[Msg], now: float) -> None:
         """Publish messages (PUB, MPUB, /pub, /mpub).
@@ -114,8 +118,13 @@ class Topic:
         self._kick()
 
     def _kick(self) -> None:
-        if self.channels and not self.paused:
+        if self._flowing():
             self._pump_lot.unpark_all()
+
+    def start(self) -> None:
+        """Let messages flow once the channels known to lookupd exist (NSQ's Start)."""
+        self.starting = False
+        self._kick()
 
     async def pump(self) -> None:
         """Move queued messages to the channels whenever there are channels to take them.
@@ -123,7 +132,7 @@ class Topic:
         Runs for the life of the topic in the daemon's nursery; returns when deleted.
         """
         while not self.deleted:
-            if not (self.channels and not self.paused and (self.depth() or self._retry)):
+            if not (self._flowing() and (self.depth() or self._retry)):
                 await self._pump_lot.park()
                 continue
             batch: list[Entry]
