@@ -19,7 +19,6 @@ subscribed connection and the answers to its messages).
 
 from __future__ import annotations
 
-import enum
 import inspect
 import logging
 import random
@@ -34,6 +33,7 @@ import httpx
 import trio
 from trio.lowlevel import ParkingLot, checkpoint_if_cancelled
 
+from ._lifecycle import State as _State
 from .config import DEFAULT_CONFIG, ClientConfig
 from .connection import OpenStream
 from .discovery import Discovery
@@ -53,13 +53,6 @@ RequeuePolicy = Callable[[Message], float]
 
 #: hand out at most this many buffered messages between two yields to the scheduler
 _YIELD_EVERY: Final = 32
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)

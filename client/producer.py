@@ -14,7 +14,6 @@ arrives is sent again (on the next nsqd), so nsqd may hold it twice.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -32,6 +31,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
+from ._lifecycle import State as _State
 from .accumulator import Accumulator, PublishReceipt, clone_error
 from .config import DEFAULT_CONFIG, ClientConfig
 from .connection import Connection, OpenStream
@@ -53,13 +53,6 @@ logger = logging.getLogger(__name__)
 
 _RETRY_DELAY_MIN: Final = 0.05
 _RETRY_DELAY_MAX: Final = 1.0
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
