@@ -276,11 +276,11 @@ class Producer:
         """
         await checkpoint_if_cancelled()
         try:
-            receipt, filled = self._add(topic, body)
+            receipt = self.send_nowait(topic, body)
         except trio.WouldBlock:
             await self._accumulator.wait_capacity()
-            receipt, filled = self._add(topic, body)
-        if filled:
+            receipt = self.send_nowait(topic, body)
+        if self._accumulator.filled:
             await cancel_shielded_checkpoint()  # let the full batch's sender run
         return receipt
 
@@ -304,17 +304,6 @@ class Producer:
             raise trio.WouldBlock
         batch = accumulator.add(topic, body)
         return PublishReceipt(batch, len(batch.bodies) - 1)
-
-    def _add(self, topic: str, body: bytes) -> tuple[PublishReceipt, bool]:
-        if topic not in self._valid_topics:
-            self._check_topic(topic)
-        if self._state is not _State.OPENED:
-            self._check_open()
-        accumulator = self._accumulator
-        if accumulator.pending >= accumulator.max_pending:
-            raise trio.WouldBlock
-        batch = accumulator.add(topic, body)
-        return PublishReceipt(batch, len(batch.bodies) - 1), accumulator.filled
 
     async def multi_publish(self, topic: str, bodies: Iterable[bytes]) -> None:
         """Publish several messages in one MPUB (all or none are accepted).
