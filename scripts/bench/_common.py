@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LISTEN = re.compile(r"(TCP|HTTP): listening on (\S+)")
+_FRAME = struct.Struct(">lL").unpack_from
 
 
 def split(addr: str) -> tuple[str, int]:
@@ -69,3 +71,36 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fin_loop(recv: Callable[[], bytes], send: Callable[[bytes], object], total: int,
+             buf: bytes = b"") -> int:
+    """A lean reader's loop: FIN every message until ``total``, one FIN batch per read.
+
+    Frames are parsed by offset from what ``recv()`` returns (``buf`` is data already
+    read; an empty read raises ``RuntimeError("closed")``); heartbeats are answered with NOP through ``send``. Returns the messages FIN'd.
+    """
+    unpack = _FRAME
+    got = 0
+    while got < total:
+        data = recv()
+        if not data:
+            raise RuntimeError("closed")
+        buf = buf + data if buf else data
+        pos = 0
+        end = len(buf)
+        ids = []
+        while end - pos >= 8:
+            size, ftype = unpack(buf, pos)
+            if end - pos - 4 < size:
+                break
+            if ftype == 2:
+                ids.append(buf[pos + 18:pos + 34])
+            elif buf[pos + 8:pos + 4 + size] == b"_heartbeat_":
+                send(b"NOP\n")
+            pos += 4 + size
+        buf = buf[pos:]
+        if ids:
+            got += len(ids)
+            send(b"FIN " + b"\nFIN ".join(ids) + b"\n")
+    return got

@@ -18,11 +18,12 @@ import struct
 import sys
 import time
 import os
+from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, peak_rss_mb, percentiles  # noqa: E402
+from _common import cpu_seconds, daemon, fin_loop, peak_rss_mb, percentiles  # noqa: E402
 
 from client.protocol import FrameReader, FrameType, commands  # noqa: E402
 
@@ -92,31 +93,8 @@ def consume(addr, topic, channel, total, rdy=2500):
         reader.feed(sock.recv(65536))
         responses += len(reader.frames())
     sock.sendall(commands.rdy(rdy))
-    got = 0
     t0 = time.perf_counter()
-    unpack = struct.Struct(">lL").unpack_from
-    buf = b""
-    while got < total:
-        data = sock.recv(1 << 20)
-        if not data:
-            raise RuntimeError("closed")
-        buf = buf + data if buf else data
-        pos = 0
-        end = len(buf)
-        ids = []
-        while end - pos >= 8:
-            size, ftype = unpack(buf, pos)
-            if end - pos - 4 < size:
-                break
-            if ftype == 2:
-                ids.append(buf[pos + 18:pos + 34])
-            elif buf[pos + 8:pos + 4 + size] == b"_heartbeat_":
-                sock.sendall(b"NOP\n")
-            pos += 4 + size
-        buf = buf[pos:]
-        if ids:
-            got += len(ids)
-            sock.sendall(b"FIN " + b"\nFIN ".join(ids) + b"\n")
+    got = fin_loop(partial(sock.recv, 1 << 20), sock.sendall, total)
     elapsed = time.perf_counter() - t0
     sock.close()
     return got, elapsed

@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon  # noqa: E402
+from _common import cpu_seconds, daemon, fin_loop  # noqa: E402
 
 from client.compression import DeflateCodec, SnappyCodec  # noqa: E402
 from client.protocol import FrameReader, commands  # noqa: E402
@@ -117,29 +117,9 @@ def consume(addr: tuple[str, int], topic: str, total: int, mode: str,
     conn.send(commands.sub(topic, "ch"))
     assert conn._frame() == b"OK"
     conn.send(commands.rdy(rdy))
-    got = 0
     raw0 = conn.raw_bytes
     t0 = time.perf_counter()
-    buf = conn._buf
-    while got < total:
-        data = conn.recv()
-        buf = buf + data if buf else data
-        pos = 0
-        end = len(buf)
-        ids = []
-        while end - pos >= 8:
-            size, ftype = _unpack(buf, pos)
-            if end - pos - 4 < size:
-                break
-            if ftype == 2:
-                ids.append(buf[pos + 18 : pos + 34])
-            elif buf[pos + 8 : pos + 4 + size] == b"_heartbeat_":
-                conn.send(b"NOP\n")
-            pos += 4 + size
-        buf = buf[pos:]
-        if ids:
-            got += len(ids)
-            conn.send(b"FIN " + b"\nFIN ".join(ids) + b"\n")
+    got = fin_loop(conn.recv, conn.send, total, conn._buf)
     elapsed = time.perf_counter() - t0
     conn.sock.close()
     return got, elapsed, conn.raw_bytes - raw0
