@@ -268,14 +268,7 @@ class ProtocolV2:
         opts = self.nsqd.options
         if client.state != State.INIT:
             raise _fatal("E_INVALID", "cannot IDENTIFY in current state")
-        body = cmd.body
-        if body is None:
-            size = _bad_size(cmd)
-            if size > opts.max_body_size:
-                raise _fatal("E_BAD_BODY", f"IDENTIFY body too big {size} > {opts.max_body_size}")
-            raise _fatal("E_BAD_BODY", f"IDENTIFY invalid body size {size}")
-        if len(body) > opts.max_body_size:
-            raise _fatal("E_BAD_BODY", f"IDENTIFY body too big {len(body)} > {opts.max_body_size}")
+        body = _sized_body(cmd, "IDENTIFY", opts.max_body_size)
         try:
             data = json.loads(body)
             if not isinstance(data, dict):
@@ -370,16 +363,12 @@ class ProtocolV2:
             raise _fatal("E_INVALID", "cannot AUTH in current state")
         if cmd.params:
             raise _fatal("E_INVALID", "AUTH invalid number of parameters")
-        if cmd.body is None:
-            size = _bad_size(cmd)
-            if size > opts.max_body_size:
-                raise _fatal("E_BAD_BODY", f"AUTH body too big {size} > {opts.max_body_size}")
-            raise _fatal("E_BAD_BODY", f"AUTH invalid body size {size}")
+        body = _sized_body(cmd, "AUTH", opts.max_body_size)
         if client.auth_state is not None and client.auth_state.authorizations:
             raise _fatal("E_INVALID", "AUTH already set")
         if not opts.auth_http_addresses:
             raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
-        secret = cmd.body.decode("utf-8", "replace")
+        secret = body.decode("utf-8", "replace")
 
         async def authenticate() -> bytes:
             client.auth_secret = secret
@@ -576,14 +565,7 @@ class ProtocolV2:
         topic_name = self._topic_param(cmd, "MPUB", 1)
         if opts.auth_http_addresses:
             self._check_auth(client, "MPUB", topic_name, "")
-        body = cmd.body
-        if body is None:
-            size = _bad_size(cmd)
-            if size > opts.max_body_size:
-                raise _fatal("E_BAD_BODY", f"MPUB body too big {size} > {opts.max_body_size}")
-            raise _fatal("E_BAD_BODY", f"MPUB invalid body size {size}")
-        if len(body) > opts.max_body_size:
-            raise _fatal("E_BAD_BODY", f"MPUB body too big {len(body)} > {opts.max_body_size}")
+        body = _sized_body(cmd, "MPUB", opts.max_body_size)
         try:
             bodies = parse_mpub_body(body, opts.max_msg_size, opts.max_body_size)
         except MPUBError as exc:
@@ -613,6 +595,19 @@ class ProtocolV2:
             raise FatalClientError("E_DPUB_FAILED", f"DPUB failed {exc}", exc)
         client.published(topic_name, 1)
         return OK
+
+
+def _sized_body(cmd: Command, name: str, max_body_size: int) -> bytes:
+    """The body of IDENTIFY/AUTH/MPUB, or NSQ's E_BAD_BODY for a refused size."""
+    body = cmd.body
+    if body is None:
+        size = _bad_size(cmd)
+        if size > max_body_size:
+            raise _fatal("E_BAD_BODY", f"{name} body too big {size} > {max_body_size}")
+        raise _fatal("E_BAD_BODY", f"{name} invalid body size {size}")
+    if len(body) > max_body_size:
+        raise _fatal("E_BAD_BODY", f"{name} body too big {len(body)} > {max_body_size}")
+    return body
 
 
 def _bad_size(cmd: Command) -> int:
