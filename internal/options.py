@@ -232,6 +232,8 @@ class OptionSpec:
         help: Help text.
         default: The field's default value.
         parse: Converter from a string for ``custom`` (and every other) kind.
+        bool_flag: A bare ``--flag`` means ``--flag=true`` (Go's ``IsBoolFlag``, as
+            nsqd's ``--tls-required`` has); metadata key ``"bool_flag"``.
     """
 
     name: str
@@ -241,6 +243,7 @@ class OptionSpec:
     help: str
     default: Any
     parse: Callable[[str], Any]
+    bool_flag: bool = False
 
     def coerce_config(self, value: Any) -> Any:
         """Convert a TOML value for this option, as go-options coerces it.
@@ -334,6 +337,7 @@ def option_specs(options_cls: type[Any]) -> list[OptionSpec]:
                 help=meta.get("help", ""),
                 default=_field_default(f),
                 parse=parse,
+                bool_flag=bool(meta.get("bool_flag")),
             )
         )
     return specs
@@ -466,6 +470,8 @@ def build_parser(options_cls: type[Any], prog: str, description: str = "") -> Go
         if spec.kind == "bool":
             parser.add_go_flag(spec.flag, boolean=True, nargs="?", const=True,
                                metavar="true|false", **common)
+        elif spec.bool_flag:
+            parser.add_go_flag(spec.flag, boolean=True, metavar="value", **common)
         elif spec.kind == "list_str":
             parser.add_go_flag(spec.flag, boolean=False, action="append",
                                metavar="value", **common)

@@ -114,7 +114,7 @@ class Options:
     tls_root_ca_file: str = _opt("", "tls-root-ca-file", "path to certificate authority file")
     tls_required: int = _opt(TLS_NOT_REQUIRED, "tls-required",
                              "require TLS for client connections (true, false, tcp-https)",
-                             parse=parse_tls_required)
+                             parse=parse_tls_required, bool_flag=True)
     tls_min_version: int = _opt(VERSION_TLS10, "tls-min-version",
                                 "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', "
                                 "'tls1.2' or 'tls1.3')", parse=parse_tls_min_version)

@@ -73,3 +73,14 @@ def test_ids_after_restart_do_not_collide():
 def test_node_id_range():
     with pytest.raises(ValueError):
         IDGenerator(1024)
+
+
+@pytest.mark.parametrize("argv,value", [
+    (["--tls-required"], 2), (["-tls-required"], 2), (["--tls-required=true"], 2),
+    (["--tls-required=tcp-https"], 1), (["--tls-required=false"], 0), ([], 0),
+])
+def test_tls_required_is_a_go_bool_flag(argv, value):
+    """A bare --tls-required means true, as Go's IsBoolFlag option does."""
+    opts, _ = resolve(Options, [*argv, "--tls-cert", "/c", "--tls-key", "/k"], prog="nsqd",
+                      exit_on_error=False)
+    assert opts.tls_required == value
