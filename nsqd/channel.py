@@ -123,22 +123,28 @@ class Channel:
             if self._ready and not self.paused:
                 self._drain_ready(now)
             return
-        ready = self._ready
+        self._queue(msgs, now, count=True)
+
+    def _queue(self, msgs: Iterable[Msg], now: float, *, count: bool) -> None:
+        msgs = msgs if isinstance(msgs, list) else list(msgs)
+        if count:
+            self.message_count += len(msgs)
+        i = 0
+        if self._ready and not self.paused:
+            # invariant: a consumer is on the ready list only when nothing waits
+            i = self._deliver_from(msgs, 0, now)
+            if i >= len(msgs):
+                return
+            msgs = msgs[i:]
         memory = self.memory
         room = self.mem_queue_size - len(memory) if not self.backend.depth() else 0
-        overflow: list[Msg] = []
-        for msg in msgs:
-            self.message_count += 1
-            if ready and not self.paused:
-                # invariant: a consumer is on the ready list only when nothing waits
-                self._deliver_next(msg, now)
-            elif room > 0:
-                memory.append(msg)
-                room -= 1
-            else:
-                overflow.append(msg)
-        if overflow:
-            self.backend.put(overflow)
+        if room >= len(msgs):
+            memory.extend(msgs)
+            return
+        if room > 0:
+            memory.extend(msgs[:room])
+            msgs = msgs[room:]
+        self.backend.put(msgs)
 
     def _requeue(self, msg: Msg, now: float) -> None:
         """Queue a message again (timeout, REQ, disconnect): its stored copy is retired."""
@@ -176,8 +182,7 @@ class Channel:
             if self._ready and not self.paused:
                 self._drain_ready(now)
             return
-        for msg in msgs:
-            self._requeue(msg, now)
+        self._queue(msgs, now, count=False)
 
     def _take(self, n: int) -> list[Msg]:
         """Up to ``n`` waiting messages, memory first."""
@@ -198,8 +203,32 @@ class Channel:
             msgs = self._take(spare)
             if not msgs:
                 break
-            for msg in msgs:
-                self._deliver_next(msg, now)
+            i = self._deliver_from(msgs, 0, now)
+            if i < len(msgs):  # consumers went away meanwhile: keep the rest first in line
+                self.memory.extendleft(reversed(msgs[i:]))
+                break
+
+    def _deliver_from(self, msgs: list[Msg], i: int, now: float) -> int:
+        """Hand ``msgs[i:]`` to the ready consumers in turn, an even share each (within
+        their spare RDY); return the index of the first message not handed out."""
+        ready = self._ready
+        n = len(msgs)
+        while i < n and ready:
+            j = self._next
+            if j >= len(ready):
+                j = 0
+            client = ready[j]
+            k = min(client.ready_count - client.in_flight, -(-(n - i) // len(ready)))
+            if k > 0:
+                self._send(client, msgs[i:i + k] if i or k < n else msgs, now)
+                i += k
+            if client.in_flight >= client.ready_count:
+                client.in_ready_list = False
+                del ready[j]
+                self._next = j
+            else:
+                self._next = j + 1
+        return i
 
     def _deliver_next(self, msg: Msg, now: float) -> None:
         ready = self._ready

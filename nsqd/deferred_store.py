@@ -5,8 +5,10 @@ their delay on a restart. Here a message due within the next few seconds waits i
 heap in memory; one due later is appended to a *time bucket* file on disk, keyed by its
 wall-clock due time, and comes back into the heap shortly before its bucket begins:
 
-* level 0: one-second buckets, loaded into the heap ``LOOKAHEAD`` seconds ahead (in
-  chunks, so a bucket of 100k messages never stalls the event loop);
+* level 0: one-second buckets, loaded ``LOOKAHEAD`` seconds ahead (in chunks, so a
+  bucket of 100k messages never stalls the event loop), then sorted once by due time
+  into a *run*: runs are released from their front, which costs far less than a heap
+  (the heap only takes messages due within the next seconds when they are published);
 * level 1: one-hour buckets for messages due more than an hour ahead; an hour before it
   begins, a level-1 bucket is *cascaded*: its records are re-filed into level-0 buckets.
 
@@ -27,6 +29,7 @@ Two modes:
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import json
@@ -36,6 +39,7 @@ import os
 import re
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -43,11 +47,10 @@ import trio
 
 from .backend import BackendError, Msg
 from .diskqueue import (
+    DUE_FLAG,
     READ_CHUNK,
     AppendFile,
-    CorruptRecord,
     _unlink,
-    decode_record,
     encode_record,
     scan_records,
     write_atomic,
@@ -74,6 +77,9 @@ HEAP_CAP = 1_000_000
 FLUSH_BYTES = 64 * 1024
 
 _U32 = struct.Struct("<I")
+#: a bucket record's header: size|DUE_FLAG, crc, due_ns, ts, attempts, id
+_DUE_HEADER = struct.Struct("<IIqqH16s")
+_DUE_FIXED = 8 + 26
 _NAME = re.compile(r"L([01])-(\d+)-(\d+)\.dat")
 
 #: a heap entry: (due monotonic, seq, msg, bucket or None, record offset)
@@ -81,8 +87,8 @@ Entry = tuple
 
 
 class _Bucket:
-    __slots__ = ("end", "file", "gen", "idx", "level", "load_off", "loaded", "opened",
-                 "records", "rel", "rel_count", "skip")
+    __slots__ = ("end", "entries", "file", "gen", "idx", "level", "load_off", "loaded",
+                 "opened", "records", "rel", "rel_count", "skip")
 
     def __init__(self, level: int, idx: int, gen: int, file: AppendFile,
                  records: int = 0) -> None:
@@ -98,6 +104,7 @@ class _Bucket:
         self.loaded = False         # every record up to ``end`` is in the heap
         self.load_off = 0
         self.end = 0
+        self.entries: list[Entry] = []  # loaded so far, sorted into a run once complete
 
     @property
     def start_ns(self) -> int:
@@ -136,9 +143,14 @@ class DeferredStore:
         self.max_msg_size = max_msg_size
         self.sync_timeout = sync_timeout
         self._wake = wake
+        #: the daemon's deferred loop serves this store (set and cleared by the daemon)
+        self.watched = False
         self._clock = clock
         self._wall_ns = wall_ns
         self.heap: list[Entry] = []
+        #: loaded level-0 buckets, each sorted by due time, in bucket order
+        self._runs: collections.deque[collections.deque[Entry]] = collections.deque()
+        self._runs_len = 0
         self._seq = itertools.count()
         self._count = 0
         #: every bucket by generation; ``_current`` is where (level, idx) appends go
@@ -187,7 +199,17 @@ class DeferredStore:
 
     def next_due(self) -> float | None:
         """The earliest due time in memory (monotonic), if any."""
+        runs = self._runs
+        while runs and not runs[0]:
+            runs.popleft()
+        if runs:
+            r = runs[0][0][0]
+            return min(r, self.heap[0][0]) if self.heap else r
         return self.heap[0][0] if self.heap else None
+
+    def in_memory(self) -> int:
+        """Deferred messages held in memory."""
+        return len(self.heap) + self._runs_len + sum(len(b.entries) for b in self._work)
 
     def has_work(self) -> bool:
         """Buckets wait to be loaded or cascaded."""
@@ -282,8 +304,9 @@ class DeferredStore:
         self._count += 1
         if self.write_through and self.syncer is not None:
             self.syncer.durable_write(self)
-        if self._wake is not None:
-            self._wake(self, due if in_heap else math.inf)
+        wake = self._wake
+        if wake is not None and (in_heap or not self.watched):
+            wake(self, due if in_heap else math.inf)
 
     def _place(self, msg: Msg, due: float, due_ns: int) -> bool:
         """File or heap ``msg``; return True if it went into the heap."""
@@ -358,11 +381,32 @@ class DeferredStore:
     def pop_due(self, now: float) -> list[Msg]:
         """Remove and return every message due at ``now`` (monotonic), earliest first."""
         heap = self.heap
+        runs = self._runs
         out: list[Msg] = []
+        append = out.append
         pop = heapq.heappop
-        while heap and heap[0][0] <= now:
+        inf = math.inf
+        while True:
+            h = heap[0][0] if heap else inf
+            limit = h if h < now else now
+            while runs:
+                run = runs[0]
+                taken = 0
+                popleft = run.popleft
+                while run and run[0][0] <= limit:
+                    _, _, msg, bucket, off = popleft()
+                    append(msg)
+                    taken += 1
+                    if bucket is not None:
+                        self._release(bucket, off)
+                self._runs_len -= taken
+                if run:
+                    break
+                runs.popleft()
+            if h > now:
+                break
             _, _, msg, bucket, off = pop(heap)
-            out.append(msg)
+            append(msg)
             if bucket is not None:
                 self._release(bucket, off)
         self._count -= len(out)
@@ -435,7 +479,7 @@ class DeferredStore:
         self._sync_clock()
         self._advance_horizons()
         while budget > 0 and self._work:
-            if len(self.heap) >= HEAP_CAP:
+            if len(self.heap) + self._runs_len >= HEAP_CAP:
                 return False
             bucket = self._work[0]
             budget -= self._load_some(bucket, budget)
@@ -452,62 +496,88 @@ class DeferredStore:
             except OSError as exc:
                 logger.error("DEFERRED(%s) failed to write %s - %s", self.directory, f.path, exc)
                 return budget
-        want = min(bucket.end - bucket.load_off, READ_CHUNK * 4)
-        try:
-            with open(f.path, "rb") as fh:
-                fh.seek(bucket.load_off)
-                data = fh.read(want)
-        except OSError as exc:
-            data = b""
-            logger.error("DEFERRED(%s) failed to read %s - %s", self.directory, f.path, exc)
+        want = min(bucket.end - bucket.load_off, max(READ_CHUNK * 4, self.max_msg_size + 64))
+        data = b""
+        if want > 0:
+            try:
+                with open(f.path, "rb") as fh:
+                    fh.seek(bucket.load_off)
+                    data = fh.read(want)
+            except OSError as exc:
+                logger.error("DEFERRED(%s) failed to read %s - %s", self.directory, f.path, exc)
         i = 0
         n = 0
         limit = len(data)
-        heap = self.heap
-        push = heapq.heappush
+        mv = memoryview(data)
+        entries = bucket.entries
+        seq = self._seq
         skip = bucket.skip
         cascading = bucket.level == 1
+        write_through = self.write_through
         base = bucket.load_off
-        bad = not data
-        while n < budget:
-            try:
-                rec, end = decode_record(data, i, limit, self.max_msg_size)
-            except CorruptRecord as exc:
-                logger.error("DEFERRED(%s) corrupt record at %d of %s - %s; saving it as %s.bad",
-                             self.directory, base + i, f.path, exc, f.path)
+        offset = self._offset_ns
+        unpack = _DUE_HEADER.unpack_from
+        crc32 = zlib.crc32
+        max_size = self.max_msg_size + _DUE_FIXED
+        bad = want > 0 and len(data) < min(want, _DUE_HEADER.size)
+        while n < budget and i + _DUE_HEADER.size <= limit:
+            size, crc, due_ns, ts, attempts, msg_id = unpack(data, i)
+            if not size & DUE_FLAG or not _DUE_FIXED <= size & ~DUE_FLAG <= max_size:
+                logger.error("DEFERRED(%s) corrupt record at %d of %s - invalid size; "
+                             "saving it as %s.bad", self.directory, base + i, f.path, f.path)
                 bad = True
                 break
-            if rec is None:
-                if i == 0 and base + limit < bucket.end:
-                    bad = True
+            e = i + 8 + (size & ~DUE_FLAG)
+            if e > limit:
+                break
+            if crc32(mv[i + 8:e]) != crc:
+                logger.error("DEFERRED(%s) corrupt record at %d of %s - checksum mismatch; "
+                             "saving it as %s.bad", self.directory, base + i, f.path, f.path)
+                bad = True
                 break
             off = base + i
-            i = end
+            msg = (msg_id, data[i + _DUE_HEADER.size:e], ts, attempts)
+            i = e
             n += 1
             if skip and off in skip:
                 continue
-            msg = (rec[0], rec[1], rec[2], rec[3])
-            due_ns = rec[4] if len(rec) == 5 else 0
+            due = (due_ns - offset) / NS
             if cascading:
-                self._place(msg, self._to_mono(due_ns), due_ns)
-                if self.write_through:
+                self._place(msg, due, due_ns)
+                if write_through:
                     self._release_cascaded(bucket, off)
-            elif self.write_through:
-                push(heap, (self._to_mono(due_ns), next(self._seq), msg, bucket, off))
+            elif write_through:
+                entries.append((due, next(seq), msg, bucket, off))
             else:
-                push(heap, (self._to_mono(due_ns), next(self._seq), msg, None, 0))
+                entries.append((due, next(seq), msg, None, 0))
+        if not bad and i == 0 and n == 0 and want > 0:
+            bad = True  # not even one whole record where the file says there is one
         bucket.load_off = base + i
         if bad:
             self._quarantine(bucket)
             return max(n, 1)
         if bucket.load_off >= bucket.end:
             bucket.loaded = True
+            self._add_run(bucket)
             # cascaded, or all in the heap (default mode), or all released: file done
             if cascading or not self.write_through or bucket.rel_count >= bucket.records:
                 self._drop(bucket)
-            if self._wake is not None and heap:
-                self._wake(self, heap[0][0])
+            due = self.next_due()
+            if self._wake is not None and due is not None:
+                self._wake(self, due)
         return max(n, 1)
+
+    def _add_run(self, bucket: _Bucket) -> None:
+        entries, bucket.entries = bucket.entries, []
+        if not entries:
+            return
+        entries.sort()
+        runs = self._runs
+        if runs and runs[-1] and runs[-1][-1][0] > entries[0][0]:
+            # overlaps the previous run (two files of one second): merge them
+            entries = sorted([*runs.pop(), *entries])
+        runs.append(collections.deque(entries))
+        self._runs_len += len(entries)
 
     def _release_cascaded(self, bucket: _Bucket, off: int) -> None:
         rel = bucket.rel
@@ -520,7 +590,8 @@ class DeferredStore:
     def _quarantine(self, bucket: _Bucket) -> None:
         lost = 0
         if not bucket.loaded:
-            lost = max(0, bucket.records - bucket.rel_count - self._loaded_count(bucket))
+            lost = max(0, bucket.records - bucket.rel_count - len(bucket.entries))
+            self._add_run(bucket)
         self._count = max(0, self._count - lost)
         path = bucket.file.path
         logger.error("DEFERRED(%s) quarantining %s: %d message(s) lost", self.directory, path, lost)
@@ -538,14 +609,12 @@ class DeferredStore:
         if bucket in self._work:
             self._work.remove(bucket)
 
-    def _loaded_count(self, bucket: _Bucket) -> int:
-        # records of the bucket already loaded: not known exactly; heap entries say
-        return sum(1 for e in self.heap if e[3] is bucket)
-
     # ------------------------------------------------------------------ admin
     def empty(self) -> None:
         """Drop every deferred message (channel emptied)."""
         self.heap.clear()
+        self._runs.clear()
+        self._runs_len = 0
         self._count = 0
         for bucket in list(self._buckets.values()):
             self._drop(bucket)
@@ -632,14 +701,15 @@ class DeferredStore:
                         self._work.pop(0)
                     else:
                         self._load_some(self._work[0], 1 << 30)
-                if self.heap:
+                held = [*self.heap, *(e for run in self._runs for e in run)]
+                if held:
                     logger.info("DEFERRED(%s): writing %d in-memory deferred messages to disk",
-                                self.directory, len(self.heap))
+                                self.directory, len(held))
                     self._sync_clock()
                     self._h0 = 0  # nothing is opened any more: every message to a bucket
                     self._current = {k: b for k, b in self._current.items() if not b.opened}
-                    heap, self.heap = self.heap, []
-                    for due, _, msg, _, _ in heap:
+                    self.heap, self._runs, self._runs_len = [], collections.deque(), 0
+                    for due, _, msg, _, _ in held:
                         self._place(msg, due, self._to_wall(due))
             try:
                 fds = [b.file.flush() for b in self._buckets.values()]
@@ -663,6 +733,7 @@ class DeferredStore:
     def delete(self) -> None:
         """Remove every deferred message and file."""
         self.heap.clear()
+        self._runs.clear()
         self._count = 0
         self._closed = True
         if self.syncer is not None:
@@ -688,5 +759,5 @@ class DeferredStore:
         self._close_idle()
 
     def statistics(self) -> dict[str, Any]:
-        return {"count": self._count, "in_memory": len(self.heap),
+        return {"count": self._count, "in_memory": self.in_memory(),
                 "buckets": len(self._buckets), "spilled": self.spilled}

@@ -314,6 +314,7 @@ class NSQD:
 
     def _deferred_wake(self, channel: Channel, due: float) -> None:
         self._deferred_channels[id(channel)] = channel
+        channel.deferred.watched = True
         if due < self._deferred_wake_at:
             self._deferred_wake_at = due
             self._deferred_lot.unpark_all()
@@ -329,6 +330,7 @@ class NSQD:
                 store = channel.deferred
                 if channel.deleted:
                     del watched[key]
+                    store.watched = False
                     continue
                 if store.has_work() and store.advance():
                     busy = True
@@ -340,6 +342,7 @@ class NSQD:
                     wake_at = min(wake_at, due)
                 elif not store and not store.has_work():
                     del watched[key]
+                    store.watched = False
             if busy:
                 await trio.lowlevel.checkpoint()
                 continue

@@ -114,7 +114,7 @@ async def test_deferred_beyond_an_hour(tmp_path: Path) -> None:
         await pub.send(commands.dpub("t", 3 * 86400 * 1000, b"in three days"))
         assert await pub.response() == b"OK"
         channel = nsqd.topics["t"].channels["c"]
-        assert len(channel.deferred) == 1 and not channel.deferred.heap
+        assert len(channel.deferred) == 1 and not channel.deferred.in_memory()
     async with running(tmp_path, max_req_timeout=7 * 86400.0) as nsqd:
         assert len(nsqd.topics["t"].channels["c"].deferred) == 1
     files = os.listdir(tmp_path / "t:c.deferred")

@@ -61,7 +61,7 @@ def test_spill_load_and_restart(tmp_path: Path, write_through: bool) -> None:
         store.push(msg(i), clocks.t + delay)
         dues[msg(i)[0]] = clocks.t + delay
     assert len(store) == 3000
-    assert len(store.heap) < 1500  # the rest is on disk
+    assert store.in_memory() < 1500  # the rest is on disk
     got: dict[bytes, int] = {}
     run(store, clocks, clocks.t + 20, dues, got)
     remaining = len(store)
@@ -92,7 +92,7 @@ def test_memory_stays_bounded(tmp_path: Path) -> None:
             dues[msg(i)[0]] = clocks.t + 120
             i += 1
         run(store, clocks, clocks.t + 0.5, dues, got)
-        peak = max(peak, len(store.heap))
+        peak = max(peak, store.in_memory())
     assert len(store) == i - len(got)
     assert peak <= 100 * 2 * 4  # about (lookahead + bucket) x rate
     run(store, clocks, clocks.t + 130, dues, got)
@@ -187,4 +187,32 @@ def test_loading_is_chunked(tmp_path: Path, monkeypatch: Any) -> None:
     while store.advance(100):
         steps += 1
     assert steps >= 5
-    assert len(store.heap) == 1000
+    assert store.in_memory() == 1000
+
+
+def test_two_files_of_one_second_merge_in_due_order(tmp_path: Path) -> None:
+    clocks = Clocks()
+    a = make(tmp_path / "a", clocks)
+    b = make(tmp_path / "b", clocks)
+    base = float(int(clocks.t)) + 30  # the start of a wall-clock second, 30 s ahead
+    for i in range(0, 10, 2):
+        a.push(msg(i), base + i / 20)
+    for i in range(1, 10, 2):
+        b.push(msg(i), base + i / 20)
+    a.close()
+    b.close()
+    target = tmp_path / "c.deferred"
+    target.mkdir()
+    for gen, src in enumerate((tmp_path / "a" / "c.deferred", tmp_path / "b" / "c.deferred")):
+        (name,) = [f for f in os.listdir(src) if f.endswith(".dat")]
+        level_idx = name.rsplit("-", 1)[0]
+        os.rename(src / name, target / f"{level_idx}-{gen}.dat")
+    store = make(tmp_path, clocks)
+    assert len(store) == 10
+    order = []
+    while clocks.t < base + 1:
+        clocks.t = round(clocks.t + 0.01, 6)
+        while store.advance():
+            pass
+        order.extend(int(m[0]) for m in store.pop_due(clocks.t))
+    assert order == list(range(10))
