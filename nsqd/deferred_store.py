@@ -73,6 +73,8 @@ CASCADE_AHEAD = 3600 * NS
 STEP_RECORDS = 4096
 #: loading pauses while the heap holds this many messages (a restart after a long outage)
 HEAP_CAP = 1_000_000
+#: bytes read from a bucket file at a time while loading
+LOAD_CHUNK = 512 * 1024
 #: bytes buffered per bucket before they are written out
 FLUSH_BYTES = 64 * 1024
 
@@ -84,6 +86,19 @@ _NAME = re.compile(r"L([01])-(\d+)-(\d+)\.dat")
 
 #: a heap entry: (due monotonic, seq, msg, bucket or None, record offset)
 Entry = tuple
+
+
+def _read_chunk(path: str, offset: int, size: int) -> bytes:
+    """Read ``size`` bytes of a bucket file (in a worker thread); b"" if it fails."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        logger.error("DEFERRED failed to read %s - %s", path, exc)
+        return b""
 
 
 class _Bucket:
@@ -470,9 +485,26 @@ class DeferredStore:
             self._work.sort(key=lambda b: b.start_ns)
 
     def advance(self, budget: int = STEP_RECORDS) -> bool:
-        """Open buckets that came within the horizon and load up to ``budget`` records.
+        """Open buckets that came within the horizon and load about ``budget`` records.
 
-        Returns True if loading work remains (call again after a checkpoint).
+        Reads the files in the calling thread (tests, shutdown); the daemon uses
+        :meth:`advance_async`. Returns True if loading work remains.
+        """
+        if self._closed or self.directory is None:
+            return False
+        self._sync_clock()
+        self._advance_horizons()
+        while budget > 0 and self._work:
+            if len(self.heap) + self._runs_len >= HEAP_CAP:
+                return False
+            budget -= self._load_step(self._work[0])
+        return bool(self._work)
+
+    async def advance_async(self, budget: int = STEP_RECORDS) -> bool:
+        """:meth:`advance`, reading the files in a worker thread.
+
+        A bucket written long ago may no longer be in the page cache: its read must not
+        stall the event loop (and the release of messages that are due meanwhile).
         """
         if self._closed or self.directory is None:
             return False
@@ -482,29 +514,46 @@ class DeferredStore:
             if len(self.heap) + self._runs_len >= HEAP_CAP:
                 return False
             bucket = self._work[0]
-            budget -= self._load_some(bucket, budget)
-            if bucket.loaded:
-                self._work.pop(0)
+            plan = self._read_plan(bucket)
+            if plan is None:
+                return True
+            data = await trio.to_thread.run_sync(_read_chunk, *plan) if plan[2] else b""
+            if (self._closed or self._buckets.get(bucket.gen) is not bucket or bucket.loaded
+                    or bucket.load_off != plan[1]):
+                continue  # emptied, deleted or closed meanwhile
+            budget -= self._load_chunk(bucket, data, plan[2])
+            self._pop_loaded()
         return bool(self._work)
 
-    def _load_some(self, bucket: _Bucket, budget: int) -> int:
-        """Load (or cascade) up to ``budget`` records of ``bucket``; return how many."""
+    def _pop_loaded(self) -> None:
+        while self._work and self._work[0].loaded:
+            self._work.pop(0)
+
+    def _read_plan(self, bucket: _Bucket) -> tuple[str, int, int] | None:
+        """(path, offset, size) of the bucket's next chunk; None: its data is unwritten."""
         f = bucket.file
         if f.flushed < bucket.end:
             try:
                 f.flush()
             except OSError as exc:
                 logger.error("DEFERRED(%s) failed to write %s - %s", self.directory, f.path, exc)
-                return budget
-        want = min(bucket.end - bucket.load_off, max(READ_CHUNK * 4, self.max_msg_size + 64))
-        data = b""
-        if want > 0:
-            try:
-                with open(f.path, "rb") as fh:
-                    fh.seek(bucket.load_off)
-                    data = fh.read(want)
-            except OSError as exc:
-                logger.error("DEFERRED(%s) failed to read %s - %s", self.directory, f.path, exc)
+                return None
+        want = min(bucket.end - bucket.load_off, max(LOAD_CHUNK, self.max_msg_size + 64))
+        return f.path, bucket.load_off, want
+
+    def _load_step(self, bucket: _Bucket) -> int:
+        """Read and load one chunk of ``bucket`` in this thread; return records loaded."""
+        plan = self._read_plan(bucket)
+        if plan is None:
+            return STEP_RECORDS
+        n = self._load_chunk(bucket, _read_chunk(*plan) if plan[2] else b"", plan[2])
+        self._pop_loaded()
+        return n
+
+    def _load_chunk(self, bucket: _Bucket, data: bytes, want: int) -> int:
+        """Load (or cascade) the records of ``data``, read at the bucket's load offset;
+        return how many."""
+        f = bucket.file
         i = 0
         n = 0
         limit = len(data)
@@ -520,7 +569,7 @@ class DeferredStore:
         crc32 = zlib.crc32
         max_size = self.max_msg_size + _DUE_FIXED
         bad = want > 0 and len(data) < min(want, _DUE_HEADER.size)
-        while n < budget and i + _DUE_HEADER.size <= limit:
+        while i + _DUE_HEADER.size <= limit:
             size, crc, due_ns, ts, attempts, msg_id = unpack(data, i)
             if not size & DUE_FLAG or not _DUE_FIXED <= size & ~DUE_FLAG <= max_size:
                 logger.error("DEFERRED(%s) corrupt record at %d of %s - invalid size; "
@@ -656,7 +705,7 @@ class DeferredStore:
             path, data = self._meta_path(), self._meta_bytes()
             self._meta_dirty = False
             self._meta_time = now
-            jobs.append(lambda: write_atomic(path, data))
+            jobs.append(lambda: None if self._closed else write_atomic(path, data))
         if self._unlinks:
             paths, self._unlinks = self._unlinks, []
             jobs.append(lambda: [_unlink(p) for p in paths])  # type: ignore[func-returns-value]
@@ -696,11 +745,9 @@ class DeferredStore:
         if self.directory is not None:
             if not self.write_through:
                 # half-loaded buckets: load the rest, the heap is then written back whole
+                self._pop_loaded()
                 while self._work:
-                    if self._work[0].loaded:
-                        self._work.pop(0)
-                    else:
-                        self._load_some(self._work[0], 1 << 30)
+                    self._load_step(self._work[0])
                 held = [*self.heap, *(e for run in self._runs for e in run)]
                 if held:
                     logger.info("DEFERRED(%s): writing %d in-memory deferred messages to disk",

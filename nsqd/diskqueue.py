@@ -906,7 +906,7 @@ class DiskQueue:
             path, data = self._meta_path(), self._meta_bytes()
             self._meta_dirty = False
             self._meta_time = now
-            jobs.append(lambda: write_atomic(path, data))
+            jobs.append(lambda: None if self._closed else write_atomic(path, data))
         if self._unlinks:
             paths = self._unlinks
             self._unlinks = []

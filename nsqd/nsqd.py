@@ -53,6 +53,8 @@ METADATA_FILE = "nsqd.dat"
 #: the deferred loop's shortest and longest sleep (release granularity / idle re-check)
 DEFERRED_TICK = 0.005
 DEFERRED_IDLE = 0.5
+#: how often the loader looks for deferred buckets coming within the horizon
+DEFERRED_LOAD_IDLE = 0.1
 #: records read into a diskqueue's cache for the next read (write-through mode)
 DISK_CACHE = 4096
 
@@ -319,21 +321,32 @@ class NSQD:
             self._deferred_wake_at = due
             self._deferred_lot.unpark_all()
 
+    async def _deferred_loader(self) -> None:
+        """Load spilled deferred messages ahead of their time (file reads in a thread)."""
+        watched = self._deferred_channels
+        while True:
+            busy = False
+            for channel in list(watched.values()):
+                store = channel.deferred
+                if not channel.deleted and store.has_work() and await store.advance_async():
+                    busy = True
+            if busy:
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep(DEFERRED_LOAD_IDLE)
+
     async def _deferred_loop(self) -> None:
-        """Release deferred messages when due, and load spilled ones ahead of time."""
+        """Release deferred messages when due."""
         watched = self._deferred_channels
         while True:
             now = trio.current_time()
             wake_at = now + DEFERRED_IDLE
-            busy = False
             for key, channel in list(watched.items()):
                 store = channel.deferred
                 if channel.deleted:
                     del watched[key]
                     store.watched = False
                     continue
-                if store.has_work() and store.advance():
-                    busy = True
                 due = store.next_due()
                 if due is not None and due <= now:
                     channel.process_deferred(now)
@@ -343,9 +356,6 @@ class NSQD:
                 elif not store and not store.has_work():
                     del watched[key]
                     store.watched = False
-            if busy:
-                await trio.lowlevel.checkpoint()
-                continue
             wake_at = max(wake_at, now + DEFERRED_TICK)
             self._deferred_wake_at = wake_at
             with trio.move_on_at(wake_at):
@@ -466,6 +476,7 @@ class NSQD:
                 nursery.start_soon(self._scan_loop)
                 nursery.start_soon(self.syncer.run)
                 nursery.start_soon(self._deferred_loop)
+                nursery.start_soon(self._deferred_loader)
                 nursery.start_soon(self._metadata_writer)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)

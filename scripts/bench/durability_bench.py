@@ -17,6 +17,7 @@ durable:  --publishers connections each publishing one command at a time (wait f
 from __future__ import annotations
 
 import argparse
+import array
 import collections
 import json
 import multiprocessing as mp
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -62,6 +64,7 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.stats_url = stats_url
         self.samples: list[tuple[float, float, int]] = []
+        self.depths: list[int] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -74,6 +77,7 @@ class Sampler(threading.Thread):
                         doc = json.loads(r.read())
                     ch = doc["topics"][0]["channels"][0]
                     extra = ch["deferred_count"]
+                    self.depths.append(ch["depth"])
                 except Exception:  # noqa: BLE001 - best effort
                     pass
             try:
@@ -126,8 +130,9 @@ def _ok_reader(sock: socket.socket, count: int) -> None:
 
 
 def _reader(addr: tuple[str, int], topic: str, channel: str, total: int, *,
-            lateness: list[float] | None = None, e2e: list[float] | None = None,
-            delay: float = 0.0, deadline: float = 1e18, rdy: int = 2500) -> tuple[int, float]:
+            lateness: Any = None, e2e: Any = None,
+            delay: float = 0.0, deadline: float = 1e18, rdy: int = 2500,
+            arrivals: Any = None) -> tuple[int, float]:
     """Consume (FIN each, batched per read).
 
     With ``lateness``: arrival - (nsqd's timestamp + delay), i.e. against the due time
@@ -162,6 +167,8 @@ def _reader(addr: tuple[str, int], topic: str, channel: str, total: int, *,
                 ids.append(buf[pos + 18:pos + 34])
                 if lateness is not None:
                     lateness.append((now - ts_of(buf, pos + 8)[0] / 1e9 - delay) * 1000)
+                    if arrivals is not None:
+                        arrivals.append(now)
                 if e2e is not None:
                     e2e.append((now - due_of(buf, pos + 34)[0]) * 1000)
             elif first and buf[pos + 8:pos + 4 + size] == b"OK":
@@ -286,14 +293,20 @@ def bench_deferred(args: argparse.Namespace) -> None:
                  for _ in range(args.writers)]
         for p in procs:
             p.start()
-        lateness: list[float] = []
-        e2e: list[float] = []
+        # arrays: 12M samples must not stall the reader with list growth and float objects
+        lateness = array.array("d")
+        arrivals = array.array("d")
+        e2e = array.array("d")
         result: dict = {}
 
         def read() -> None:
-            result["got"] = _reader(addrs["TCP"], "later", "ch", 1 << 62, lateness=lateness,
-                                    e2e=e2e, delay=args.delay, rdy=args.rdy,
-                                    deadline=time.monotonic() + args.seconds + args.delay + 60)
+            try:
+                result["got"] = _reader(addrs["TCP"], "later", "ch", 1 << 62, lateness=lateness,
+                                        e2e=e2e, delay=args.delay, rdy=args.rdy,
+                                        arrivals=arrivals,
+                                        deadline=time.monotonic() + args.seconds + args.delay + 60)
+            except (RuntimeError, OSError):
+                pass  # nsqd stopped first
 
         reader = threading.Thread(target=read, daemon=True)
         go.set()
@@ -323,6 +336,17 @@ def bench_deferred(args: argparse.Namespace) -> None:
         marks = sampler.samples[:: max(1, len(sampler.samples) // 12)]
         print("RSS / pending over time (s, MiB, pending): "
               + ", ".join(f"{t:.0f}:{r:.0f}:{d}" for t, r, d in marks))
+        print(f"channel depth (released, not yet delivered): max {max(sampler.depths, default=0):,}")
+        if arrivals:
+            t0 = arrivals[0]
+            worst: dict[int, float] = {}
+            for at, late in zip(arrivals, lateness):
+                sec = int(at - t0)
+                if late > worst.get(sec, -1e9):
+                    worst[sec] = late
+            bad = [(sec, late) for sec, late in sorted(worst.items()) if late > 100]
+            print(f"seconds of delivery with a message > 100 ms late: {len(bad)} of "
+                  f"{len(worst)}: " + ", ".join(f"{s}s:{v:.0f}ms" for s, v in bad[:30]))
         problems = [line for line in log if "ERROR" in line or "WARN" in line]
         if problems:
             print("nsqd problems:\n" + "".join(problems[-10:]))

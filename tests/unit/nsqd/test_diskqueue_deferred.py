@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from nsqd import deferred_store as ds_mod
 from nsqd.deferred_store import DeferredStore
@@ -177,9 +179,9 @@ def test_in_memory_store_for_ephemeral() -> None:
 
 
 def test_loading_is_chunked(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(ds_mod, "STEP_RECORDS", 100)
+    monkeypatch.setattr(ds_mod, "LOAD_CHUNK", 8192)
     clocks = Clocks()
-    store = make(tmp_path, clocks)
+    store = make(tmp_path, clocks, max_msg_size=1000)
     for i in range(1000):
         store.push(msg(i), clocks.t + 10)
     clocks.t += 8.5  # within the lookahead of the bucket
@@ -188,6 +190,29 @@ def test_loading_is_chunked(tmp_path: Path, monkeypatch: Any) -> None:
         steps += 1
     assert steps >= 5
     assert store.in_memory() == 1000
+
+
+async def test_async_loading_reads_in_a_thread(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(ds_mod, "LOAD_CHUNK", 8192)
+    clocks = Clocks()
+    store = make(tmp_path, clocks, max_msg_size=1000)
+    for i in range(1000):
+        store.push(msg(i), clocks.t + 10)
+    clocks.t += 8.5
+    while await store.advance_async():
+        pass
+    assert store.in_memory() == 1000
+    clocks.t += 2
+    assert [int(m[0]) for m in store.pop_due(clocks.t)] == list(range(1000))
+    # emptied while a read is under way: the chunk read is dropped
+    for i in range(10):
+        store.push(msg(i), clocks.t + 10)
+    clocks.t += 8.5
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.advance_async)
+        await trio.testing.wait_all_tasks_blocked()  # in the worker thread's read
+        store.empty()
+    assert len(store) == 0 and store.pop_due(clocks.t + 100) == []
 
 
 def test_two_files_of_one_second_merge_in_due_order(tmp_path: Path) -> None:
