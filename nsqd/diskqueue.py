@@ -212,16 +212,23 @@ class AppendFile:
             self.fd = -1
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write a small file atomically: temp file, fsync, rename."""
+def write_atomic(path: str, data: bytes, *, mode: int = 0o600, sync_dir: bool = False) -> None:
+    """Write a small file atomically: temp file, fsync, rename (then fsync the
+    directory too when ``sync_dir``, so the rename itself survives a crash)."""
     tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if sync_dir:
+        dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _unlink(path: str) -> None:

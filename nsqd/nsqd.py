@@ -35,7 +35,7 @@ from .backend import Backend, DummyBackend
 from .channel import Channel
 from .client_v2 import ClientV2
 from .deferred_store import DeferredStore
-from .diskqueue import DiskQueue
+from .diskqueue import DiskQueue, write_atomic
 from .errors import TopicError
 from .guid import IDGenerator
 from .options import Options
@@ -376,21 +376,8 @@ class NSQD:
 
     def persist_metadata(self) -> None:
         """Write the metadata atomically (temp file, fsync, rename)."""
-        path = os.path.join(self.data_path, METADATA_FILE)
-        tmp = f"{path}.{os.getpid()}.tmp"
         data = json.dumps(self.metadata(), separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(self.data_path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(os.path.join(self.data_path, METADATA_FILE), data, mode=0o644, sync_dir=True)
 
     def persist_metadata_soon(self) -> None:
         self._meta_dirty = True
