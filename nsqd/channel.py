@@ -163,7 +163,7 @@ class Channel:
                 self._drain_ready(now)
             return
         if self._ready and not self.paused:
-            self._deliver_next(msg, now)
+            self._deliver_from([msg], 0, now)
         elif len(self.memory) < self.mem_queue_size:
             self.memory.append(msg)
         else:
@@ -229,20 +229,6 @@ class Channel:
             else:
                 self._next = j + 1
         return i
-
-    def _deliver_next(self, msg: Msg, now: float) -> None:
-        ready = self._ready
-        i = self._next
-        if i >= len(ready):
-            i = 0
-        client = ready[i]
-        self._send(client, [msg], now)
-        if client.in_flight >= client.ready_count:
-            client.in_ready_list = False
-            del ready[i]
-            self._next = i
-        else:
-            self._next = i + 1
 
     def _send(self, client: Consumer, msgs: list[Msg], now: float) -> None:
         timeout = client.msg_timeout
