@@ -74,8 +74,9 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-#: An HTTP handler: ``async def handler(request) -> Response``.
-Handler = Callable[[Request], Awaitable[Response]]
+#: An HTTP handler: ``def handler(request) -> Response`` (answered inline) or
+#: ``async def`` / returning an awaitable of the response (answered in a task).
+Handler = Callable[[Request], "Response | Awaitable[Response]"]
 
 
 class HTTPError(Exception):

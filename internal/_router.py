@@ -56,7 +56,7 @@ class _Route:
 
 
 class Router:
-    """Dispatch requests to ``async def handler(request) -> Response``.
+    """Dispatch requests to handlers (``def`` or ``async def handler(request) -> Response``).
 
     Args:
         base_path: Prefix joined (Go ``path.Join`` style) onto every pattern,
@@ -136,16 +136,16 @@ class Router:
             raise HTTPError(405, "METHOD_NOT_ALLOWED", [("Allow", allow)])
         raise HTTPError(404, "NOT_FOUND")
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
         """Route and run ``request`` (so a Router is itself a handler)."""
         handler, params = self.lookup(request.method, request.path)
         if params:
             request.params = params
-        return await handler(request)
+        return handler(request)
 
 
 def _redirect(location: str, status: int) -> Handler:
-    async def redirect(request: Request) -> Response:
+    def redirect(request: Request) -> Response:
         target = f"{location}?{request.query_string}" if request.query_string else location
         return Response(status, b"", "", [("Location", target)])
 
@@ -153,7 +153,7 @@ def _redirect(location: str, status: int) -> Handler:
 
 
 def _options(allow: str) -> Handler:
-    async def options(request: Request) -> Response:
+    def options(request: Request) -> Response:
         return Response(200, b"", "", [("Allow", allow)])
 
     return options

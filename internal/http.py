@@ -4,33 +4,37 @@ Usage::
 
     router = Router()
     router.add("GET", "/ping", ping)          # async def ping(req) -> Response
+    router.add("POST", "/pub", pub)           # or def pub(req) -> Response
     bound = await nursery.start(serve_http, router, "127.0.0.1", 0)
 
-Handlers raise :class:`HTTPError` for NSQ's ``{"message": ...}`` errors; any
+A handler returns a :class:`Response` or an awaitable of one: a plain ``def``
+handler is answered inline, an ``async def`` one (or a plain one returning a
+coroutine for its slow path) in a task of its own. Handlers raise :class:`HTTPError` for NSQ's ``{"message": ...}`` errors; any
 other exception is logged and answered with 500 ``INTERNAL_ERROR``. The
 server supports keep-alive, pipelining (responses batched into one write),
 chunked request bodies, ``Expect: 100-continue``, body and header size
 limits, and closes idle keep-alive connections.
 
-Plain TCP connections bypass Trio's stream wrappers: the server calls the
-non-blocking socket's ``recv``/``send`` directly and only awaits readiness
-when the kernel has nothing (PERF.md rule 6). TLS connections go through
-:class:`trio.SSLStream`.
+Plain TCP connections bypass Trio's stream wrappers: on Linux one reactor task
+serves all of them from a private epoll set (``internal._httpreactor``), calling
+the non-blocking socket's ``recv``/``send`` directly (PERF.md rules 5 and 6).
+TLS connections, and every connection elsewhere, get a task each
+(:class:`trio.SSLStream` for TLS).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import ssl
-import time
+from collections.abc import Awaitable
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
-import httptools
 import trio
 
+from internal._httpconn import CLOSE, Conn, SocketIO, StreamIO, linger
 from internal._httpmsg import (
     V1_HEADER,
     Handler,
@@ -43,6 +47,7 @@ from internal._httpmsg import (
     render,
     text,
 )
+from internal._httpreactor import Reactor
 from internal._router import Router
 from internal.netaddr import join_host_port
 
@@ -61,180 +66,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RECV_SIZE = 65536
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE = "Connection: close\r\n"
-_KEEP_ALIVE = "Connection: keep-alive\r\n"
-_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 _ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
-
-
-class _Abort(Exception):
-    """Raised from a parser callback to stop parsing (the reason is in ``conn.error``)."""
-
-
-class _SocketIO:
-    """Direct non-blocking socket I/O; waits for readiness only when needed."""
-
-    __slots__ = ("need_wait", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.need_wait = True
-
-    async def recv(self) -> bytes:
-        sock = self.sock
-        if self.need_wait:
-            await trio.lowlevel.wait_readable(sock)
-        else:
-            await trio.lowlevel.checkpoint()  # never starve other tasks
-        while True:
-            try:
-                data = sock.recv(RECV_SIZE)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-        # A full buffer means more may be queued already: try again at once.
-        self.need_wait = len(data) < RECV_SIZE
-        return data
-
-    async def send(self, data: bytes) -> None:
-        sock = self.sock
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        while view:
-            await trio.lowlevel.wait_writable(sock)
-            try:
-                sent = sock.send(view)
-            except BlockingIOError:
-                continue
-            view = view[sent:]
-
-    async def close(self) -> None:
-        trio.lowlevel.notify_closing(self.sock)
-        self.sock.close()
-
-
-class _StreamIO:
-    """I/O through a Trio stream (used for TLS)."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-
-    async def recv(self) -> bytes:
-        return bytes(await self.stream.receive_some(RECV_SIZE))
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def close(self) -> None:
-        await trio.aclose_forcefully(self.stream)
-
-
-class _Conn:
-    """Per-connection parser callbacks and state."""
-
-    __slots__ = (
-        "active", "body", "body_size", "busy", "continue_sent", "error", "expect_continue",
-        "header_bytes", "headers", "idle_sweeps", "in_headers", "max_body", "parser",
-        "ready", "remote", "scope", "url",
-    )
-
-    def __init__(self, remote: str, max_body: int) -> None:
-        self.remote = remote
-        self.max_body = max_body
-        self.parser: Any = None
-        self.ready: list[tuple[Request, str | None]] = []
-        self.error: tuple[int, str] | None = None
-        self.scope: trio.CancelScope | None = None
-        self.active = True
-        self.busy = False
-        self.idle_sweeps = 0
-        self.in_headers = False
-        self.header_bytes = 0
-        self.url = b""
-        self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.expect_continue = False
-        self.continue_sent = False
-
-    # httptools callbacks -----------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self.in_headers = True
-        self.url = b""
-        self.headers = {}
-        self.body = []
-        self.body_size = 0
-        self.expect_continue = False
-        self.continue_sent = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        val = value.decode("latin-1")
-        prev = self.headers.get(key)
-        self.headers[key] = val if prev is None else f"{prev}, {val}"
-
-    def on_headers_complete(self) -> None:
-        self.in_headers = False
-        self.header_bytes = 0
-        headers = self.headers
-        length = headers.get("content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_body:
-            self.error = (413, "BODY_TOO_BIG")
-            raise _Abort
-        expect = headers.get("expect")
-        if expect is not None and expect.lower() == "100-continue":
-            self.expect_continue = length not in (None, "0") or "transfer-encoding" in headers
-
-    def on_body(self, data: bytes) -> None:
-        self.body_size += len(data)
-        if self.body_size > self.max_body:
-            self.error = (413, "BODY_TOO_BIG")
-            raise _Abort
-        self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        parser = self.parser
-        raw_method = parser.get_method()
-        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
-        url = self.url
-        if url[:1] != b"/" and url != b"*":
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                self.error = (400, "INVALID_REQUEST")
-                raise _Abort from None
-            url = parsed.path or b"/"
-            if parsed.query:
-                url = url + b"?" + parsed.query
-        raw_path, _, raw_query = url.decode("utf-8", "replace").partition("?")
-        path = unquote(raw_path) if "%" in raw_path else raw_path
-        query = parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
-        body = self.body
-        headers = self.headers
-        request = Request(method, path, query, headers,
-                          body[0] if len(body) == 1 else b"".join(body),
-                          self.remote, {}, raw_query)
-        if not parser.should_keep_alive():
-            connection: str | None = None
-        elif "connection" in headers and parser.get_http_version() == "1.0":
-            connection = _KEEP_ALIVE
-        else:
-            connection = ""
-        self.ready.append((request, connection))
-        self.expect_continue = False
+#: Serve plain TCP connections from one epoll reactor task (Linux); tests switch it off.
+USE_REACTOR = hasattr(select, "epoll")
 
 
 class _Server:
@@ -248,7 +83,8 @@ class _Server:
         self.max_header_size = max_header_size
         self.idle_timeout = idle_timeout
         self.ssl_context = ssl_context
-        self.conns: set[_Conn] = set()
+        self.conns: set[Conn] = set()
+        self.reactor: Reactor | None = None
 
     async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -271,7 +107,12 @@ class _Server:
                 remote = join_host_port(addr[0], addr[1])
             else:
                 remote = "@"
-            nursery.start_soon(self.serve_connection, sock, remote)
+            if self.reactor is not None:
+                conn = Conn(remote, self.max_body_size, self.max_header_size, sock)
+                self.conns.add(conn)
+                self.reactor.attach(conn)
+            else:
+                nursery.start_soon(self.serve_connection, sock, remote)
             await trio.lowlevel.checkpoint()
 
     async def reap_idle(self, timeout: float) -> None:
@@ -284,86 +125,20 @@ class _Server:
                 if conn.active:
                     conn.active = False
                     conn.idle_sweeps = 0
-                else:
-                    conn.idle_sweeps += 1
-                    if conn.idle_sweeps >= 2 and conn.scope is not None:
-                        conn.scope.cancel()
+                    continue
+                conn.idle_sweeps += 1
+                if conn.idle_sweeps < 2:
+                    continue
+                logger.debug("%s: closing idle connection from %s", self.name, conn.remote)
+                if conn.scope is not None:
+                    conn.scope.cancel()
+                elif self.reactor is not None:
+                    self.reactor.close(conn)
 
-    async def serve_connection(self, sock: socket.socket, remote: str) -> None:
-        io: _SocketIO | _StreamIO
-        if self.ssl_context is not None:
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-            io = _StreamIO(trio.SSLStream(stream, self.ssl_context, server_side=True))
-        else:
-            io = _SocketIO(sock)
-        conn = _Conn(remote, self.max_body_size)
-        conn.parser = httptools.HttpRequestParser(conn)
-        self.conns.add(conn)
-        try:
-            with trio.CancelScope() as conn.scope:
-                await self._conn_loop(io, conn)
-            if conn.scope.cancelled_caught:
-                logger.debug("%s: closing idle connection from %s", self.name, remote)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("%s: connection from %s: %s", self.name, remote, exc)
-        except Exception:
-            logger.exception("%s: unexpected error on connection from %s", self.name, remote)
-        finally:
-            self.conns.discard(conn)
-            await io.close()
+    # ------------------------------------------------------------------ answering
 
-    async def _conn_loop(self, io: _SocketIO | _StreamIO, conn: _Conn) -> None:
-        parser = conn.parser
-        ready = conn.ready
-        max_header = self.max_header_size
-        while True:
-            data = await io.recv()
-            if not data:
-                return
-            conn.active = True
-            upgraded = False
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                upgraded = True  # answer what we have, then close
-            except httptools.HttpParserError:
-                if conn.error is None:
-                    conn.error = (400, "BAD_REQUEST")
-            if conn.in_headers and conn.error is None:
-                conn.header_bytes += len(data)
-                if conn.header_bytes > max_header:
-                    conn.error = (431, "HEADERS_TOO_BIG")
-            out: list[bytes] = []
-            close = upgraded
-            if ready:
-                conn.busy = True
-                date = http_date()
-                for request, connection in ready:
-                    if connection is None:
-                        close = True
-                        out.append(await self._respond(request, date, _CLOSE))
-                        break
-                    out.append(await self._respond(request, date, connection))
-                ready.clear()
-                conn.busy = False
-            linger = False
-            if not close and conn.error is not None:
-                status, message = conn.error
-                out.append(render(error_response(status, message), http_date(), _CLOSE, False))
-                close = linger = True
-            elif not close and conn.expect_continue and not conn.continue_sent:
-                conn.continue_sent = True
-                out.append(_CONTINUE)
-            if out:
-                await io.send(out[0] if len(out) == 1 else b"".join(out))
-            if close:
-                if linger:
-                    await self._linger(io)
-                return
-
-    async def _respond(self, request: Request, date: str, connection: str) -> bytes:
-        debug = logger.isEnabledFor(logging.DEBUG)
-        start = time.perf_counter() if debug else 0.0
+    def respond(self, request: Request, date: str, connection: str) -> bytes | Awaitable[bytes]:
+        """Run the handler; the rendered response, or an awaitable of it if the handler awaits."""
         try:
             router = self.router
             if router is not None:
@@ -372,43 +147,127 @@ class _Server:
                     request.params = params
             else:
                 handler = self.handler
-            response = await handler(request)
+            result = handler(request)
+        except HTTPError as exc:
+            return self._render(request, error_response(exc.status, exc.message, exc.headers),
+                                date, connection)
+        except Exception:
+            return self._render(request, self._internal_error(request), date, connection)
+        if isinstance(result, Response):
+            return self._render(request, result, date, connection)
+        return self._respond_later(request, result, date, connection)
+
+    async def _respond_later(self, request: Request, result: Any, date: str,
+                             connection: str) -> bytes:
+        try:
+            response = await result
             if not isinstance(response, Response):
                 raise TypeError(f"handler returned {type(response).__name__}, not Response")
         except HTTPError as exc:
             response = error_response(exc.status, exc.message, exc.headers)
         except Exception:
-            logger.exception("%s: error in handler for %s %s", self.name,
-                             request.method, request.path)
-            response = error_response(500, "INTERNAL_ERROR")
+            response = self._internal_error(request)
+        return self._render(request, response, date, connection)
+
+    def _internal_error(self, request: Request) -> Response:
+        logger.exception("%s: error in handler for %s %s", self.name,
+                         request.method, request.path)
+        return error_response(500, "INTERNAL_ERROR")
+
+    def _render(self, request: Request, response: Response, date: str, connection: str) -> bytes:
+        head_only = request.method == "HEAD"
         try:
-            data = render(response, date, connection, request.method == "HEAD")
+            data = render(response, date, connection, head_only)
         except (ValueError, TypeError, UnicodeEncodeError):
             logger.exception("%s: invalid response for %s %s", self.name,
                              request.method, request.path)
-            response = error_response(500, "INTERNAL_ERROR")
-            data = render(response, date, connection, request.method == "HEAD")
-        if debug:
-            logger.debug("%s: %d %s %s (%s) %.3fms", self.name, response.status,
-                         request.method, request.path, request.remote_addr,
-                         (time.perf_counter() - start) * 1000)
+            data = render(error_response(500, "INTERNAL_ERROR"), date, connection, head_only)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: %s %s %s (%s)", self.name, data[9:12].decode(),
+                         request.method, request.path, request.remote_addr)
         return data
 
-    async def _linger(self, io: _SocketIO | _StreamIO) -> None:
-        """Half-close and drain briefly so the client reads our error before a RST."""
-        if not isinstance(io, _SocketIO):
+    def answer_ready(self, conn: Conn, out: list[bytes]) -> Awaitable[bytes] | None:
+        """Answer ``conn.ready`` in order into ``out``, up to the first handler that awaits.
+
+        Returns that handler's pending response (to be appended once awaited), or None
+        when every ready request is answered. A response that ends the connection sets
+        ``conn.closing`` and drops any requests after it.
+        """
+        ready = conn.ready
+        if not ready:
+            return None
+        date = http_date()
+        while ready:
+            request, connection = ready.popleft()
+            if connection is None:
+                conn.closing = True
+                ready.clear()
+                connection = CLOSE
+            result = self.respond(request, date, connection)
+            if type(result) is not bytes:
+                return result  # type: ignore[return-value]
+            out.append(result)
+        return None
+
+    def finish(self, conn: Conn, out: list[bytes]) -> None:
+        """After the answers: a parse error's response (then close) or ``100 Continue``."""
+        if conn.closing:
             return
+        if conn.error is not None:
+            status, message = conn.error
+            out.append(render(error_response(status, message), http_date(), CLOSE, False))
+            conn.closing = conn.linger = True
+        elif conn.expect_continue and not conn.continue_sent:
+            conn.continue_sent = True
+            out.append(_CONTINUE)
+
+    async def answer(self, io: SocketIO | StreamIO, conn: Conn, out: list[bytes],
+                     pending: Awaitable[bytes] | None) -> None:
+        """Answer everything ready, awaiting handlers as needed, and send it in one write."""
+        conn.busy = True
         try:
-            io.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            return
-        drained = 0
-        with trio.move_on_after(0.5):
-            while drained < 1 << 20:
-                data = await io.recv()
-                if not data:
-                    break
-                drained += len(data)
+            while pending is not None:
+                out.append(await pending)
+                pending = self.answer_ready(conn, out)
+        finally:
+            conn.busy = False
+        self.finish(conn, out)
+        if out:
+            await io.send(out[0] if len(out) == 1 else b"".join(out))
+
+    # ------------------------------------------------------------------ one task per connection
+
+    async def serve_connection(self, sock: socket.socket, remote: str) -> None:
+        io: SocketIO | StreamIO
+        if self.ssl_context is not None:
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            io = StreamIO(trio.SSLStream(stream, self.ssl_context, server_side=True))
+        else:
+            io = SocketIO(sock)
+        conn = Conn(remote, self.max_body_size, self.max_header_size)
+        self.conns.add(conn)
+        try:
+            with trio.CancelScope() as conn.scope:
+                await self._conn_loop(io, conn)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("%s: connection from %s: %s", self.name, remote, exc)
+        except Exception:
+            logger.exception("%s: unexpected error on connection from %s", self.name, remote)
+        finally:
+            self.conns.discard(conn)
+            await io.close()
+
+    async def _conn_loop(self, io: SocketIO | StreamIO, conn: Conn) -> None:
+        while not conn.closing:
+            data = await io.recv()
+            if not data:
+                return
+            conn.feed(data)
+            out: list[bytes] = []
+            await self.answer(io, conn, out, self.answer_ready(conn, out))
+        if conn.linger:
+            await linger(io)
 
 
 async def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -494,6 +353,9 @@ async def serve_http(
         async with trio.open_nursery() as nursery:
             if idle_timeout is not None:
                 nursery.start_soon(server.reap_idle, idle_timeout)
+            if USE_REACTOR and ssl_context is None:
+                server.reactor = Reactor(server, nursery)
+                nursery.start_soon(server.reactor.run)
             task_status.started(bound)
             await server.accept_loop(listener, nursery)
     finally:

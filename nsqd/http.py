@@ -33,7 +33,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -60,6 +60,7 @@ from .errors import TopicError
 from .options import Options
 from .stats import get_stats, install_gc_monitor, memory_stats, render_text, stats_document
 from .tls import TLS_REQUIRED
+from .syncer import Syncer
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -180,22 +181,36 @@ class _API:
             raise HTTPError(500, "PUB_FAILED") from None
         return token
 
-    async def _durable(self, topic: Topic, token: int) -> None:
-        """Durable mode: answer only once the messages are fsync'ed (group commit)."""
+    def _ok_when_durable(self, topic: Topic, token: int) -> Response | Awaitable[Response]:
+        """OK now, or — durable mode, messages written — once they are fsync'ed (group commit)."""
+        cycle = self.nsqd.syncer.covering_cycle(token)  # now, before any other task runs
+        if cycle is None:
+            return _OK
+        return self._durable_ok(topic, cycle)
+
+    async def _durable_ok(self, topic: Topic, cycle: Any) -> Response:
         try:
-            await self.nsqd.wait_durable(token)
+            await Syncer.wait_cycle(cycle)
         except BackendError as exc:
             logger.error("TOPIC(%s): failed to store messages - %s", topic.name, exc)
             raise HTTPError(500, "PUB_FAILED") from None
+        return _OK
+
+    async def _authorized(self, req: Request,
+                          publish: Callable[[Request], Response | Awaitable[Response]],
+                          ) -> Response:
+        await self._authorize_publish(req)
+        result = publish(req)
+        return result if isinstance(result, Response) else await result
 
     # ------------------------------------------------------------------ basics
-    async def ping(self, req: Request) -> Response:
+    def ping(self, req: Request) -> Response:
         health = self.nsqd.health
         if health != "OK":
             return text(health, 500, v1=False)
         return text(health, v1=False)
 
-    async def info(self, req: Request) -> Response:
+    def info(self, req: Request) -> Response:
         nsqd = self.nsqd
         opts = nsqd.options
         bound = nsqd.bound
@@ -215,7 +230,9 @@ class _API:
         })
 
     # ------------------------------------------------------------------ publishing
-    async def pub(self, req: Request) -> Response:
+    # Plain functions: answered inline by the HTTP reactor unless they return an
+    # awaitable (auth lookup, durable mode's fsync wait).
+    def pub(self, req: Request) -> Response | Awaitable[Response]:
         opts = self.nsqd.options
         body = req.body
         if len(body) > opts.max_msg_size:
@@ -223,7 +240,11 @@ class _API:
         if not body:
             raise HTTPError(400, "MSG_EMPTY")
         if opts.auth_http_addresses:
-            await self._authorize_publish(req)
+            return self._authorized(req, self._pub)
+        return self._pub(req)
+
+    def _pub(self, req: Request) -> Response | Awaitable[Response]:
+        opts = self.nsqd.options
         topic = self._topic_from_query(req)
         deferred = req.query.get("defer")
         if deferred is not None:
@@ -236,21 +257,22 @@ class _API:
             if delay_ms > 0:
                 token = self.nsqd.durable_token()
                 try:
-                    self.nsqd.publish_deferred(topic.name, body, delay_ms / 1000)
+                    self.nsqd.publish_deferred(topic.name, req.body, delay_ms / 1000)
                 except TopicError:
                     raise _exiting() from None
                 except BackendError as exc:
                     logger.error("TOPIC(%s): failed to put message - %s", topic.name, exc)
                     raise HTTPError(500, "PUB_FAILED") from None
-                await self._durable(topic, token)
-                return _OK
-        await self._durable(topic, self._publish(topic, [body]))
-        return _OK
+                return self._ok_when_durable(topic, token)
+        return self._ok_when_durable(topic, self._publish(topic, [req.body]))
 
-    async def mpub(self, req: Request) -> Response:
+    def mpub(self, req: Request) -> Response | Awaitable[Response]:
+        if self.nsqd.options.auth_http_addresses:
+            return self._authorized(req, self._mpub)
+        return self._mpub(req)
+
+    def _mpub(self, req: Request) -> Response | Awaitable[Response]:
         opts = self.nsqd.options
-        if opts.auth_http_addresses:
-            await self._authorize_publish(req)
         topic = self._topic_from_query(req)
         binary = False
         flag = req.arg("binary")
@@ -267,12 +289,12 @@ class _API:
             max_size = opts.max_msg_size
             if any(len(b) > max_size for b in bodies):
                 raise HTTPError(413, "MSG_TOO_BIG")
-        if bodies:
-            await self._durable(topic, self._publish(topic, bodies))
-        return _OK
+        if not bodies:
+            return _OK
+        return self._ok_when_durable(topic, self._publish(topic, bodies))
 
     # ------------------------------------------------------------------ stats
-    async def stats(self, req: Request) -> Response:
+    def stats(self, req: Request) -> Response:
         nsqd = self.nsqd
         topic = req.arg("topic", "") or ""
         channel = req.arg("channel", "") or ""
@@ -287,11 +309,11 @@ class _API:
         return text(render_text(stats, memory, nsqd.health, nsqd.start_time))
 
     # ------------------------------------------------------------------ topics
-    async def topic_create(self, req: Request) -> Response:
+    def topic_create(self, req: Request) -> Response:
         self._topic_from_query(req)
         return _EMPTY
 
-    async def topic_delete(self, req: Request) -> Response:
+    def topic_delete(self, req: Request) -> Response:
         name = req.arg("topic")
         if name is None:
             raise HTTPError(400, "MISSING_ARG_TOPIC")
@@ -301,7 +323,7 @@ class _API:
             raise HTTPError(404, "TOPIC_NOT_FOUND") from None
         return _EMPTY
 
-    async def topic_empty(self, req: Request) -> Response:
+    def topic_empty(self, req: Request) -> Response:
         name = req.arg("topic")
         if name is None:
             raise HTTPError(400, "MISSING_ARG_TOPIC")
@@ -314,7 +336,7 @@ class _API:
         topic.empty()
         return _EMPTY
 
-    async def topic_pause(self, req: Request) -> Response:
+    def topic_pause(self, req: Request) -> Response:
         name = req.arg("topic")
         if name is None:
             raise HTTPError(400, "MISSING_ARG_TOPIC")
@@ -331,7 +353,7 @@ class _API:
         return _EMPTY
 
     # ------------------------------------------------------------------ channels
-    async def channel_create(self, req: Request) -> Response:
+    def channel_create(self, req: Request) -> Response:
         topic, name = self._existing_topic_and_channel_name(req)
         try:
             topic.get_channel(name)
@@ -339,7 +361,7 @@ class _API:
             raise _exiting() from None
         return _EMPTY
 
-    async def channel_delete(self, req: Request) -> Response:
+    def channel_delete(self, req: Request) -> Response:
         topic, name = self._existing_topic_and_channel_name(req)
         try:
             topic.delete_channel(name)
@@ -347,11 +369,11 @@ class _API:
             raise HTTPError(404, "CHANNEL_NOT_FOUND") from None
         return _EMPTY
 
-    async def channel_empty(self, req: Request) -> Response:
+    def channel_empty(self, req: Request) -> Response:
         self._existing_channel(req).empty()
         return _EMPTY
 
-    async def channel_pause(self, req: Request) -> Response:
+    def channel_pause(self, req: Request) -> Response:
         channel = self._existing_channel(req)
         if "unpause" in req.path:
             channel.unpause(trio.current_time())
@@ -361,7 +383,7 @@ class _API:
         return _EMPTY
 
     # ------------------------------------------------------------------ config
-    async def config(self, req: Request) -> Response:
+    def config(self, req: Request) -> Response:
         opt = req.params.get("opt", "")
         nsqd = self.nsqd
         if req.method == "PUT":
@@ -433,14 +455,14 @@ def _parse_binary_mpub(body: bytes, max_msg_size: int, max_body_size: int) -> li
     return parse_mpub_body(body[:pos], max_msg_size, max_body_size)
 
 
-def _logged(handler: Handler) -> Handler:
-    """NSQ's ``http_api.Log``: one INFO line per request."""
+def _logged(handler: Callable[[Request], Response]) -> Handler:
+    """NSQ's ``http_api.Log``: one INFO line per request (handlers that answer inline)."""
 
-    async def logged(req: Request) -> Response:
+    def logged(req: Request) -> Response:
         start = time.perf_counter()
         status = 500
         try:
-            response: Response = await handler(req)
+            response = handler(req)
             status = response.status
             return response
         except HTTPError as exc:
@@ -481,7 +503,7 @@ def make_router(nsqd: NSQD, *, https: bool = False) -> Router:
 def _tls_required_handler(nsqd: NSQD) -> Handler:
     """Plain HTTP under ``--tls-required=true``: every request is sent to HTTPS."""
 
-    async def tls_required(req: Request) -> Response:
+    def tls_required(req: Request) -> Response:
         bound = nsqd.bound
         port = bound.https_address[1] if bound is not None and bound.https_address else 0
         body = f'{{"message": "TLS_REQUIRED", "https_port": {port}}}'.encode()

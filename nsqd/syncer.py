@@ -127,11 +127,29 @@ class Syncer:
 
         Cancelling the wait does not undo the write; it may still become durable.
         """
+        cycle = self.covering_cycle(token)
+        if cycle is not None:
+            await self.wait_cycle(cycle)
+
+    def covering_cycle(self, token: int) -> _Cycle | None:
+        """The cycle that will make the writes since ``token`` durable; None if there are none.
+
+        Take it in the same scheduling step as the writes (the next cycle may start at the
+        next checkpoint), then :meth:`wait_cycle` for it, possibly from another task.
+        """
         if self.write_gen == token:
-            return
-        cycle = self._next
+            return None
         if self._parked:
             self._lot.unpark_all()
+        return self._next
+
+    @staticmethod
+    async def wait_cycle(cycle: _Cycle) -> None:
+        """Wait for ``cycle`` (from :meth:`covering_cycle`) to end.
+
+        Raises:
+            BackendError: the cycle failed.
+        """
         await cycle.done.wait()
         if cycle.error is not None:
             raise BackendError(f"sync failed - {cycle.error}") from cycle.error

@@ -86,21 +86,21 @@ class LookupdHTTP:
         r.add("POST", "/topic/tombstone", self.tombstone_topic_producer)
         return r
 
-    async def ping(self, req: Request) -> Response:
+    def ping(self, req: Request) -> Response:
         return text("OK", v1=False)
 
-    async def info(self, req: Request) -> Response:
+    def info(self, req: Request) -> Response:
         return _json({"version": NSQ_VERSION})
 
-    async def topics(self, req: Request) -> Response:
+    def topics(self, req: Request) -> Response:
         return _json({"topics": [r.key for r in self.db.find_registrations("topic", "*", "")]})
 
-    async def channels(self, req: Request) -> Response:
+    def channels(self, req: Request) -> Response:
         topic = _require(req, "topic")
         regs = self.db.find_registrations("channel", topic, "*")
         return _json({"channels": [r.subkey for r in regs]})
 
-    async def lookup(self, req: Request) -> Response:
+    def lookup(self, req: Request) -> Response:
         topic = _require(req, "topic")
         db = self.db
         if not db.find_registrations("topic", topic, ""):
@@ -114,7 +114,7 @@ class LookupdHTTP:
                          b",".join([p.peer_info.json_bytes() for p in producers]), b"]}"))
         return Response(200, body, _JSON, [V1_HEADER])
 
-    async def create_topic(self, req: Request) -> Response:
+    def create_topic(self, req: Request) -> Response:
         topic = _require(req, "topic")
         if not is_valid_topic_name(topic):
             raise HTTPError(400, "INVALID_ARG_TOPIC")
@@ -122,7 +122,7 @@ class LookupdHTTP:
         self.db.add_registration(Registration("topic", topic, ""))
         return _empty()
 
-    async def delete_topic(self, req: Request) -> Response:
+    def delete_topic(self, req: Request) -> Response:
         topic = _require(req, "topic")
         db = self.db
         for r in db.find_registrations("channel", topic, "*"):
@@ -133,7 +133,7 @@ class LookupdHTTP:
             db.remove_registration(r)
         return _empty()
 
-    async def tombstone_topic_producer(self, req: Request) -> Response:
+    def tombstone_topic_producer(self, req: Request) -> Response:
         topic = _require(req, "topic")
         node = _require(req, "node")
         logger.info("DB: setting tombstone for producer@%s of topic(%s)", node, topic)
@@ -143,7 +143,7 @@ class LookupdHTTP:
                 p.tombstone(now)
         return _empty()
 
-    async def create_channel(self, req: Request) -> Response:
+    def create_channel(self, req: Request) -> Response:
         topic, channel = _topic_channel_args(req)
         logger.info("DB: adding channel(%s) in topic(%s)", channel, topic)
         self.db.add_registration(Registration("channel", topic, channel))
@@ -151,7 +151,7 @@ class LookupdHTTP:
         self.db.add_registration(Registration("topic", topic, ""))
         return _empty()
 
-    async def delete_channel(self, req: Request) -> Response:
+    def delete_channel(self, req: Request) -> Response:
         topic, channel = _topic_channel_args(req)
         regs = self.db.find_registrations("channel", topic, channel)
         if not regs:
@@ -161,7 +161,7 @@ class LookupdHTTP:
             self.db.remove_registration(r)
         return _empty()
 
-    async def nodes(self, req: Request) -> Response:
+    def nodes(self, req: Request) -> Response:
         db = self.db
         opts = self.options
         now = self.clock()
@@ -180,7 +180,7 @@ class LookupdHTTP:
             nodes.append({**pi.to_json(), "tombstones": tombstones, "topics": topics})
         return _json({"producers": nodes})
 
-    async def debug(self, req: Request) -> Response:
+    def debug(self, req: Request) -> Response:
         now = self.clock()
         wall_ns = time.time_ns()
 

@@ -78,10 +78,10 @@ async def test_router_is_a_handler_and_redirects():
     router = Router(base_path="/base")
     router.add("GET", "/p/:name", a)
     assert (await router(request("GET", "/base/p/z"))).body == b"a"
-    moved = await router(request("GET", "/base/p/z/", "q=1"))
-    assert moved.status == 301 and moved.headers == [("Location", "/base/p/z?q=1")]
+    moved = router(request("GET", "/base/p/z/", "q=1"))  # generated handlers answer inline
+    assert isinstance(moved, Response) and moved.status == 301 and moved.headers == [("Location", "/base/p/z?q=1")]
     with pytest.raises(HTTPError):
-        await router(request("GET", "/p/z"))
+        router(request("GET", "/p/z"))
 
 
 def test_helpers_shapes():

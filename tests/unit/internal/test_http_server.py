@@ -28,8 +28,12 @@ async def echo(req: Request) -> Response:
     })
 
 
-async def ping(req: Request) -> Response:
+def ping(req: Request) -> Response:  # a plain handler: answered inline
     return text("OK", v1=False)
+
+
+def sync_echo(req: Request) -> Response:
+    return text(f"sync:{req.arg('x')}")
 
 
 async def boom(req: Request) -> Response:
@@ -44,11 +48,21 @@ def make_router(base_path: str = "/") -> Router:
     router = Router(base_path=base_path)
     router.add("GET", "/ping", ping)
     router.add(("GET", "POST", "PUT"), "/echo", echo)
+    router.add("GET", "/sync", sync_echo)
     router.add("GET", "/api/topics/:topic/:channel", echo)
     router.add("GET", "/static/*asset", echo)
     router.add("GET", "/boom", boom)
     router.add("POST", "/bad", teapot)
     return router
+
+
+@pytest.fixture(autouse=True, params=["reactor", "tasks"])
+def serving_mode(request, monkeypatch):
+    """Every test runs against the epoll reactor and against one task per connection."""
+    if request.param == "reactor" and not ihttp.USE_REACTOR:
+        pytest.skip("no epoll on this platform")
+    monkeypatch.setattr(ihttp, "USE_REACTOR", request.param == "reactor")
+    return request.param
 
 
 async def start(nursery: trio.Nursery, handler=None, **kwargs) -> tuple[str, int]:
@@ -155,24 +169,92 @@ async def test_http10_closes_unless_keep_alive(nursery):
     assert await client.at_eof()
 
 
-async def test_pipelined_requests_answered_in_order_with_one_write(nursery, monkeypatch):
+def count_server_writes(monkeypatch, port: int) -> list[bytes]:
+    """Record every ``send`` made by the server's sockets (those bound to ``port``)."""
     writes: list[bytes] = []
-    original = ihttp._SocketIO.send
+    original = socket.socket.send
 
-    async def counting_send(self, data):
-        writes.append(data)
-        await original(self, data)
+    def counting_send(self, data, *args):
+        name = self.getsockname()  # trio's own wakeup socketpair is AF_UNIX
+        if isinstance(name, tuple) and name[1] == port:
+            writes.append(bytes(data))
+        return original(self, data, *args)
 
-    monkeypatch.setattr(ihttp._SocketIO, "send", counting_send)
+    monkeypatch.setattr(socket.socket, "send", counting_send)
+    return writes
+
+
+@pytest.mark.parametrize("path", ["/echo", "/sync"])
+async def test_pipelined_requests_answered_in_order_with_one_write(nursery, monkeypatch, path):
+    addr = await start(nursery)
+    writes = count_server_writes(monkeypatch, addr[1])
+    client = await RawClient.connect(addr)
+    await client.send(get(f"{path}?x=a") + get("/echo", body=b"second", method="POST")
+                      + get(f"{path}?x=c"))
+    first, second, third = await client.responses(3)
+    assert b"a" in first.body and b"c" in third.body
+    assert json.loads(second.body)["body"] == "second"
+    assert len(writes) == 1
+
+
+async def test_sync_and_async_handlers_interleave_in_order(nursery):
     addr = await start(nursery)
     client = await RawClient.connect(addr)
-    await client.send(get("/echo?x=a") + get("/echo", body=b"second", method="POST")
-                      + get("/echo?x=c"))
-    first, second, third = await client.responses(3)
-    assert json.loads(first.body)["first"] == "a"
-    assert json.loads(second.body)["body"] == "second"
-    assert json.loads(third.body)["first"] == "c"
-    assert len(writes) == 1
+    for _ in range(2):  # the connection goes back to the reactor after an awaiting handler
+        await client.send(get("/sync?x=1") + get("/echo?x=2") + get("/sync?x=3") + get("/ping"))
+        one, two, three, four = await client.responses(4)
+        assert one.body == b"sync:1" and json.loads(two.body)["first"] == "2"
+        assert three.body == b"sync:3" and four.body == b"OK"
+
+
+async def test_awaiting_handler_does_not_hold_up_other_connections(nursery):
+    release = trio.Event()
+
+    async def wait(req: Request) -> Response:
+        await release.wait()
+        return text("released")
+
+    router = make_router()
+    router.add("GET", "/wait", wait)
+    addr = await start(nursery, router)
+    slow, fast = await RawClient.connect(addr), await RawClient.connect(addr)
+    await slow.send(get("/wait"))
+    for i in range(3):
+        await fast.send(get(f"/sync?x={i}"))
+        assert (await fast.response()).body == f"sync:{i}".encode()
+    release.set()
+    assert (await slow.response()).body == b"released"
+    await slow.send(get("/sync?x=again"))
+    assert (await slow.response()).body == b"sync:again"
+
+
+async def test_reactor_serves_plain_connections_without_a_task_each(nursery, serving_mode):
+    before = set(nursery.child_tasks)
+    addr = await start(nursery)
+    clients = [await RawClient.connect(addr) for _ in range(5)]
+    for client in clients:
+        await client.send(get("/sync?x=1"))
+        assert (await client.response()).status == 200
+    (server_task,) = set(nursery.child_tasks) - before
+    tasks = len(server_task.child_nurseries[0].child_tasks)
+    # the idle reaper and the reactor — or the reaper and one task per connection
+    assert tasks == (2 if serving_mode == "reactor" else 1 + len(clients))
+
+
+async def test_large_response_is_written_when_the_client_reads(nursery):
+    big = b"z" * (8 << 20)
+
+    def large(req: Request) -> Response:
+        return Response(200, big, "application/octet-stream")
+
+    router = make_router()
+    router.add("GET", "/large", large)
+    addr = await start(nursery, router)
+    client = await RawClient.connect(addr)
+    await client.send(get("/large") + get("/sync?x=after"))
+    await trio.sleep(0.05)  # let the server fill the socket buffers
+    first, second = await client.responses(2)
+    assert first.body == big and second.body == b"sync:after"
 
 
 async def test_request_split_across_many_writes(nursery):

@@ -1,0 +1,187 @@
+"""Serve plain HTTP connections from one task over a private epoll set (Linux).
+
+A task per connection costs a scheduler round trip and two epoll registrations per
+request. Here one task waits for the epoll file descriptor to become readable, then
+reads, parses and answers every connection that has data — several requests per
+wakeup, no task switch between them (PERF.md rules 5 and 6).
+
+A handler that awaits must not stall the other connections: the connection is then
+*detached* (taken out of the epoll set) and finished by a task of its own, which
+hands it back once the responses are sent. Lingering closes go to a task as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from internal._httpconn import RECV_SIZE, Conn, SocketIO, linger
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from internal.http import _Server
+
+logger = logging.getLogger("internal.http")
+
+_IN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
+_OUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
+
+
+class Reactor:
+    """The epoll set of a server's plain connections, and the task that serves it."""
+
+    def __init__(self, server: _Server, nursery: trio.Nursery) -> None:
+        self.server = server
+        self.nursery = nursery
+        self.epoll = select.epoll()
+        self.attached: dict[int, Conn] = {}
+        self.closed = False
+
+    def attach(self, conn: Conn) -> None:
+        """Take (or take back) ``conn``; the reactor reads it from now on."""
+        assert conn.sock is not None
+        fd = conn.sock.fileno()
+        self.attached[fd] = conn
+        self.epoll.register(fd, _IN)
+
+    def detach(self, conn: Conn) -> None:
+        assert conn.sock is not None
+        fd = conn.sock.fileno()
+        del self.attached[fd]
+        self.epoll.unregister(fd)
+
+    def close(self, conn: Conn) -> None:
+        """Close an attached connection now."""
+        self.detach(conn)
+        self._discard(conn)
+
+    def _discard(self, conn: Conn) -> None:
+        self.server.conns.discard(conn)
+        sock = conn.sock
+        if sock is not None:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    async def run(self) -> None:
+        """Serve attached connections until cancelled; then close them all."""
+        epoll = self.epoll
+        attached = self.attached
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(epoll)
+                for fd, events in epoll.poll(0):
+                    conn = attached.get(fd)
+                    if conn is None:
+                        continue
+                    try:
+                        if events & _OUT:
+                            self._flush(conn)
+                        else:
+                            self._readable(conn)
+                    except OSError as exc:
+                        logger.debug("%s: connection from %s: %s", self.server.name,
+                                     conn.remote, exc)
+                        self.close(conn)
+                    except Exception:
+                        logger.exception("%s: unexpected error on connection from %s",
+                                         self.server.name, conn.remote)
+                        self.close(conn)
+        finally:
+            self.closed = True
+            for conn in list(attached.values()):
+                self.close(conn)
+            trio.lowlevel.notify_closing(epoll)
+            epoll.close()
+
+    def _readable(self, conn: Conn) -> None:
+        sock = conn.sock
+        assert sock is not None
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close(conn)
+            return
+        conn.feed(data)
+        server = self.server
+        out: list[bytes] = []
+        pending = server.answer_ready(conn, out)
+        if pending is not None:
+            self.detach(conn)
+            self.nursery.start_soon(self._answer_later, conn, out, pending)
+            return
+        server.finish(conn, out)
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                conn.out = memoryview(data)[sent:]
+                self.epoll.modify(sock.fileno(), _OUT)  # no reading until it is out
+                return
+        if conn.closing:
+            self._end(conn)
+
+    def _flush(self, conn: Conn) -> None:
+        sock = conn.sock
+        view = conn.out
+        assert sock is not None and view is not None
+        try:
+            sent = sock.send(view)
+        except BlockingIOError:
+            return
+        view = view[sent:]
+        if view:
+            conn.out = view
+            return
+        conn.out = None
+        if conn.closing:
+            self._end(conn)
+        else:
+            self.epoll.modify(sock.fileno(), _IN)
+
+    def _end(self, conn: Conn) -> None:
+        if conn.linger:
+            self.detach(conn)
+            self.nursery.start_soon(self._linger, conn)
+        else:
+            self.close(conn)
+
+    async def _linger(self, conn: Conn) -> None:
+        assert conn.sock is not None
+        try:
+            await linger(SocketIO(conn.sock))
+        finally:
+            self._discard(conn)
+
+    async def _answer_later(self, conn: Conn, out: list[bytes],
+                            pending: Awaitable[bytes]) -> None:
+        """Finish a detached connection's answers in this task, then hand it back."""
+        assert conn.sock is not None
+        io = SocketIO(conn.sock)
+        keep = False
+        try:
+            with trio.CancelScope() as conn.scope:  # the idle reaper may cancel it
+                await self.server.answer(io, conn, out, pending)
+                if conn.linger:
+                    await linger(io)
+                keep = not conn.closing
+        except (OSError, trio.BrokenResourceError) as exc:
+            logger.debug("%s: connection from %s: %s", self.server.name, conn.remote, exc)
+        except Exception:
+            logger.exception("%s: unexpected error on connection from %s",
+                             self.server.name, conn.remote)
+        finally:
+            conn.scope = None
+            if keep and not self.closed:
+                self.attach(conn)
+            else:
+                self._discard(conn)
