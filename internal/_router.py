@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from internal._httpmsg import Handler, HTTPError, Request, Response
 
 __all__ = ["Router"]

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from client.protocol import encode_message_frame
+from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameType
 
 from .backend import Backend, BackendError, Msg
 from .deferred_store import DeferredStore
@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 __all__ = ["Channel", "Consumer", "InFlight"]
 
 logger = logging.getLogger(__name__)
+
+_FRAME_HEAD = MESSAGE_FRAME_HEAD.pack
+_OVERHEAD = MESSAGE_FRAME_OVERHEAD
+_MESSAGE = int(FrameType.MESSAGE)
+#: attempts is a uint16 on the wire; it stops counting there
+_MAX_ATTEMPTS = 0xFFFF
 
 
 class Consumer(Protocol):
@@ -237,19 +243,24 @@ class Channel:
             group = self._groups[timeout] = collections.OrderedDict()
         deadline = now + timeout
         in_flight = self.in_flight
-        frames = []
+        parts: list[bytes] = []  # frame head, body, frame head, body...
+        append = parts.append
+        head = _FRAME_HEAD
         acking = self._acking
         for msg_id, body, ts, attempts in msgs:
             if acking and msg_id in in_flight:
                 continue  # a replayed duplicate of a message in flight: one FIN for both
-            attempts += 1
+            if attempts < _MAX_ATTEMPTS:
+                attempts += 1
             rec = InFlight(msg_id, body, ts, attempts, client, deadline, group)
             in_flight[msg_id] = rec
             group[msg_id] = rec
-            frames.append(encode_message_frame(msg_id, ts, attempts, body))
-        client.in_flight += len(frames)
-        client.message_count += len(frames)
-        client.send_frames(frames)
+            append(head(_OVERHEAD + len(body), _MESSAGE, ts, attempts, msg_id))
+            append(body)
+        sent = len(parts) // 2
+        client.in_flight += sent
+        client.message_count += sent
+        client.send_frames(parts)
 
     # ------------------------------------------------------------------ consumers
     def add_client(self, client: Consumer, max_consumers: int) -> None:
@@ -373,6 +384,10 @@ class Channel:
             BackendError: durable mode and the disk refused it.
         """
         self.deferred.push(msg, due)
+
+    def defer_many(self, msgs: Sequence[Msg], dues: Sequence[float]) -> None:
+        """Hold each message until its due time (a run of DPUBs); see :meth:`defer`."""
+        self.deferred.push_many(msgs, dues)
 
     # ------------------------------------------------------------------ timers
     def process_in_flight(self, now: float) -> int:

@@ -111,7 +111,7 @@ class ClientV2:
             self._writer_lot.unpark_all()
 
     def send_frames(self, frames: list[bytes]) -> None:
-        """Queue several frames for the writer."""
+        """Queue several frames (or consecutive parts of frames) for the writer."""
         self._out.extend(frames)
         if self._writer_parked:
             self._writer_lot.unpark_all()

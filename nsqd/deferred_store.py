@@ -40,7 +40,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -51,6 +51,7 @@ from .diskqueue import (
     READ_CHUNK,
     AppendFile,
     _unlink,
+    encode_due_records,
     encode_record,
     scan_records,
     write_atomic,
@@ -305,6 +306,15 @@ class DeferredStore:
         Raises:
             BackendError: write-through mode and the disk refuses writes.
         """
+        self.push_many((msg,), (due,))
+
+    def push_many(self, msgs: Sequence[Msg], dues: Sequence[float]) -> None:
+        """Hold each message until its monotonic due time (a run of DPUBs).
+
+        Raises:
+            BackendError: write-through mode and the disk refuses writes (the messages
+            before the failing one are held).
+        """
         if self._closed:
             raise BackendError("exiting")
         if self._failed is not None:
@@ -312,16 +322,47 @@ class DeferredStore:
                 self._flush_dirty()
             except OSError as exc:
                 raise BackendError(f"write failed - {exc}") from exc
+        place = self._place
+        offset = self._offset_ns
+        earliest = math.inf  # of those that went to the heap
+        placed = 0
+        # messages for a level-0 bucket past the horizon (the bulk of a DPUB run) are
+        # encoded together and appended to their bucket at once
+        spill = self.directory is not None
+        h0, h1 = self._h0, self._h1
+        group_idx = -1
+        group: list[Msg] = []
+        group_due: list[int] = []
         try:
-            in_heap = self._place(msg, due, self._to_wall(due))
+            for msg, due in zip(msgs, dues):
+                due_ns = offset + int(due * NS)
+                i0 = due_ns // WIDTH0
+                if spill and i0 >= h0 and due_ns // WIDTH1 < h1:
+                    if i0 != group_idx:
+                        if group:
+                            self._append_group(group_idx, group, group_due)
+                            placed += len(group)
+                            group, group_due = [], []
+                        group_idx = i0
+                    group.append(msg)
+                    group_due.append(due_ns)
+                    continue
+                if place(msg, due, due_ns) and due < earliest:
+                    earliest = due
+                placed += 1
+            if group:
+                self._append_group(group_idx, group, group_due)
+                placed += len(group)
         except OSError as exc:
             raise BackendError(f"write failed - {exc}") from exc
-        self._count += 1
-        if self.write_through and self.syncer is not None:
-            self.syncer.durable_write(self)
-        wake = self._wake
-        if wake is not None and (in_heap or not self.watched):
-            wake(self, due if in_heap else math.inf)
+        finally:
+            if placed:
+                self._count += placed
+                if self.write_through and self.syncer is not None:
+                    self.syncer.durable_write(self)
+                wake = self._wake
+                if wake is not None and (earliest < math.inf or not self.watched):
+                    wake(self, earliest)
 
     def _place(self, msg: Msg, due: float, due_ns: int) -> bool:
         """File or heap ``msg``; return True if it went into the heap."""
@@ -343,31 +384,42 @@ class DeferredStore:
             heapq.heappush(self.heap, (due, next(self._seq), msg, None, 0))
         return True
 
-    def _append(self, level: int, idx: int, msg: Msg, due_ns: int) -> tuple[_Bucket, int]:
+    def _bucket(self, level: int, idx: int) -> _Bucket:
+        """The bucket new messages of ``(level, idx)`` are appended to (created if none)."""
         bucket = self._current.get((level, idx))
-        if bucket is None:
-            assert self.directory is not None
-            if not self._buckets:
-                os.makedirs(self.directory, exist_ok=True)
-            gen = self._gen
-            self._gen += 1
-            bucket = _Bucket(level, idx, gen, AppendFile(""))
-            bucket.file.path = self._path(bucket)
-            self._buckets[gen] = bucket
-            self._current[(level, idx)] = bucket
-            if (level == 0 and idx < self._h0) or (level == 1 and idx < self._h1):
-                # a bucket within the horizon: its messages already go to the heap
-                bucket.opened = bucket.loaded = True
-            else:
-                heapq.heappush(self._pending, (bucket.start_ns, gen))
+        if bucket is not None:
+            return bucket
+        assert self.directory is not None
+        if not self._buckets:
+            os.makedirs(self.directory, exist_ok=True)
+        gen = self._gen
+        self._gen += 1
+        bucket = _Bucket(level, idx, gen, AppendFile(""))
+        bucket.file.path = self._path(bucket)
+        self._buckets[gen] = bucket
+        self._current[(level, idx)] = bucket
+        if (level == 0 and idx < self._h0) or (level == 1 and idx < self._h1):
+            # a bucket within the horizon: its messages already go to the heap
+            bucket.opened = bucket.loaded = True
+        else:
+            heapq.heappush(self._pending, (bucket.start_ns, gen))
+        return bucket
+
+    def _append(self, level: int, idx: int, msg: Msg, due_ns: int) -> tuple[_Bucket, int]:
+        bucket = self._bucket(level, idx)
+        off = bucket.file.size
+        self._appended(bucket, [encode_record(msg[0], msg[1], msg[2], msg[3], due_ns)], 1)
+        return bucket, off
+
+    def _appended(self, bucket: _Bucket, records: list[bytes], count: int) -> None:
+        """Append ``count`` encoded records (``records`` joined) to ``bucket``'s file."""
         f = bucket.file
-        off = f.size
-        f.append(encode_record(msg[0], msg[1], msg[2], msg[3], due_ns))
-        bucket.records += 1
+        f.append(records[0] if len(records) == 1 else b"".join(records))
+        bucket.records += count
         self._dirty[bucket.gen] = bucket
         self._meta_dirty = True
         if not bucket.opened:
-            self.spilled += 1
+            self.spilled += count
         if len(f.buf) >= FLUSH_BYTES and not self.write_through:
             try:
                 f.flush()
@@ -375,7 +427,9 @@ class DeferredStore:
                 self._write_failed(exc)
         if self.syncer is not None and not self.write_through:
             self.syncer.active(self)
-        return bucket, off
+
+    def _append_group(self, idx: int, msgs: list[Msg], dues_ns: list[int]) -> None:
+        self._appended(self._bucket(0, idx), encode_due_records(msgs, dues_ns), len(msgs))
 
     def _write_failed(self, exc: OSError) -> None:
         if self._failed is None:

@@ -62,6 +62,7 @@ HEADER_SIZE = HEADER.size  # 34
 _LEN_CRC = struct.Struct("<II")
 _MID = struct.Struct("<qH16s")
 _DUE = struct.Struct("<q")
+_DUE_MID = struct.Struct("<qqH16s")
 _U32 = struct.Struct("<I")
 FIXED = 26
 DUE_FLAG = 0x80000000
@@ -102,6 +103,21 @@ def encode_records(msgs: Iterable[Msg]) -> list[bytes]:
     for msg_id, body, ts, attempts in msgs:
         mid = pack_mid(ts, attempts, msg_id)
         append(pack_lc(FIXED + len(body), crc32(body, crc32(mid))) + mid)
+        append(body)
+    return parts
+
+
+def encode_due_records(msgs: Iterable[Msg], dues_ns: Iterable[int]) -> list[bytes]:
+    """Records of deferred messages (``encode_record`` with a due time), as parts to join."""
+    parts: list[bytes] = []
+    append = parts.append
+    pack_head = _DUE_MID.pack
+    pack_lc = _LEN_CRC.pack
+    crc32 = _crc32
+    fixed = (8 + FIXED) | DUE_FLAG
+    for (msg_id, body, ts, attempts), due_ns in zip(msgs, dues_ns):
+        head = pack_head(due_ns, ts, attempts, msg_id)
+        append(pack_lc(fixed + len(body), crc32(body, crc32(head))) + head)
         append(body)
     return parts
 

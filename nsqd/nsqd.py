@@ -249,9 +249,17 @@ class NSQD:
 
     def publish_deferred(self, topic_name: str, body: bytes, delay: float) -> None:
         """Put one message on a topic, delivered after ``delay`` seconds (DPUB)."""
+        self.publish_deferred_many(topic_name, [body], [delay])
+
+    def publish_deferred_many(self, topic_name: str, bodies: list[bytes],
+                              delays: list[float]) -> None:
+        """Put messages on a topic, each delivered after its delay in seconds (DPUBs)."""
         topic = self.get_topic(topic_name)
-        topic.put_deferred((self.ids.new_id(), body, time.time_ns(), 0), delay,
-                           trio.current_time())
+        ts = time.time_ns()
+        now = trio.current_time()
+        ids = self.ids.new_ids(len(bodies))
+        topic.put_deferred([(i, b, ts, 0) for i, b in zip(ids, bodies)],
+                           [now + d for d in delays])
 
     # ------------------------------------------------------------------ clients
     def remove_client(self, client: ClientV2) -> None:

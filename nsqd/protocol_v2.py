@@ -23,13 +23,11 @@ from client.protocol import (
     Command,
     V2_BODY_COMMANDS,
     CommandReader,
-    MPUBError,
     RemoteProtocolError,
     encode_error,
     encode_response,
     is_valid_channel_name,
     is_valid_topic_name,
-    parse_mpub_body,
 )
 from internal.version import NSQ_VERSION
 
@@ -37,6 +35,17 @@ from .auth import AuthError, AuthState, query_any_authd
 from .backend import BackendError
 from .client_v2 import ClientV2, State
 from .errors import ChannelError, ClientError, FatalClientError, TopicError
+from .identify import IdentifyData, go_json
+from .protocol_pub import PublishCommands
+from .protocol_util import (
+    NeedBody,
+    base10,
+    fatal,
+    go_quote,
+    msg_id_param,
+    sized_body,
+    unauthorized,
+)
 from .tls import TLS_NOT_REQUIRED
 from .transport import UpgradeError, UpgradePlan, upgrade_connection
 
@@ -48,10 +57,6 @@ __all__ = ["ProtocolV2"]
 logger = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
-
-
-class _NeedBody(Exception):
-    """A body-carrying command checked before its body arrived: parameters are fine."""
 
 
 class _Await(Exception):
@@ -73,22 +78,7 @@ class _Upgrade(Exception):
         self.plan = plan
 
 
-def _fatal(code: str, desc: str) -> FatalClientError:
-    return FatalClientError(code, desc)
-
-
-def _msg_id(param: bytes) -> bytes:
-    if len(param) != 16:
-        raise _fatal("E_INVALID", "invalid message ID")
-    return param
-
-
-def _base10(param: bytes) -> int | None:
-    """NSQ's ByteToBase10: digits only, no sign."""
-    return int(param) if param.isdigit() else None
-
-
-class ProtocolV2:
+class ProtocolV2(PublishCommands):
     """Runs protocol V2 for the connections of one nsqd."""
 
     def __init__(self, nsqd: NSQD) -> None:
@@ -107,6 +97,8 @@ class ProtocolV2:
             b"MPUB": self.mpub,
             b"DPUB": self.dpub,
         }
+        #: commands handled several at a time when they arrive in a row
+        self._runs = {b"PUB": self.publish_run, b"DPUB": self.publish_run, b"FIN": self.fin_run}
         #: before a TLS upgrade when TLS is required: anything but IDENTIFY is refused
         self._tls_guard = {b"IDENTIFY": self.identify}
 
@@ -153,18 +145,29 @@ class ProtocolV2:
             except RemoteProtocolError as exc:
                 logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
                 return
-            fatal = False
+            closing = False
             upgrade = None
+            runs = self._runs
             token = self._hold_responses(client)
-            for cmd in commands:
-                handler = handlers.get(cmd.name)
+            i, count = 0, len(commands)
+            while i < count:
+                cmd = commands[i]
+                i += 1
                 try:
+                    run = runs.get(cmd.name)
+                    if run is not None and i < count and commands[i].name == cmd.name \
+                            and handlers is self._handlers:
+                        taken = run(client, commands, i - 1)
+                        if taken:
+                            i += taken - 1
+                            continue
+                    handler = handlers.get(cmd.name)
                     if handler is None:
                         raise self._no_handler(client, cmd.name)
                     try:
                         response = handler(client, cmd)
-                    except _NeedBody:
-                        raise _fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
+                    except NeedBody:
+                        raise fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
                     except _Await as aw:
                         response = await aw.fn()
                         if aw.retry:
@@ -173,20 +176,20 @@ class ProtocolV2:
                         client.send(encode_response(response))
                 except _Upgrade as up:
                     client.send(encode_response(up.plan.response))
-                    if cmd is not commands[-1] or reader.buffered:
+                    if i < count or reader.buffered:
                         # a client must wait for IDENTIFY's response before upgrading
                         logger.info("PROTOCOL(V2): [%s] data after IDENTIFY before the upgrade",
                                     client)
-                        fatal = True
+                        closing = True
                     upgrade = up.plan
                     break
                 except ClientError as err:
-                    fatal = isinstance(err, FatalClientError)
+                    closing = isinstance(err, FatalClientError)
                     ctx = f" - {err.parent}" if err.parent else ""
-                    logger.log(logging.INFO if fatal else logging.DEBUG,
+                    logger.log(logging.INFO if closing else logging.DEBUG,
                                "[%s] - %s%s", client, err, ctx)
                     client.send(encode_error(err.wire()))
-                    if fatal:
+                    if closing:
                         break
             if not await self._release_responses(client, token):
                 return
@@ -195,7 +198,7 @@ class ProtocolV2:
                 channel = client.channel
                 if channel is not None:
                     channel.fill(client, trio.current_time())
-            if fatal:
+            if closing:
                 return
             if upgrade is not None:
                 try:
@@ -236,7 +239,7 @@ class ProtocolV2:
             return True
         try:
             self._handlers[name](client, Command(name, params))
-        except (_NeedBody, _Await):
+        except (NeedBody, _Await):
             return False
         except ClientError:
             return True
@@ -252,8 +255,8 @@ class ProtocolV2:
         """The error for a command without handler (unknown, or TLS still required)."""
         text = name.decode("latin-1")
         if self._tls_pending(client):
-            return _fatal("E_INVALID", f"cannot {text} in current state (TLS required)")
-        return _fatal("E_INVALID", "invalid command " + text)
+            return fatal("E_INVALID", f"cannot {text} in current state (TLS required)")
+        return fatal("E_INVALID", "invalid command " + text)
 
     def _cleanup(self, client: ClientV2) -> None:
         logger.info("PROTOCOL(V2): [%s] exiting ioloop", client)
@@ -267,13 +270,13 @@ class ProtocolV2:
     def identify(self, client: ClientV2, cmd: Any) -> bytes | None:
         opts = self.nsqd.options
         if client.state != State.INIT:
-            raise _fatal("E_INVALID", "cannot IDENTIFY in current state")
-        body = _sized_body(cmd, "IDENTIFY", opts.max_body_size)
+            raise fatal("E_INVALID", "cannot IDENTIFY in current state")
+        body = sized_body(cmd, "IDENTIFY", opts.max_body_size)
         try:
             data = json.loads(body)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            ident = _IdentifyData(data)
+            ident = IdentifyData(data)
         except (ValueError, TypeError) as exc:
             raise FatalClientError("E_BAD_BODY", "IDENTIFY failed to decode JSON body", exc)
         logger.debug("PROTOCOL(V2): [%s] %r", client, data)
@@ -291,7 +294,7 @@ class ProtocolV2:
         deflate_level = min(deflate_level, opts.max_deflate_level)
         snappy = opts.snappy and ident.snappy and SNAPPY_AVAILABLE
         if deflate and snappy:
-            raise _fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
+            raise fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
         response = {
             "max_rdy_count": opts.max_rdy_count,
             "version": NSQ_VERSION,
@@ -312,7 +315,7 @@ class ProtocolV2:
             raise _Upgrade(UpgradePlan(encoded, tls_v1, snappy, deflate_level if deflate else 0))
         return encoded
 
-    def _apply_identify(self, client: ClientV2, ident: _IdentifyData) -> None:
+    def _apply_identify(self, client: ClientV2, ident: IdentifyData) -> None:
         opts = self.nsqd.options
         client.client_id = ident.client_id
         client.hostname = ident.hostname
@@ -360,22 +363,22 @@ class ProtocolV2:
     def auth(self, client: ClientV2, cmd: Any) -> bytes | None:
         opts = self.nsqd.options
         if client.state != State.INIT:
-            raise _fatal("E_INVALID", "cannot AUTH in current state")
+            raise fatal("E_INVALID", "cannot AUTH in current state")
         if cmd.params:
-            raise _fatal("E_INVALID", "AUTH invalid number of parameters")
-        body = _sized_body(cmd, "AUTH", opts.max_body_size)
+            raise fatal("E_INVALID", "AUTH invalid number of parameters")
+        body = sized_body(cmd, "AUTH", opts.max_body_size)
         if client.auth_state is not None and client.auth_state.authorizations:
-            raise _fatal("E_INVALID", "AUTH already set")
+            raise fatal("E_INVALID", "AUTH already set")
         if not opts.auth_http_addresses:
-            raise _fatal("E_AUTH_DISABLED", "AUTH disabled")
+            raise fatal("E_AUTH_DISABLED", "AUTH disabled")
         secret = body.decode("utf-8", "replace")
 
         async def authenticate() -> bytes:
             client.auth_secret = secret
             state = await self._query_auth(client)
             if not state.authorizations:
-                raise _fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
-            return _go_json({"identity": state.identity, "identity_url": state.identity_url,
+                raise fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
+            return go_json({"identity": state.identity, "identity_url": state.identity_url,
                              "permission_count": len(state.authorizations)})
 
         raise _Await(authenticate, retry=False)
@@ -411,31 +414,31 @@ class ProtocolV2:
         """NSQ's CheckAuth (only called when auth is enabled)."""
         state = client.auth_state
         if state is None or not state.authorizations:
-            raise _fatal("E_AUTH_FIRST", f"AUTH required before {name}")
+            raise fatal("E_AUTH_FIRST", f"AUTH required before {name}")
         if state.is_expired():
             async def refresh() -> None:
                 fresh = await self._query_auth(client)
                 if not fresh.is_allowed(topic, channel):
-                    raise _unauthorized(name, topic, channel)
+                    raise unauthorized(name, topic, channel)
 
             raise _Await(refresh, retry=True)
         if not state.is_allowed(topic, channel):
-            raise _unauthorized(name, topic, channel)
+            raise unauthorized(name, topic, channel)
 
     def sub(self, client: ClientV2, cmd: Any) -> bytes | None:
         if client.state != State.INIT:
-            raise _fatal("E_INVALID", "cannot SUB in current state")
+            raise fatal("E_INVALID", "cannot SUB in current state")
         if client.heartbeat_interval <= 0:
-            raise _fatal("E_INVALID", "cannot SUB with heartbeats disabled")
+            raise fatal("E_INVALID", "cannot SUB with heartbeats disabled")
         params = cmd.params
         if len(params) < 2:
-            raise _fatal("E_INVALID", "SUB insufficient number of parameters")
+            raise fatal("E_INVALID", "SUB insufficient number of parameters")
         topic_name = params[0].decode("latin-1")
         if not is_valid_topic_name(topic_name):
-            raise _fatal("E_BAD_TOPIC", f"SUB topic name {_quote(topic_name)} is not valid")
+            raise fatal("E_BAD_TOPIC", f"SUB topic name {go_quote(topic_name)} is not valid")
         channel_name = params[1].decode("latin-1")
         if not is_valid_channel_name(channel_name):
-            raise _fatal("E_BAD_CHANNEL", f"SUB channel name {_quote(channel_name)} is not valid")
+            raise fatal("E_BAD_CHANNEL", f"SUB channel name {go_quote(channel_name)} is not valid")
         if self.nsqd.options.auth_http_addresses:
             self._check_auth(client, "SUB", topic_name, channel_name)
         try:
@@ -454,30 +457,30 @@ class ProtocolV2:
                         client)
             return None
         if client.state != State.SUBSCRIBED:
-            raise _fatal("E_INVALID", "cannot RDY in current state")
+            raise fatal("E_INVALID", "cannot RDY in current state")
         count = 1
         if cmd.params:
-            parsed = _base10(cmd.params[0])
+            parsed = base10(cmd.params[0])
             if parsed is None:
-                raise _fatal("E_INVALID",
+                raise fatal("E_INVALID",
                              f"RDY could not parse count {cmd.params[0].decode('latin-1')}")
             count = parsed
         max_rdy = self.nsqd.options.max_rdy_count
         if count > max_rdy:
-            raise _fatal("E_INVALID", f"RDY count {count} out of range 0-{max_rdy}")
+            raise fatal("E_INVALID", f"RDY count {count} out of range 0-{max_rdy}")
         client.ready_count = count
         client.needs_fill = True
         return None
 
     def _check_ack_state(self, client: ClientV2, name: str) -> None:
         if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
-            raise _fatal("E_INVALID", f"cannot {name} in current state")
+            raise fatal("E_INVALID", f"cannot {name} in current state")
 
     def fin(self, client: ClientV2, cmd: Any) -> bytes | None:
         self._check_ack_state(client, "FIN")
         if not cmd.params:
-            raise _fatal("E_INVALID", "FIN insufficient number of params")
-        msg_id = _msg_id(cmd.params[0])
+            raise fatal("E_INVALID", "FIN insufficient number of params")
+        msg_id = msg_id_param(cmd.params[0])
         try:
             client.channel.finish(client, msg_id)
         except ChannelError as exc:
@@ -486,15 +489,47 @@ class ProtocolV2:
         client.needs_fill = True
         return None
 
+    def fin_run(self, client: ClientV2, commands: list[Command], start: int) -> int:
+        """FIN ``commands[start:]`` up to the first that is not a well-formed FIN.
+
+        Returns how many were handled (0: ``commands[start]`` runs alone, as when the
+        client may not FIN at all). An ID not in flight gets its E_FIN_FAILED in turn.
+        """
+        if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
+            return 0
+        finish = client.channel.finish
+        done = 0
+        i = start
+        end = len(commands)
+        while i < end:
+            cmd = commands[i]
+            params = cmd.params
+            if cmd.name != b"FIN" or not params or len(params[0]) != 16:
+                break
+            i += 1
+            try:
+                finish(client, params[0])
+            except ChannelError as exc:
+                err = ClientError("E_FIN_FAILED",
+                                  f"FIN {params[0].decode('latin-1')} failed {exc}", exc)
+                logger.debug("[%s] - %s - %s", client, err, exc)
+                client.send(encode_error(err.wire()))
+                continue
+            done += 1
+        if done:
+            client.finish_count += done
+            client.needs_fill = True
+        return i - start
+
     def req(self, client: ClientV2, cmd: Any) -> bytes | None:
         self._check_ack_state(client, "REQ")
         params = cmd.params
         if len(params) < 2:
-            raise _fatal("E_INVALID", "REQ insufficient number of params")
-        msg_id = _msg_id(params[0])
-        timeout_ms = _base10(params[1])
+            raise fatal("E_INVALID", "REQ insufficient number of params")
+        msg_id = msg_id_param(params[0])
+        timeout_ms = base10(params[1])
         if timeout_ms is None:
-            raise _fatal("E_INVALID", f"REQ could not parse timeout {params[1].decode('latin-1')}")
+            raise fatal("E_INVALID", f"REQ could not parse timeout {params[1].decode('latin-1')}")
         max_ms = int(self.nsqd.options.max_req_timeout * 1000)
         if timeout_ms > max_ms:
             logger.info("PROTOCOL(V2): [%s] REQ timeout %dms out of range 0-%dms. Setting to %dms",
@@ -511,8 +546,8 @@ class ProtocolV2:
     def touch(self, client: ClientV2, cmd: Any) -> bytes | None:
         self._check_ack_state(client, "TOUCH")
         if not cmd.params:
-            raise _fatal("E_INVALID", "TOUCH insufficient number of params")
-        msg_id = _msg_id(cmd.params[0])
+            raise fatal("E_INVALID", "TOUCH insufficient number of params")
+        msg_id = msg_id_param(cmd.params[0])
         try:
             client.channel.touch(client, msg_id, trio.current_time())
         except ChannelError as exc:
@@ -522,154 +557,10 @@ class ProtocolV2:
 
     def cls(self, client: ClientV2, cmd: Any) -> bytes | None:
         if client.state != State.SUBSCRIBED:
-            raise _fatal("E_INVALID", "cannot CLS in current state")
+            raise fatal("E_INVALID", "cannot CLS in current state")
         client.start_close()
         return CLOSE_WAIT
 
     def nop(self, client: ClientV2, cmd: Any) -> bytes | None:
         return None
-
-    # ------------------------------------------------------------------ publishing
-    def _topic_param(self, cmd: Any, name: str, nparams: int) -> str:
-        if len(cmd.params) < nparams:
-            raise _fatal("E_INVALID", f"{name} insufficient number of parameters")
-        topic_name = cmd.params[0].decode("latin-1")
-        if not is_valid_topic_name(topic_name):
-            raise _fatal("E_BAD_TOPIC", f"{name} topic name {_quote(topic_name)} is not valid")
-        return topic_name
-
-    def _message_body(self, cmd: Any, name: str) -> bytes:
-        max_size = self.nsqd.options.max_msg_size
-        body = cmd.body
-        size = len(body) if body is not None else _bad_size(cmd)
-        if size <= 0:
-            raise _fatal("E_BAD_MESSAGE", f"{name} invalid message body size {size}")
-        if size > max_size:
-            raise _fatal("E_BAD_MESSAGE", f"{name} message too big {size} > {max_size}")
-        return body
-
-    def pub(self, client: ClientV2, cmd: Any) -> bytes | None:
-        topic_name = self._topic_param(cmd, "PUB", 1)
-        body = self._message_body(cmd, "PUB")
-        if self.nsqd.options.auth_http_addresses:
-            self._check_auth(client, "PUB", topic_name, "")
-        try:
-            self.nsqd.publish(topic_name, [body])
-        except (TopicError, BackendError) as exc:
-            raise FatalClientError("E_PUB_FAILED", f"PUB failed {exc}", exc)
-        client.published(topic_name, 1)
-        return OK
-
-    def mpub(self, client: ClientV2, cmd: Any) -> bytes | None:
-        opts = self.nsqd.options
-        topic_name = self._topic_param(cmd, "MPUB", 1)
-        if opts.auth_http_addresses:
-            self._check_auth(client, "MPUB", topic_name, "")
-        body = _sized_body(cmd, "MPUB", opts.max_body_size)
-        try:
-            bodies = parse_mpub_body(body, opts.max_msg_size, opts.max_body_size)
-        except MPUBError as exc:
-            raise FatalClientError(exc.code, str(exc))
-        try:
-            self.nsqd.publish(topic_name, bodies)
-        except (TopicError, BackendError) as exc:
-            raise FatalClientError("E_MPUB_FAILED", f"MPUB failed {exc}", exc)
-        client.published(topic_name, len(bodies))
-        return OK
-
-    def dpub(self, client: ClientV2, cmd: Any) -> bytes | None:
-        topic_name = self._topic_param(cmd, "DPUB", 2)
-        timeout_ms = _base10(cmd.params[1])
-        if timeout_ms is None:
-            raise _fatal("E_INVALID",
-                         f"DPUB could not parse timeout {cmd.params[1].decode('latin-1')}")
-        max_ms = int(self.nsqd.options.max_req_timeout * 1000)
-        if timeout_ms > max_ms:
-            raise _fatal("E_INVALID", f"DPUB timeout {timeout_ms} out of range 0-{max_ms}")
-        body = self._message_body(cmd, "DPUB")
-        if self.nsqd.options.auth_http_addresses:
-            self._check_auth(client, "DPUB", topic_name, "")
-        try:
-            self.nsqd.publish_deferred(topic_name, body, timeout_ms / 1000)
-        except (TopicError, BackendError) as exc:
-            raise FatalClientError("E_DPUB_FAILED", f"DPUB failed {exc}", exc)
-        client.published(topic_name, 1)
-        return OK
-
-
-def _sized_body(cmd: Command, name: str, max_body_size: int) -> bytes:
-    """The body of IDENTIFY/AUTH/MPUB, or NSQ's E_BAD_BODY for a refused size."""
-    body = cmd.body
-    if body is None:
-        size = _bad_size(cmd)
-        if size > max_body_size:
-            raise _fatal("E_BAD_BODY", f"{name} body too big {size} > {max_body_size}")
-        raise _fatal("E_BAD_BODY", f"{name} invalid body size {size}")
-    if len(body) > max_body_size:
-        raise _fatal("E_BAD_BODY", f"{name} body too big {len(body)} > {max_body_size}")
-    return body
-
-
-def _bad_size(cmd: Command) -> int:
-    """The refused body size of a body-less command, or :class:`_NeedBody` if none yet."""
-    if cmd.bad_body_size is None:
-        raise _NeedBody()
-    return cmd.bad_body_size
-
-
-def _quote(s: str) -> str:
-    """Go's %q for the ASCII names we quote."""
-    return json.dumps(s)
-
-
-def _unauthorized(name: str, topic: str, channel: str) -> FatalClientError:
-    return _fatal("E_UNAUTHORIZED", f"AUTH failed for {name} on {_quote(topic)} {_quote(channel)}")
-
-
-def _go_json(obj: Any) -> bytes:
-    """JSON as Go's encoding/json writes it (UTF-8, ``<>&`` escaped)."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
-
-
-class _IdentifyData:
-    """IDENTIFY's JSON body, type-checked as Go's json.Unmarshal would."""
-
-    __slots__ = ("client_id", "deflate", "deflate_level", "feature_negotiation", "heartbeat_interval",
-                 "hostname", "msg_timeout", "output_buffer_size", "output_buffer_timeout",
-                 "sample_rate", "snappy", "tls_v1", "user_agent")
-
-    _STR = ("client_id", "hostname", "user_agent")
-    _INT = ("heartbeat_interval", "output_buffer_size", "output_buffer_timeout", "deflate_level",
-            "sample_rate", "msg_timeout")
-    _BOOL = ("feature_negotiation", "tls_v1", "snappy", "deflate")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        for key in self._STR:
-            value = data.get(key, "")
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise TypeError(f"{key} must be a string")
-            setattr(self, key, value)
-        for key in self._INT:
-            value = data.get(key, 0)
-            if value is None:
-                value = 0
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-                raise TypeError(f"{key} must be an integer")
-            setattr(self, key, int(value))
-        for key in self._BOOL:
-            value = data.get(key, False)
-            if value is None:
-                value = False
-            if not isinstance(value, bool):
-                raise TypeError(f"{key} must be a boolean")
-            setattr(self, key, value)
-        # deprecated fields of old clients still accepted
-        if not self.client_id and isinstance(data.get("short_id"), str):
-            self.client_id = data["short_id"]
-        if not self.hostname and isinstance(data.get("long_id"), str):
-            self.hostname = data["long_id"]
-
 

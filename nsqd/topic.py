@@ -89,19 +89,18 @@ class Topic:
         self.message_count += len(msgs)
         self.message_bytes += sum(len(m[1]) for m in msgs)
 
-    def put_deferred(self, msg: Msg, delay: float, now: float) -> None:
-        """Publish one message to be delivered ``delay`` seconds from now (DPUB)."""
+    def put_deferred(self, msgs: list[Msg], dues: list[float]) -> None:
+        """Publish messages each delivered at its monotonic due time (DPUB, /pub?defer=)."""
         if self.deleted:
             raise TopicError("exiting")
-        due = now + delay
         if self._direct():
             for channel in self.channels.values():
-                channel.message_count += 1
-                channel.defer(msg, due)
+                channel.message_count += len(msgs)
+                channel.defer_many(msgs, dues)
         else:
-            self._enqueue([(*msg, due)])
-        self.message_count += 1
-        self.message_bytes += len(msg[1])
+            self._enqueue([(*msg, due) for msg, due in zip(msgs, dues)])
+        self.message_count += len(msgs)
+        self.message_bytes += sum(len(m[1]) for m in msgs)
 
     def _enqueue(self, entries: list[Entry]) -> None:
         memory = self.memory

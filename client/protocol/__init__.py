@@ -20,6 +20,8 @@ from .frames import encode_error as encode_error
 from .frames import encode_frame as encode_frame
 from .frames import encode_response as encode_response
 from .frames import encode_v1_response as encode_v1_response
+from .message import MESSAGE_FRAME_HEAD as MESSAGE_FRAME_HEAD
+from .message import MESSAGE_FRAME_OVERHEAD as MESSAGE_FRAME_OVERHEAD
 from .message import RawMessage as RawMessage
 from .message import decode_message as decode_message
 from .message import encode_message as encode_message
@@ -64,6 +66,8 @@ __all__ = [
     "encode_frame",
     "encode_message",
     "encode_message_frame",
+    "MESSAGE_FRAME_HEAD",
+    "MESSAGE_FRAME_OVERHEAD",
     "encode_response",
     "encode_v1_response",
     "is_ephemeral",

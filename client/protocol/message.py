@@ -11,11 +11,24 @@ from typing import NamedTuple
 from .constants import MESSAGE_HEADER_SIZE, MSG_ID_LENGTH, FrameType
 from .errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["RawMessage", "decode_message", "encode_message", "encode_message_frame"]
+__all__ = [
+    "MESSAGE_FRAME_HEAD",
+    "MESSAGE_FRAME_OVERHEAD",
+    "RawMessage",
+    "decode_message",
+    "encode_message",
+    "encode_message_frame",
+]
 
 _HEADER = struct.Struct(">qH")
 _FRAME_HEADER = struct.Struct(">lLqH")
 _FRAME_OVERHEAD = 4 + MESSAGE_HEADER_SIZE  # frame type word + message header
+
+#: A message frame up to its body: ``pack(MESSAGE_FRAME_OVERHEAD + len(body),
+#: FrameType.MESSAGE, timestamp, attempts, msg_id)``, unchecked (for a server's
+#: delivery loop, whose IDs are its own and attempts kept within uint16).
+MESSAGE_FRAME_HEAD = struct.Struct(">lLqH16s")
+MESSAGE_FRAME_OVERHEAD = _FRAME_OVERHEAD
 
 
 class RawMessage(NamedTuple):

@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import daemon, peak_rss_mb, percentiles  # noqa: E402
+from _common import cpu_seconds, daemon, peak_rss_mb, percentiles  # noqa: E402
 
 from client.protocol import commands  # noqa: E402
 
@@ -65,11 +65,19 @@ class Sampler(threading.Thread):
         self.stats_url = stats_url
         self.samples: list[tuple[float, float, int]] = []
         self.depths: list[int] = []
+        self.cpu: list[float] = []  # nsqd's CPU use over each interval, in % of one core
         self.stop = threading.Event()
 
     def run(self) -> None:
         t0 = time.monotonic()
+        last = (t0, cpu_seconds(self.pid))
         while not self.stop.wait(self.interval):
+            try:
+                now = (time.monotonic(), cpu_seconds(self.pid))
+            except OSError:
+                return
+            self.cpu.append(100 * (now[1] - last[1]) / max(1e-9, now[0] - last[0]))
+            last = now
             extra = -1
             if self.stats_url:
                 try:
@@ -337,6 +345,10 @@ def bench_deferred(args: argparse.Namespace) -> None:
         print("RSS / pending over time (s, MiB, pending): "
               + ", ".join(f"{t:.0f}:{r:.0f}:{d}" for t, r, d in marks))
         print(f"channel depth (released, not yet delivered): max {max(sampler.depths, default=0):,}")
+        busy = sorted(sampler.cpu)
+        if busy:
+            print(f"nsqd CPU per {sampler.interval:.0f} s: median {busy[len(busy) // 2]:.0f}%, "
+                  f"max {busy[-1]:.0f}% of one core")
         if arrivals:
             t0 = arrivals[0]
             worst: dict[int, float] = {}

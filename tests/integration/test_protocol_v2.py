@@ -415,3 +415,75 @@ async def test_json_of_stats_objects_unchanged_by_bad_clients(nsqd_server):
     await pub.pub("iso", b"y")
     assert (await good.message()).body == b"y"
     assert json.dumps(nsqd_server.nsqd.metadata())
+
+
+# --------------------------------------------------------------------------- runs
+# A pipelining client's PUBs, DPUBs and FINs arrive many to a read; nsqd takes each run
+# at once (nsqd/protocol_pub.py). Answers must be exactly those of one-by-one handling.
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """Count the runs nsqd handles as one (patched before the server starts)."""
+    from nsqd.protocol_v2 import ProtocolV2
+
+    calls: list[tuple[bytes, int]] = []
+    for name in ("publish_run", "fin_run"):
+        original = getattr(ProtocolV2, name)
+
+        def counting(self, client, cmds, start, _original=original):
+            taken = _original(self, client, cmds, start)
+            calls.append((cmds[start].name, taken))
+            return taken
+
+        monkeypatch.setattr(ProtocolV2, name, counting)
+    return calls
+
+
+async def test_pub_run_stops_before_a_bad_command(start_nsqd, run_calls):
+    server = await start_nsqd()
+    sub = await consumer(server, "runs", "ch", rdy=10)
+    pub = await RawConn.open(server.tcp_address)
+    good = b"".join(commands.pub("runs", b"m%d" % i) for i in range(3))
+    await pub.send(good + b"PUB runs\n" + struct.pack(">l", 0) + commands.pub("runs", b"never"))
+    assert [await pub.response() for _ in range(3)] == [b"OK"] * 3
+    assert await pub.error() == b"E_BAD_MESSAGE PUB invalid message body size 0"
+    assert await pub.closed()
+    assert sorted([(await sub.message()).body for _ in range(3)]) == [b"m0", b"m1", b"m2"]
+    assert (b"PUB", 3) in run_calls
+    assert server.nsqd.topics["runs"].message_count == 3
+
+
+async def test_dpub_run_keeps_each_delay_and_topic(start_nsqd, run_calls):
+    server = await start_nsqd()
+    fast = await consumer(server, "later", "ch", rdy=10)
+    other = await consumer(server, "elsewhere", "ch", rdy=10)
+    pub = await RawConn.open(server.tcp_address)
+    t0 = trio.current_time()
+    await pub.send(commands.dpub("later", 300, b"a") + commands.dpub("later", 300, b"b")
+                   + commands.dpub("later", 100, b"c") + commands.dpub("elsewhere", 100, b"d")
+                   + commands.dpub("later", 3600001, b"too-far"))
+    assert [await pub.response() for _ in range(4)] == [b"OK"] * 4
+    assert await pub.error() == b"E_INVALID DPUB timeout 3600001 out of range 0-3600000"
+    assert (await other.message()).body == b"d"
+    first = await fast.message()
+    assert first.body == b"c" and trio.current_time() - t0 >= 0.1
+    assert sorted([(await fast.message()).body for _ in range(2)]) == [b"a", b"b"]
+    assert trio.current_time() - t0 >= 0.3
+    assert (b"DPUB", 3) in run_calls
+
+
+async def test_fin_run_reports_a_bad_id_and_goes_on(start_nsqd, run_calls):
+    server = await start_nsqd()
+    sub = await consumer(server, "fins", "ch", rdy=3)
+    pub = await RawConn.open(server.tcp_address)
+    await pub.send(commands.mpub("fins", [b"1", b"2", b"3"]))
+    assert await pub.response() == b"OK"
+    ids = [(await sub.message()).id for _ in range(3)]
+    await sub.send(commands.fin(ids[0]) + commands.fin(b"f" * 16) + commands.fin(ids[1])
+                   + commands.fin(ids[2]) + b"FIN short\n")
+    assert await sub.error() == b"E_FIN_FAILED FIN ffffffffffffffff failed ID not in flight"
+    assert await sub.error() == b"E_INVALID invalid message ID"
+    assert await sub.closed()
+    channel = server.nsqd.topics["fins"].channels["ch"]
+    assert not channel.in_flight
+    assert (b"FIN", 4) in run_calls

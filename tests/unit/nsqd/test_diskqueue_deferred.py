@@ -241,3 +241,27 @@ def test_two_files_of_one_second_merge_in_due_order(tmp_path: Path) -> None:
             pass
         order.extend(int(m[0]) for m in store.pop_due(clocks.t))
     assert order == list(range(10))
+
+
+@pytest.mark.parametrize("write_through", [False, True])
+def test_push_many_files_each_message_by_its_own_due_time(tmp_path: Path,
+                                                          write_through: bool) -> None:
+    """A DPUB run mixes delays: near ones go to the heap, far ones to several buckets."""
+    clocks = Clocks()
+    store = make(tmp_path, clocks, write_through=write_through)
+    rng = random.Random(7)
+    delays = [rng.choice([0.3, 1.2, 2.6, 2.7, 5.0, 5.1, 9.9, 4000.0]) for _ in range(2000)]
+    msgs = [msg(i) for i in range(2000)]
+    dues = {m[0]: clocks.t + d for m, d in zip(msgs, delays)}
+    store.push_many(msgs[:1000], [clocks.t + d for d in delays[:1000]])
+    store.push_many(msgs[1000:], [clocks.t + d for d in delays[1000:]])
+    assert len(store) == 2000
+    near = sum(1 for d in delays if d < 2)
+    assert near <= store.in_memory() < 2000 - delays.count(4000.0)
+    got: dict[bytes, int] = {}
+    run(store, clocks, clocks.t + 15, dues, got)
+    store.close()  # the hour-long ones survive a restart
+    store = make(tmp_path, clocks, write_through=write_through)
+    run(store, clocks, clocks.t + 4100, dues, got, step=0.5)
+    assert len(got) == 2000 and set(got.values()) == {1}
+    store.close()

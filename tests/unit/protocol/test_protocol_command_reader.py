@@ -174,6 +174,41 @@ def test_only_a_final_cr_is_stripped() -> None:
     ]
 
 
+def slow_path(data: bytes) -> list[Command]:
+    """Parse ``data`` one byte at a time, so no fast path ever sees a whole line."""
+    reader = CommandReader(V2_BODY_COMMANDS)
+    out: list[Command] = []
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+        out += reader.commands()
+    return out
+
+
+@pytest.mark.parametrize("data", [
+    b"FIN 0123456789abcdef\n" * 3,
+    b"FIN abcd\nNOP\nNOP\nNOP\n",         # a newline where the 16-byte ID would be
+    b"FIN 0123456789abcde\r\nNOP\n",      # 15 bytes and CRLF
+    b"FIN 0123456 89abcdef\n",             # two words
+    b"FIN 0123456789abcdef0\nNOP\n",       # 17 bytes
+    b"FIN\n",
+], ids=["three", "newline-inside", "crlf", "space", "long", "bare"])
+def test_fin_fast_path_parses_like_the_general_path(data: bytes) -> None:
+    reader = CommandReader(V2_BODY_COMMANDS)
+    reader.feed(data)
+    assert reader.commands() == slow_path(data)
+
+
+def test_repeated_lines_reuse_their_words_and_keep_bodies_apart() -> None:
+    data = b"".join(commands.dpub("t", 5000, b"m%d" % i) for i in range(5)) \
+        + commands.dpub("t", 6000, b"other") + commands.pub("t", b"p") + commands.dpub("t", 5000, b"x")
+    reader = CommandReader(V2_BODY_COMMANDS)
+    reader.feed(data)
+    got = reader.commands()
+    assert got == slow_path(data)
+    assert [c.body for c in got[:5]] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    assert got[5].params == [b"t", b"6000"] and got[7].params == [b"t", b"5000"]
+
+
 def test_params_split_on_single_spaces() -> None:
     reader = CommandReader()
     reader.feed(b"SUB  t c\n")

@@ -1,0 +1,55 @@
+"""IDENTIFY's JSON: parsed and type-checked as nsqd 1.3 does, answered as Go writes JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["IdentifyData", "go_json"]
+
+
+def go_json(obj: Any) -> bytes:
+    """JSON as Go's encoding/json writes it (UTF-8, ``<>&`` escaped)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+
+
+class IdentifyData:
+    """IDENTIFY's JSON body, type-checked as Go's json.Unmarshal would."""
+
+    __slots__ = ("client_id", "deflate", "deflate_level", "feature_negotiation", "heartbeat_interval",
+                 "hostname", "msg_timeout", "output_buffer_size", "output_buffer_timeout",
+                 "sample_rate", "snappy", "tls_v1", "user_agent")
+
+    _STR = ("client_id", "hostname", "user_agent")
+    _INT = ("heartbeat_interval", "output_buffer_size", "output_buffer_timeout", "deflate_level",
+            "sample_rate", "msg_timeout")
+    _BOOL = ("feature_negotiation", "tls_v1", "snappy", "deflate")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        for key in self._STR:
+            value = data.get(key, "")
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise TypeError(f"{key} must be a string")
+            setattr(self, key, value)
+        for key in self._INT:
+            value = data.get(key, 0)
+            if value is None:
+                value = 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise TypeError(f"{key} must be an integer")
+            setattr(self, key, int(value))
+        for key in self._BOOL:
+            value = data.get(key, False)
+            if value is None:
+                value = False
+            if not isinstance(value, bool):
+                raise TypeError(f"{key} must be a boolean")
+            setattr(self, key, value)
+        # deprecated fields of old clients still accepted
+        if not self.client_id and isinstance(data.get("short_id"), str):
+            self.client_id = data["short_id"]
+        if not self.hostname and isinstance(data.get("long_id"), str):
+            self.hostname = data["long_id"]
