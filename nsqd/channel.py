@@ -44,6 +44,8 @@ _OVERHEAD = MESSAGE_FRAME_OVERHEAD
 _MESSAGE = int(FrameType.MESSAGE)
 #: attempts is a uint16 on the wire; it stops counting there
 _MAX_ATTEMPTS = 0xFFFF
+#: released deferred messages kept in memory beyond --mem-queue-size before the disk
+RELEASE_SLACK = 100_000
 
 
 class Consumer(Protocol):
@@ -131,7 +133,9 @@ class Channel:
             return
         self._queue(msgs, now, count=True)
 
-    def _queue(self, msgs: Iterable[Msg], now: float, *, count: bool) -> None:
+    def _queue(self, msgs: Iterable[Msg], now: float, *, count: bool, slack: int = 0) -> None:
+        """Deliver to ready consumers, else keep in memory (``slack`` beyond
+        --mem-queue-size), else put on disk."""
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         if count:
             self.message_count += len(msgs)
@@ -143,7 +147,7 @@ class Channel:
                 return
             msgs = msgs[i:]
         memory = self.memory
-        room = self.mem_queue_size - len(memory) if not self.backend.depth() else 0
+        room = self.mem_queue_size + slack - len(memory) if not self.backend.depth() else 0
         if room >= len(msgs):
             memory.extend(msgs)
             return
@@ -188,7 +192,9 @@ class Channel:
             if self._ready and not self.paused:
                 self._drain_ready(now)
             return
-        self._queue(msgs, now, count=False)
+        # They were in memory already (the deferred store's lookahead): a burst that
+        # outpaces the consumers stays there rather than taking a round trip to disk.
+        self._queue(msgs, now, count=False, slack=RELEASE_SLACK)
 
     def _take(self, n: int) -> list[Msg]:
         """Up to ``n`` waiting messages, memory first."""

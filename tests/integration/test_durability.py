@@ -180,3 +180,24 @@ async def test_durable_http_and_tcp_publish_are_on_disk_when_acknowledged(tmp_pa
         deferred = b"".join(p.read_bytes() for p in (tmp_path / "t:c.deferred").iterdir())
         assert b"later-http" in deferred and b"dl" in deferred
         await pub.aclose()
+
+
+async def test_released_deferred_burst_stays_in_memory_up_to_the_slack(
+        tmp_path: Path, monkeypatch) -> None:
+    """Due messages nobody takes yet: beyond --mem-queue-size up to RELEASE_SLACK, then disk."""
+    from nsqd import channel as channel_mod
+
+    monkeypatch.setattr(channel_mod, "RELEASE_SLACK", 20)
+    async with running(tmp_path, mem_queue_size=10) as nsqd:
+        channel = nsqd.get_topic("t").get_channel("c")
+        pub = await RawConn.open(addr(nsqd))
+        await pub.send(b"".join(commands.dpub("t", 50, b"d%d" % i) for i in range(50)))
+        for _ in range(50):
+            assert await pub.response() == b"OK"
+        with trio.fail_after(10):
+            while len(channel.deferred):
+                await trio.sleep(0.02)
+        assert len(channel.memory) == 30 and channel.backend.depth() == 20
+        sub = await consumer(addr(nsqd), "t", "c", rdy=100)
+        bodies = sorted(m.body for m in await receive(sub, 50))
+        assert bodies == sorted(b"d%d" % i for i in range(50))
