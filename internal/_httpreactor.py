@@ -57,7 +57,8 @@ class Reactor:
 
     def close(self, conn: Conn) -> None:
         """Close an attached connection now."""
-        self.detach(conn)
+        if conn.sock is not None and self.attached.get(conn.sock.fileno()) is conn:
+            self.detach(conn)
         self._discard(conn)
 
     def _discard(self, conn: Conn) -> None:
@@ -151,6 +152,7 @@ class Reactor:
     def _end(self, conn: Conn) -> None:
         if conn.linger:
             self.detach(conn)
+            conn.busy = True  # the linger task owns it now, not the idle reaper
             self.nursery.start_soon(self._linger, conn)
         else:
             self.close(conn)
