@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("internal.http")
 
+#: connections served per wakeup at most: the rest wait for the next one, other tasks
+#: run in between (the set is level-triggered, nothing is lost)
+MAX_EVENTS = 256
 _IN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
 _OUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
 
@@ -75,7 +78,7 @@ class Reactor:
         try:
             while True:
                 await trio.lowlevel.wait_readable(epoll)
-                for fd, events in epoll.poll(0):
+                for fd, events in epoll.poll(0, MAX_EVENTS):
                     conn = attached.get(fd)
                     if conn is None:
                         continue

@@ -457,3 +457,16 @@ async def test_tls(nursery, tmp_path: Path):
             data += await stream.receive_some()
     assert data.startswith(b"HTTP/1.1 200 OK") and b"\r\n\r\nOK" in data
     await stream.aclose()
+
+
+async def test_reactor_serves_more_ready_connections_than_one_wakeup_takes(
+        nursery, monkeypatch, serving_mode):
+    from internal import _httpreactor
+
+    monkeypatch.setattr(_httpreactor, "MAX_EVENTS", 2)
+    addr = await start(nursery)
+    clients = [await RawClient.connect(addr) for _ in range(7)]
+    for i, client in enumerate(clients):
+        await client.send(get(f"/sync?x={i}"))
+    for i, client in enumerate(clients):
+        assert (await client.response()).body == f"sync:{i}".encode()
