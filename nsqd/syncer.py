@@ -56,11 +56,12 @@ class Syncable(Protocol):
 
 
 class _Cycle:
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "error", "gen")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.error: BaseException | None = None
+        self.gen = -1  # write_gen when the cycle took its stores: it covers writes up to it
 
 
 def _fsync_all(data_fds: list[int], ack_fds: list[int], jobs: list[SyncJob]) -> None:
@@ -85,7 +86,8 @@ class Syncer:
         self._lot = trio.lowlevel.ParkingLot()
         self._parked = False
         self._next = _Cycle()
-        self._running = False
+        self._running: _Cycle | None = None
+        self._synced_gen = 0  # writes up to this gen are on stable storage
 
     # ------------------------------------------------------------------ stores
     def request(self, store: Syncable) -> None:
@@ -132,13 +134,19 @@ class Syncer:
             await self.wait_cycle(cycle)
 
     def covering_cycle(self, token: int) -> _Cycle | None:
-        """The cycle that will make the writes since ``token`` durable; None if there are none.
+        """The cycle that makes the writes made since ``token`` durable; None if there are
+        none or they already are.
 
-        Take it in the same scheduling step as the writes (the next cycle may start at the
-        next checkpoint), then :meth:`wait_cycle` for it, possibly from another task.
+        Take it right after the writes, then :meth:`wait_cycle` for it, possibly from
+        another task. Writes made by now are covered by the running cycle if it started
+        after them, else by the next one.
         """
-        if self.write_gen == token:
+        gen = self.write_gen
+        if gen == token or self._synced_gen >= gen:
             return None
+        running = self._running
+        if running is not None and running.gen >= gen:
+            return running
         if self._parked:
             self._lot.unpark_all()
         return self._next
@@ -182,7 +190,8 @@ class Syncer:
         self._requested.clear()
         cycle = self._next
         self._next = _Cycle()
-        self._running = True
+        cycle.gen = self.write_gen
+        self._running = cycle
         error: BaseException | None = None
         failed: list[Syncable] = []
         data_fds: list[int] = []
@@ -212,8 +221,10 @@ class Syncer:
             error = exc
             failed = stores
         finally:
-            self._running = False
+            self._running = None
             self.cycles += 1
+            if error is None:
+                self._synced_gen = max(self._synced_gen, cycle.gen)
             for store in stores:
                 store.sync_done(store not in failed)
             if error is not None:

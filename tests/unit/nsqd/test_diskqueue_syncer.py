@@ -115,3 +115,22 @@ async def test_acks_follow_data(tmp_path: Path, nursery: trio.Nursery,
     q.close()
     again = queue(tmp_path, syncer)
     assert again.read(5) == [m]
+
+
+async def test_waiter_taken_after_its_cycle_started_is_not_left_for_the_tick(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """A batch that awaited (AUTH) after publishing may ask for its cycle late."""
+    syncer = Syncer(sync_timeout=3600.0)  # no periodic tick to rescue a wrong choice
+    nursery.start_soon(syncer.run)
+    q = queue(tmp_path, syncer)
+    token = syncer.token()
+    q.put([msg(1)])
+    before = syncer.cycles
+    with trio.fail_after(5):
+        while syncer._running is None and syncer.cycles == before:
+            await trio.sleep(0)  # the cycle covering the write starts (or ends) meanwhile
+        cycle = syncer.covering_cycle(token)
+        if cycle is not None:
+            assert cycle is not syncer._next
+            await syncer.wait_cycle(cycle)
+    assert syncer.covering_cycle(token) is None  # durable now: nothing to wait for
