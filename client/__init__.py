@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 _LAZY = {
     "ClientConfig": "config",
     "Connection": "connection",
-    "IdentifyResponse": "connection",
+    "IdentifyResponse": "handshake",
     "Consumer": "consumer",
     "ConsumerStatistics": "consumer",
     "AuthDisabledError": "errors",
@@ -64,7 +64,6 @@ _LAZY = {
 if TYPE_CHECKING:
     from .config import ClientConfig as ClientConfig
     from .connection import Connection as Connection
-    from .connection import IdentifyResponse as IdentifyResponse
     from .consumer import Consumer as Consumer
     from .consumer import ConsumerStatistics as ConsumerStatistics
     from .errors import AuthDisabledError as AuthDisabledError
@@ -93,6 +92,7 @@ if TYPE_CHECKING:
     from .errors import SubscribeFailedError as SubscribeFailedError
     from .errors import TouchFailedError as TouchFailedError
     from .errors import UnauthorizedError as UnauthorizedError
+    from .handshake import IdentifyResponse as IdentifyResponse
     from .http_producer import HTTPProducer as HTTPProducer
     from .lookup import LookupResult as LookupResult
     from .lookup import PeerInfo as PeerInfo

@@ -11,18 +11,17 @@ wire. Its owner runs it under a nursery::
         await nursery.start(conn.run)        # dial + magic + IDENTIFY
         await conn.request(commands.pub("t", b"x"))
         await conn.aclose()
+
+The handshake (IDENTIFY, TLS/compression upgrades, AUTH) is :mod:`client.handshake`.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import math
-import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, final
 
 import outcome
@@ -38,7 +37,6 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from .compression import CompressedStream, make_codec, start_tls
 from .config import DEFAULT_CONFIG, ClientConfig
 from .errors import (
     ConnectionClosedError,
@@ -46,10 +44,10 @@ from .errors import (
     NotConnectedError,
     ServerError,
 )
+from .handshake import RECEIVE_SIZE, AuthResponse, Handshake, IdentifyResponse
 from .protocol import (
     CLOSE_WAIT,
     HEARTBEAT,
-    MAGIC_V2,
     FrameReader,
     FrameType,
     ProtocolError,
@@ -57,17 +55,14 @@ from .protocol import (
     commands,
 )
 
-__all__ = ["AuthResponse", "Connection", "ConnectionState", "IdentifyResponse", "OpenStream",
-           "parse_address"]
+__all__ = ["Connection", "ConnectionState", "OpenStream", "parse_address"]
 
 logger = logging.getLogger(__name__)
 
 #: opens the byte stream to ``(host, port)``; the seam for tests and custom transports
 OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
 
-RECEIVE_SIZE: Final = 256 * 1024
 _NOP: Final = commands.nop()
-_DEFAULT_MAX_FRAME: Final = 64 * 1024 * 1024
 _MESSAGE = int(FrameType.MESSAGE)
 _RESPONSE = int(FrameType.RESPONSE)
 _ERROR = int(FrameType.ERROR)
@@ -89,87 +84,6 @@ def parse_address(address: str) -> tuple[str, int]:
 
 async def _open_tcp(host: str, port: int) -> trio.abc.Stream:
     return await trio.open_tcp_stream(host, port)
-
-
-_tls_context: ssl.SSLContext | None = None
-
-
-def _default_tls_context() -> ssl.SSLContext:
-    """System CAs with hostname checking, built once (loading CAs is slow)."""
-    global _tls_context
-    if _tls_context is None:
-        _tls_context = ssl.create_default_context()
-    return _tls_context
-
-
-@dataclass(frozen=True, slots=True)
-class IdentifyResponse:
-    """What nsqd answered to IDENTIFY with ``feature_negotiation`` (durations in seconds)."""
-
-    max_rdy_count: int = 2500
-    version: str = ""
-    max_msg_timeout: float = 0.0
-    msg_timeout: float = 60.0
-    tls_v1: bool = False
-    deflate: bool = False
-    deflate_level: int = 0
-    snappy: bool = False
-    sample_rate: int = 0
-    auth_required: bool = False
-    output_buffer_size: int = 0
-    output_buffer_timeout: float = 0.0
-
-    @classmethod
-    def from_json(cls, data: bytes) -> IdentifyResponse:
-        """Parse nsqd's JSON answer (a plain ``OK`` means an nsqd without negotiation).
-
-        Raises:
-            IdentifyError: the answer is neither ``OK`` nor a JSON object.
-        """
-        if not data.startswith(b"{"):
-            return cls()
-        try:
-            raw: dict[str, Any] = json.loads(data)
-            return cls(
-                max_rdy_count=int(raw.get("max_rdy_count", 2500)),
-                version=str(raw.get("version", "")),
-                max_msg_timeout=int(raw.get("max_msg_timeout", 0)) / 1000,
-                msg_timeout=int(raw.get("msg_timeout", 60000)) / 1000,
-                tls_v1=bool(raw.get("tls_v1", False)),
-                deflate=bool(raw.get("deflate", False)),
-                deflate_level=int(raw.get("deflate_level", 0)),
-                snappy=bool(raw.get("snappy", False)),
-                sample_rate=int(raw.get("sample_rate", 0)),
-                auth_required=bool(raw.get("auth_required", False)),
-                output_buffer_size=int(raw.get("output_buffer_size", 0)),
-                output_buffer_timeout=int(raw.get("output_buffer_timeout", 0)) / 1000,
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise IdentifyError(f"unparseable IDENTIFY response {data[:200]!r}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class AuthResponse:
-    """What nsqd answered to AUTH: who the auth server says we are."""
-
-    identity: str = ""
-    identity_url: str = ""
-    permission_count: int = 0
-
-    @classmethod
-    def from_json(cls, data: bytes) -> AuthResponse:
-        """Parse AUTH's JSON answer.
-
-        Raises:
-            IdentifyError: the answer is not the JSON object nsqd sends.
-        """
-        try:
-            raw: dict[str, Any] = json.loads(data)
-            return cls(identity=str(raw.get("identity", "")),
-                       identity_url=str(raw.get("identity_url", "")),
-                       permission_count=int(raw.get("permission_count", 0)))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise IdentifyError(f"unparseable AUTH response {data[:200]!r}") from exc
 
 
 class ConnectionState(enum.Enum):
@@ -308,11 +222,20 @@ class Connection:
             # the handshake reads and writes the stream itself (upgrades replace it);
             # abort() cancels it through the same scope the loops use afterwards
             reader: FrameReader | None = None
+            handshake = Handshake(self._stream, self.config, address=self.address, host=self._host)
             with trio.CancelScope() as self._cancel_scope:
                 try:
-                    reader = await self._handshake()
+                    reader = await handshake.run()
                 except (IdentifyError, ConnectionClosedError) as exc:
                     self.error = exc  # raised below
+                else:
+                    logger.debug("(%s) IDENTIFY response: %s", self.address, handshake.identify)
+                finally:
+                    self._stream = handshake.stream
+                    self.identify = handshake.identify
+                    self.auth = handshake.auth
+                    self.bytes_sent += handshake.bytes_sent
+                    self.bytes_received += handshake.bytes_received
             if reader is not None:
                 async with trio.open_nursery() as nursery:
                     self._cancel_scope = nursery.cancel_scope
@@ -328,114 +251,6 @@ class Connection:
                 await trio.aclose_forcefully(self._stream)
         if not started:
             raise self.error or ConnectionClosedError(f"{self.address} closed during handshake")
-
-    def _identify_body(self) -> dict[str, object]:
-        config = self.config
-        hb = config.heartbeat_interval
-        return {
-            "client_id": config.client_id,
-            "hostname": config.hostname,
-            "user_agent": config.user_agent,
-            "feature_negotiation": True,
-            "heartbeat_interval": -1 if hb is None else int(hb * 1000),
-            "sample_rate": config.sample_rate,
-            "output_buffer_size": config.output_buffer_size,
-            "output_buffer_timeout": int(config.output_buffer_timeout * 1000),
-            "msg_timeout": 0 if config.msg_timeout is None else int(config.msg_timeout * 1000),
-            "tls_v1": config.tls_v1,
-            "deflate": config.deflate,
-            "deflate_level": config.deflate_level,
-            "snappy": config.snappy,
-        }
-
-    async def _handshake(self) -> FrameReader:
-        """Magic + IDENTIFY, the TLS/compression upgrades nsqd agreed to, then AUTH.
-
-        Runs before the reader and writer tasks, reading one frame at a time so that
-        nothing beyond an upgrade point is parsed with the wrong layer (as go-nsq).
-
-        Returns:
-            The frame reader holding whatever arrived after the last handshake frame.
-        """
-        config = self.config
-        max_msg = config.max_msg_size
-        max_frame = max_msg + 64 if max_msg else _DEFAULT_MAX_FRAME
-        reader = FrameReader(max_frame)
-        try:
-            with trio.fail_after(config.read_timeout):
-                await self._send_raw(MAGIC_V2 + commands.identify(self._identify_body()))
-                answer = await self._read_response(reader, "IDENTIFY")
-                identify = self.identify = IdentifyResponse.from_json(answer)
-                if (identify.tls_v1 and not config.tls_v1) or (identify.snappy and not config.snappy) \
-                        or (identify.deflate and not config.deflate):
-                    raise IdentifyError(f"{self.address} enabled TLS/compression we did not ask for")
-                if identify.tls_v1:
-                    if reader.buffered:
-                        raise IdentifyError(f"{self.address} sent data before the TLS handshake")
-                    await self._upgrade_tls()
-                    await self._read_response(reader, "TLS upgrade", expect_ok=True)
-                if identify.snappy or identify.deflate:
-                    codec = make_codec(snappy=identify.snappy, deflate=identify.deflate,
-                                       deflate_level=identify.deflate_level or config.deflate_level)
-                    assert codec is not None and self._stream is not None
-                    self._stream = CompressedStream(self._stream, codec, initial=reader.take_buffered())
-                    reader = FrameReader(max_frame)
-                    await self._read_response(reader, "compression upgrade", expect_ok=True)
-                if identify.auth_required:
-                    if not config.auth_secret:
-                        raise IdentifyError(f"{self.address} requires AUTH and no auth_secret is set")
-                    await self._send_raw(commands.auth(config.auth_secret))
-                    self.auth = AuthResponse.from_json(await self._read_response(reader, "AUTH"))
-        except (IdentifyError, ConnectionClosedError):
-            raise  # both are OSErrors too
-        except trio.TooSlowError as exc:
-            raise IdentifyError(f"{self.address} did not answer IDENTIFY/AUTH in time") from exc
-        except ServerError as exc:
-            raise IdentifyError(f"{self.address} refused IDENTIFY/AUTH: {exc}") from exc
-        except ProtocolError as exc:
-            raise IdentifyError(f"protocol error from {self.address} during IDENTIFY: {exc}") from exc
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise ConnectionClosedError(f"{self.address} closed during IDENTIFY: {exc!r}") from exc
-        logger.debug("(%s) IDENTIFY response: %s", self.address, self.identify)
-        return reader
-
-    async def _upgrade_tls(self) -> None:
-        assert self._stream is not None
-        ctx = self.config.tls_config or _default_tls_context()
-        # a custom transport may name no host; then only the context's settings apply
-        hostname = self._host if ctx.check_hostname else None
-        try:
-            self._stream = await start_tls(self._stream, ctx, server_hostname=hostname,
-                                           timeout=self.config.read_timeout)
-        except trio.BrokenResourceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ssl.SSLError):
-                raise IdentifyError(f"TLS handshake with {self.address} failed: {cause}") from exc
-            raise
-
-    async def _send_raw(self, data: bytes) -> None:
-        assert self._stream is not None
-        await self._stream.send_all(data)
-        self.bytes_sent += len(data)
-
-    async def _read_response(self, reader: FrameReader, what: str, *, expect_ok: bool = False) -> bytes:
-        """The next frame during the handshake: a response's data, or raise its error."""
-        assert self._stream is not None
-        while True:
-            frame = reader.next_frame()
-            if frame is not None:
-                break
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                raise ConnectionClosedError(f"{self.address} closed the connection during {what}")
-            self.bytes_received += len(data)
-            reader.feed(data if type(data) is bytes else bytes(data))
-        frame_type, data = frame
-        if frame_type == _ERROR:
-            raise ServerError.from_frame(data)
-        if frame_type != _RESPONSE or (expect_ok and data != b"OK"):
-            raise IdentifyError(f"unexpected answer to {what} from {self.address}: {data[:100]!r}")
-        return data
 
     def _fail(self, exc: BaseException) -> None:
         """End the connection because of ``exc`` (first error wins)."""
@@ -636,7 +451,6 @@ class Connection:
             self._fail(ConnectionClosedError(f"write to {self.address} failed: {exc!r}"))
 
     # ------------------------------------------------------------------ reading
-
 
     async def _read_loop(self, reader: FrameReader) -> None:
         assert self._stream is not None

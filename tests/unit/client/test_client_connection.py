@@ -10,7 +10,7 @@ import trio.testing
 from client_fakes import FakeNetwork
 
 from client.config import ClientConfig
-from client.connection import Connection, ConnectionState, IdentifyResponse, parse_address
+from client.connection import Connection, ConnectionState, parse_address
 from client.errors import (
     BadTopicError,
     ConnectionClosedError,
@@ -19,6 +19,7 @@ from client.errors import (
     NotConnectedError,
     ServerError,
 )
+from client.handshake import IdentifyResponse
 from client.protocol import commands
 
 ADDR = "127.0.0.1:4150"

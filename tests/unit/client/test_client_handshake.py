@@ -10,8 +10,9 @@ import trio.testing
 
 from client.compression import CompressedStream, SnappyCodec
 from client.config import ClientConfig
-from client.connection import AuthResponse, Connection, IdentifyResponse, OpenStream
+from client.connection import Connection, OpenStream
 from client.errors import IdentifyError
+from client.handshake import AuthResponse, IdentifyResponse
 from client.protocol import MAGIC_V2, CommandReader, encode_error, encode_response
 
 ADDR = "127.0.0.1:4150"
