@@ -13,8 +13,9 @@ wall-clock due time, and comes back into the heap shortly before its bucket begi
   begins, a level-1 bucket is *cascaded*: its records are re-filed into level-0 buckets.
 
 Memory thus holds about ``rate x (LOOKAHEAD + 1 s)`` messages, whatever the backlog, and
-delays of days cost a file per hour. Records are the disk queue's (with a due time);
-due times are wall-clock nanoseconds, so a restart keeps every remaining delay.
+delays of days cost a file per hour (the files: :mod:`nsqd.deferred_buckets`). Records
+are :mod:`nsqd.records`' with a due time; due times are wall-clock nanoseconds, so a
+restart keeps every remaining delay.
 
 Two modes:
 
@@ -32,12 +33,9 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
-import json
 import logging
 import math
 import os
-import re
-import struct
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -46,26 +44,15 @@ from typing import Any
 import trio
 
 from .backend import BackendError, Msg
-from .diskqueue import (
-    DUE_FLAG,
-    READ_CHUNK,
-    AppendFile,
-    _unlink,
-    encode_due_records,
-    encode_record,
-    scan_records,
-    write_atomic,
-)
-from .syncer import SyncJob, Syncer
+from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, Entry
+from .fileio import remove_file, write_atomic
+from .records import DUE_FIXED, DUE_FLAG, DUE_HEADER
+from .syncer import Syncer
 
 __all__ = ["DeferredStore"]
 
 logger = logging.getLogger(__name__)
 
-NS = 1_000_000_000
-#: level-0 bucket width and level-1 bucket width (ns)
-WIDTH0 = NS
-WIDTH1 = 3600 * NS
 #: level-0 buckets are loaded this far ahead of their start
 LOOKAHEAD = 2 * NS
 #: level-1 buckets are cascaded this far ahead of their start
@@ -76,17 +63,6 @@ STEP_RECORDS = 4096
 HEAP_CAP = 1_000_000
 #: bytes read from a bucket file at a time while loading
 LOAD_CHUNK = 512 * 1024
-#: bytes buffered per bucket before they are written out
-FLUSH_BYTES = 64 * 1024
-
-_U32 = struct.Struct("<I")
-#: a bucket record's header: size|DUE_FLAG, crc, due_ns, ts, attempts, id
-_DUE_HEADER = struct.Struct("<IIqqH16s")
-_DUE_FIXED = 8 + 26
-_NAME = re.compile(r"L([01])-(\d+)-(\d+)\.dat")
-
-#: a heap entry: (due monotonic, seq, msg, bucket or None, record offset)
-Entry = tuple
 
 
 def _read_chunk(path: str, offset: int, size: int) -> bytes:
@@ -102,39 +78,7 @@ def _read_chunk(path: str, offset: int, size: int) -> bytes:
         return b""
 
 
-class _Bucket:
-    __slots__ = ("end", "entries", "file", "gen", "idx", "level", "load_off", "loaded",
-                 "opened", "records", "rel", "rel_count", "skip")
-
-    def __init__(self, level: int, idx: int, gen: int, file: AppendFile,
-                 records: int = 0) -> None:
-        self.level = level
-        self.idx = idx
-        self.gen = gen
-        self.file = file
-        self.records = records      # records in the file
-        self.rel: AppendFile | None = None
-        self.rel_count = 0          # records released (write-through)
-        self.skip: set[int] | None = None  # offsets released before a restart
-        self.opened = False         # past the horizon: new messages go to the heap
-        self.loaded = False         # every record up to ``end`` is in the heap
-        self.load_off = 0
-        self.end = 0
-        self.entries: list[Entry] = []  # loaded so far, sorted into a run once complete
-
-    @property
-    def start_ns(self) -> int:
-        return self.idx * (WIDTH0 if self.level == 0 else WIDTH1)
-
-    @property
-    def name(self) -> str:
-        return f"L{self.level}-{self.idx}-{self.gen}"
-
-    def path(self, directory: str, ext: str = "dat") -> str:
-        return os.path.join(directory, f"{self.name}.{ext}")
-
-
-class DeferredStore:
+class DeferredStore(BucketFiles):
     """The deferred messages of one channel.
 
     Args:
@@ -153,11 +97,8 @@ class DeferredStore:
                  clock: Callable[[], float] = trio.current_time,
                  wall_ns: Callable[[], int] = time.time_ns,
                  sync_timeout: float = 2.0) -> None:
-        self.directory = directory
-        self.write_through = write_through and directory is not None
-        self.syncer = syncer
-        self.max_msg_size = max_msg_size
-        self.sync_timeout = sync_timeout
+        super().__init__(directory, write_through=write_through, syncer=syncer,
+                         max_msg_size=max_msg_size, sync_timeout=sync_timeout)
         self._wake = wake
         #: the daemon's deferred loop serves this store (set and cleared by the daemon)
         self.watched = False
@@ -168,28 +109,8 @@ class DeferredStore:
         self._runs: collections.deque[collections.deque[Entry]] = collections.deque()
         self._runs_len = 0
         self._seq = itertools.count()
-        self._count = 0
-        #: every bucket by generation; ``_current`` is where (level, idx) appends go
-        self._buckets: dict[int, _Bucket] = {}
-        self._current: dict[tuple[int, int], _Bucket] = {}
-        self._gen = 0
-        self._pending: list[tuple[int, int, int]] = []  # (start_ns, gen) not opened yet
-        self._work: list[_Bucket] = []                   # opened, not loaded yet
-        self._h0 = 0
-        self._h1 = 0
+        self._work: list[Bucket] = []  # opened, not loaded yet
         self._offset_ns = 0
-        self._dirty: dict[int, _Bucket] = {}
-        self._dirty_rel: dict[int, _Bucket] = {}
-        self._open_prev: dict[int, _Bucket] = {}
-        self._closing: list[AppendFile] = []
-        self._unlinks: list[str] = []
-        self._failed: OSError | None = None
-        self._meta_dirty = False
-        self._meta_time = 0.0
-        self._closed = False
-        self._in_cycle = False
-        self._cycle_open: dict[int, _Bucket] = {}
-        self.spilled = 0
         if directory is not None:
             self._sync_clock()
             if os.path.isdir(directory):
@@ -230,74 +151,6 @@ class DeferredStore:
     def has_work(self) -> bool:
         """Buckets wait to be loaded or cascaded."""
         return bool(self._work) or bool(self._pending)
-
-    # ------------------------------------------------------------------ start-up
-    def _meta_path(self) -> str:
-        assert self.directory is not None
-        return os.path.join(self.directory, "meta.json")
-
-    def _path(self, bucket: _Bucket, ext: str = "dat") -> str:
-        assert self.directory is not None
-        return bucket.path(self.directory, ext)
-
-    def _open(self) -> None:
-        assert self.directory is not None
-        try:
-            with open(self._meta_path(), "rb") as f:
-                meta = json.loads(f.read()).get("buckets", {})
-        except FileNotFoundError:
-            meta = {}
-        except (OSError, ValueError, AttributeError) as exc:
-            logger.error("DEFERRED(%s) failed to read metadata, rescanning - %s",
-                         self.directory, exc)
-            meta = {}
-        restored = 0
-        for fn in sorted(os.listdir(self.directory)):
-            m = _NAME.fullmatch(fn)
-            if not m:
-                continue
-            level, idx, gen = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            self._gen = max(self._gen, gen + 1)
-            path = os.path.join(self.directory, fn)
-            size = os.path.getsize(path)
-            known = meta.get(fn[:-4])
-            if isinstance(known, list) and len(known) == 2 and known[1] == size:
-                records = int(known[0])
-            else:
-                records, valid_end, clean = scan_records(path, 0, self.max_msg_size)
-                if not clean:
-                    logger.warning("DEFERRED(%s) cutting torn or corrupt data at %d of %s",
-                                   self.directory, valid_end, path)
-                    os.truncate(path, valid_end)
-                    size = valid_end
-            bucket = _Bucket(level, idx, gen, AppendFile(path, size), records)
-            rel_path = self._path(bucket, "rel")
-            try:
-                with open(rel_path, "rb") as f:
-                    rel = f.read()
-            except FileNotFoundError:
-                rel = b""
-            if rel:
-                n = len(rel) // 4
-                bucket.skip = set(struct.unpack_from(f"<{n}I", rel))
-                bucket.rel_count = len(bucket.skip)
-                bucket.rel = AppendFile(rel_path, len(rel))
-            live = bucket.records - bucket.rel_count
-            if live <= 0:
-                self._unlinks.extend((path, rel_path))
-                continue
-            self._buckets[gen] = bucket
-            self._current[(level, idx)] = bucket
-            heapq.heappush(self._pending, (bucket.start_ns, gen))
-            self._count += live
-            restored += live
-        if self._unlinks:
-            paths, self._unlinks = self._unlinks, []
-            for p in paths:
-                _unlink(p)
-        if restored:
-            logger.info("DEFERRED(%s) restored %d deferred messages in %d bucket(s)",
-                        self.directory, restored, len(self._buckets))
 
     # ------------------------------------------------------------------ push / pop
     def push(self, msg: Msg, due: float) -> None:
@@ -384,69 +237,6 @@ class DeferredStore:
             heapq.heappush(self.heap, (due, next(self._seq), msg, None, 0))
         return True
 
-    def _bucket(self, level: int, idx: int) -> _Bucket:
-        """The bucket new messages of ``(level, idx)`` are appended to (created if none)."""
-        bucket = self._current.get((level, idx))
-        if bucket is not None:
-            return bucket
-        assert self.directory is not None
-        if not self._buckets:
-            os.makedirs(self.directory, exist_ok=True)
-        gen = self._gen
-        self._gen += 1
-        bucket = _Bucket(level, idx, gen, AppendFile(""))
-        bucket.file.path = self._path(bucket)
-        self._buckets[gen] = bucket
-        self._current[(level, idx)] = bucket
-        if (level == 0 and idx < self._h0) or (level == 1 and idx < self._h1):
-            # a bucket within the horizon: its messages already go to the heap
-            bucket.opened = bucket.loaded = True
-        else:
-            heapq.heappush(self._pending, (bucket.start_ns, gen))
-        return bucket
-
-    def _append(self, level: int, idx: int, msg: Msg, due_ns: int) -> tuple[_Bucket, int]:
-        bucket = self._bucket(level, idx)
-        off = bucket.file.size
-        self._appended(bucket, [encode_record(msg[0], msg[1], msg[2], msg[3], due_ns)], 1)
-        return bucket, off
-
-    def _appended(self, bucket: _Bucket, records: list[bytes], count: int) -> None:
-        """Append ``count`` encoded records (``records`` joined) to ``bucket``'s file."""
-        f = bucket.file
-        f.append(records[0] if len(records) == 1 else b"".join(records))
-        bucket.records += count
-        self._dirty[bucket.gen] = bucket
-        self._meta_dirty = True
-        if not bucket.opened:
-            self.spilled += count
-        if len(f.buf) >= FLUSH_BYTES and not self.write_through:
-            try:
-                f.flush()
-            except OSError as exc:
-                self._write_failed(exc)
-        if self.syncer is not None and not self.write_through:
-            self.syncer.active(self)
-
-    def _append_group(self, idx: int, msgs: list[Msg], dues_ns: list[int]) -> None:
-        self._appended(self._bucket(0, idx), encode_due_records(msgs, dues_ns), len(msgs))
-
-    def _write_failed(self, exc: OSError) -> None:
-        if self._failed is None:
-            logger.error("DEFERRED(%s) failed to write - %s", self.directory, exc)
-        self._failed = exc
-
-    def _flush_dirty(self) -> list[int]:
-        fds = []
-        for bucket in self._dirty.values():
-            fd = bucket.file.flush()
-            if fd >= 0:
-                fds.append(fd)
-                self._open_prev[bucket.gen] = bucket
-        self._dirty.clear()
-        self._failed = None
-        return fds
-
     def pop_due(self, now: float) -> list[Msg]:
         """Remove and return every message due at ``now`` (monotonic), earliest first."""
         heap = self.heap
@@ -480,40 +270,6 @@ class DeferredStore:
                 self._release(bucket, off)
         self._count -= len(out)
         return out
-
-    def _release(self, bucket: _Bucket, off: int) -> None:
-        rel = bucket.rel
-        if rel is None:
-            rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
-        rel.append(_U32.pack(off))
-        bucket.rel_count += 1
-        self._dirty_rel[bucket.gen] = bucket
-        if bucket.loaded and bucket.rel_count >= bucket.records:
-            self._drop(bucket)
-        if self.syncer is not None:
-            self.syncer.request(self)
-
-    def _drop(self, bucket: _Bucket) -> None:
-        if self._buckets.pop(bucket.gen, None) is None:
-            return
-        key = (bucket.level, bucket.idx)
-        if self._current.get(key) is bucket:
-            del self._current[key]
-        self._dirty.pop(bucket.gen, None)
-        self._dirty_rel.pop(bucket.gen, None)
-        self._open_prev.pop(bucket.gen, None)
-        bucket.file.buf.clear()
-        self._closing.append(bucket.file)
-        if bucket.rel is not None:
-            self._closing.append(bucket.rel)
-        self._unlinks.append(bucket.file.path)
-        self._unlinks.append(self._path(bucket, "rel"))
-        self._meta_dirty = True
-        if self.syncer is not None:
-            self.syncer.request(self)
-        else:
-            self._close_idle()
-            self._run_unlinks()
 
     # ------------------------------------------------------------------ loading
     def _advance_horizons(self) -> None:
@@ -583,7 +339,7 @@ class DeferredStore:
         while self._work and self._work[0].loaded:
             self._work.pop(0)
 
-    def _read_plan(self, bucket: _Bucket) -> tuple[str, int, int] | None:
+    def _read_plan(self, bucket: Bucket) -> tuple[str, int, int] | None:
         """(path, offset, size) of the bucket's next chunk; None: its data is unwritten."""
         f = bucket.file
         if f.flushed < bucket.end:
@@ -595,7 +351,7 @@ class DeferredStore:
         want = min(bucket.end - bucket.load_off, max(LOAD_CHUNK, self.max_msg_size + 64))
         return f.path, bucket.load_off, want
 
-    def _load_step(self, bucket: _Bucket) -> int:
+    def _load_step(self, bucket: Bucket) -> int:
         """Read and load one chunk of ``bucket`` in this thread; return records loaded."""
         plan = self._read_plan(bucket)
         if plan is None:
@@ -604,7 +360,7 @@ class DeferredStore:
         self._pop_loaded()
         return n
 
-    def _load_chunk(self, bucket: _Bucket, data: bytes, want: int) -> int:
+    def _load_chunk(self, bucket: Bucket, data: bytes, want: int) -> int:
         """Load (or cascade) the records of ``data``, read at the bucket's load offset;
         return how many."""
         f = bucket.file
@@ -619,13 +375,13 @@ class DeferredStore:
         write_through = self.write_through
         base = bucket.load_off
         offset = self._offset_ns
-        unpack = _DUE_HEADER.unpack_from
+        unpack = DUE_HEADER.unpack_from
         crc32 = zlib.crc32
-        max_size = self.max_msg_size + _DUE_FIXED
-        bad = want > 0 and len(data) < min(want, _DUE_HEADER.size)
-        while i + _DUE_HEADER.size <= limit:
+        max_size = self.max_msg_size + DUE_FIXED
+        bad = want > 0 and len(data) < min(want, DUE_HEADER.size)
+        while i + DUE_HEADER.size <= limit:
             size, crc, due_ns, ts, attempts, msg_id = unpack(data, i)
-            if not size & DUE_FLAG or not _DUE_FIXED <= size & ~DUE_FLAG <= max_size:
+            if not size & DUE_FLAG or not DUE_FIXED <= size & ~DUE_FLAG <= max_size:
                 logger.error("DEFERRED(%s) corrupt record at %d of %s - invalid size; "
                              "saving it as %s.bad", self.directory, base + i, f.path, f.path)
                 bad = True
@@ -639,7 +395,7 @@ class DeferredStore:
                 bad = True
                 break
             off = base + i
-            msg = (msg_id, data[i + _DUE_HEADER.size:e], ts, attempts)
+            msg = (msg_id, data[i + DUE_HEADER.size:e], ts, attempts)
             i = e
             n += 1
             if skip and off in skip:
@@ -670,7 +426,7 @@ class DeferredStore:
                 self._wake(self, due)
         return max(n, 1)
 
-    def _add_run(self, bucket: _Bucket) -> None:
+    def _add_run(self, bucket: Bucket) -> None:
         entries, bucket.entries = bucket.entries, []
         if not entries:
             return
@@ -682,15 +438,7 @@ class DeferredStore:
         runs.append(collections.deque(entries))
         self._runs_len += len(entries)
 
-    def _release_cascaded(self, bucket: _Bucket, off: int) -> None:
-        rel = bucket.rel
-        if rel is None:
-            rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
-        rel.append(_U32.pack(off))
-        bucket.rel_count += 1
-        self._dirty_rel[bucket.gen] = bucket
-
-    def _quarantine(self, bucket: _Bucket) -> None:
+    def _quarantine(self, bucket: Bucket) -> None:
         lost = 0
         if not bucket.loaded:
             lost = max(0, bucket.records - bucket.rel_count - len(bucket.entries))
@@ -724,73 +472,6 @@ class DeferredStore:
         self._pending.clear()
         self._work.clear()
 
-    # ------------------------------------------------------------------ sync (Syncable)
-    def flush_data(self) -> list[int]:
-        if self._closed:
-            return []
-        self._in_cycle = True
-        self._cycle_open = dict(self._open_prev)
-        self._open_prev.clear()
-        try:
-            return self._flush_dirty()
-        except OSError as exc:
-            self._write_failed(exc)
-            raise
-
-    def flush_acks(self) -> list[int]:
-        if self._closed:
-            return []
-        fds = []
-        for bucket in list(self._dirty_rel.values()):
-            if bucket.rel is not None:
-                fd = bucket.rel.flush()
-                if fd >= 0:
-                    fds.append(fd)
-        self._dirty_rel.clear()
-        return fds
-
-    def sync_jobs(self) -> list[SyncJob]:
-        if self._closed or self.directory is None:
-            return []
-        jobs: list[SyncJob] = []
-        now = time.monotonic()
-        if self._meta_dirty and self._buckets and (
-                not self.write_through or now - self._meta_time >= self.sync_timeout):
-            path, data = self._meta_path(), self._meta_bytes()
-            self._meta_dirty = False
-            self._meta_time = now
-            jobs.append(lambda: None if self._closed else write_atomic(path, data))
-        if self._unlinks:
-            paths, self._unlinks = self._unlinks, []
-            jobs.append(lambda: [_unlink(p) for p in paths])  # type: ignore[func-returns-value]
-        return jobs
-
-    def sync_done(self, ok: bool) -> None:
-        self._in_cycle = False
-        # files written in this cycle stay open for the next; the others are closed
-        for gen, bucket in self._cycle_open.items():
-            if gen not in self._open_prev and gen not in self._dirty:
-                bucket.file.close()
-        self._cycle_open = {}
-        self._close_idle()
-        if self._closed:
-            self._release_fds()
-
-    def _meta_bytes(self) -> bytes:
-        doc = {"buckets": {b.name: [b.records, b.file.flushed]
-                           for b in self._buckets.values() if not b.file.buf}}
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-    def _close_idle(self) -> None:
-        for f in self._closing:
-            f.close()
-        self._closing = []
-
-    def _run_unlinks(self) -> None:
-        paths, self._unlinks = self._unlinks, []
-        for p in paths:
-            _unlink(p)
-
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Persist every deferred message (default mode: the heap goes back to disk)."""
@@ -822,7 +503,7 @@ class DeferredStore:
                 if self._buckets:
                     write_atomic(self._meta_path(), self._meta_bytes())
                 else:
-                    _unlink(self._meta_path())
+                    remove_file(self._meta_path())
             except OSError as exc:
                 logger.error("DEFERRED(%s) failed to persist - %s", self.directory, exc)
         self._closed = True
@@ -851,13 +532,6 @@ class DeferredStore:
                 pass
         if not self._in_cycle:
             self._release_fds()
-
-    def _release_fds(self) -> None:
-        for bucket in self._buckets.values():
-            bucket.file.close()
-            if bucket.rel is not None:
-                bucket.rel.close()
-        self._close_idle()
 
     def statistics(self) -> dict[str, Any]:
         return {"count": self._count, "in_memory": self.in_memory(),

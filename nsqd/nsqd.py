@@ -35,8 +35,9 @@ from .backend import Backend, DummyBackend
 from .channel import Channel
 from .client_v2 import ClientV2
 from .deferred_store import DeferredStore
-from .diskqueue import DiskQueue, write_atomic
+from .diskqueue import DiskQueue
 from .errors import TopicError
+from .fileio import write_atomic
 from .guid import IDGenerator
 from .options import Options
 from .protocol_v2 import ProtocolV2

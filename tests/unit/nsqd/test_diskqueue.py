@@ -12,9 +12,9 @@ import trio
 
 from nsqd import diskqueue as dq_mod
 from nsqd.backend import BackendError
-from nsqd.diskqueue import (
+from nsqd.diskqueue import DiskQueue
+from nsqd.records import (
     CorruptRecord,
-    DiskQueue,
     decode_record,
     encode_record,
     encode_records,
