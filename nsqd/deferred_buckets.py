@@ -256,18 +256,14 @@ class BucketFiles:
 
     # ------------------------------------------------------------------ releasing
     def _release(self, bucket: Bucket, off: int) -> None:
-        rel = bucket.rel
-        if rel is None:
-            rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
-        rel.append(_U32.pack(off))
-        bucket.rel_count += 1
-        self._dirty_rel[bucket.gen] = bucket
+        self._release_cascaded(bucket, off)
         if bucket.loaded and bucket.rel_count >= bucket.records:
             self._drop(bucket)
         if self.syncer is not None:
             self.syncer.request(self)
 
     def _release_cascaded(self, bucket: Bucket, off: int) -> None:
+        """Log the record at ``off`` as released (its copy lives on elsewhere)."""
         rel = bucket.rel
         if rel is None:
             rel = bucket.rel = AppendFile(self._path(bucket, "rel"))
