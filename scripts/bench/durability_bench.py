@@ -3,12 +3,15 @@
     python scripts/bench/durability_bench.py backlog  [--messages 10000000]
     python scripts/bench/durability_bench.py deferred [--rate 100000 --delay 120 --seconds 150]
     python scripts/bench/durability_bench.py durable  [--durable-seconds 5 --publishers 10]
+    python scripts/bench/durability_bench.py dpub     [--messages 1000000 --delay 5]
 
 backlog:  --mem-queue-size=10000; W writers MPUB N 100-byte messages into a channel
           nobody reads, then one reader drains it. nsqd's RSS is sampled all along.
 deferred: publishers DPUB at --rate msg/s with --delay s (each body carries its due time)
           for --seconds; a reader FINs and measures lateness = arrival - due. Pending
           deferred messages peak at rate x delay (12M with the defaults).
+dpub:     nsqd's own cost: --messages pipelined DPUBs (--delay s) as fast as nsqd takes
+          them, then their release, delivery and FIN (RDY --rdy); msg/s and nsqd CPU/msg.
 durable:  --publishers connections each publishing one command at a time (wait for OK),
           PUB then MPUB x --batch, default mode vs durable mode (--mem-queue-size=0
           --sync-every=1, where each OK waits for the group commit's fsync).
@@ -410,10 +413,41 @@ def bench_durable(args: argparse.Namespace) -> None:
               + f" (durable/default {figures['durable'] / figures['default']:.0%})", flush=True)
 
 
+# ---------------------------------------------------------------------- dpub
+def bench_dpub(args: argparse.Namespace) -> None:
+    n = args.messages - args.messages % 1000
+    with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+                "--max-rdy-count", str(max(2500, args.rdy)), *args.nsqd_args.split()
+                ) as (proc, addrs):
+        _drain_log(proc)
+        _http(addrs, "/topic/create?topic=later")
+        _http(addrs, "/channel/create?topic=later&channel=ch")
+        batch = commands.dpub("later", int(args.delay * 1000), b"x" * args.size) * 1000
+        pub = _connect(addrs["TCP"])
+        acks = threading.Thread(target=_ok_reader, args=(pub, n))
+        acks.start()
+        c0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        for _ in range(n // 1000):
+            pub.sendall(batch)
+        acks.join()
+        c1, t1 = cpu_seconds(proc.pid), time.perf_counter()
+        print(f"DPUB ingest: {n:,} in {t1 - t0:.2f}s = {n / (t1 - t0):,.0f} msg/s; "
+              f"nsqd {1e6 * (c1 - c0) / n:.2f} us CPU/msg", flush=True)
+        time.sleep(max(0.0, t0 + args.delay - time.perf_counter()))
+        c2 = cpu_seconds(proc.pid)
+        got, elapsed = _reader(addrs["TCP"], "later", "ch", n, rdy=args.rdy,
+                               deadline=time.monotonic() + args.delay + 120)
+        c3 = cpu_seconds(proc.pid)
+        print(f"release + deliver + FIN: {got:,} in {elapsed:.2f}s = {got / elapsed:,.0f} msg/s; "
+              f"nsqd {1e6 * (c3 - c2) / max(1, got):.2f} us CPU/msg; "
+              f"nsqd peak RSS {peak_rss_mb(proc.pid):.0f} MiB", flush=True)
+        pub.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=["backlog", "deferred", "durable", "all"])
+    ap.add_argument("phase", choices=["backlog", "deferred", "durable", "dpub", "all"])
     ap.add_argument("--messages", type=int, default=10_000_000)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--batch", type=int, default=200)
@@ -432,6 +466,8 @@ def main() -> None:
         bench_deferred(args)
     if args.phase in ("durable", "all"):
         bench_durable(args)
+    if args.phase in ("dpub", "all"):
+        bench_dpub(args)
 
 
 if __name__ == "__main__":
