@@ -78,6 +78,10 @@ class _Upgrade(Exception):
         self.plan = plan
 
 
+def _fin_failed(msg_id: bytes, exc: ChannelError) -> ClientError:
+    return ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
+
+
 class ProtocolV2(PublishCommands):
     """Runs protocol V2 for the connections of one nsqd."""
 
@@ -184,11 +188,7 @@ class ProtocolV2(PublishCommands):
                     upgrade = up.plan
                     break
                 except ClientError as err:
-                    closing = isinstance(err, FatalClientError)
-                    ctx = f" - {err.parent}" if err.parent else ""
-                    logger.log(logging.INFO if closing else logging.DEBUG,
-                               "[%s] - %s%s", client, err, ctx)
-                    client.send(encode_error(err.wire()))
+                    closing = self._report(client, err)
                     if closing:
                         break
             if not await self._release_responses(client, token):
@@ -210,6 +210,14 @@ class ProtocolV2(PublishCommands):
                 handlers = self._handlers_for(client)
                 continue
             await client.wait_output_drained()
+
+    def _report(self, client: ClientV2, err: ClientError) -> bool:
+        """Log and send a command's error frame; return whether it closes the connection."""
+        closing = isinstance(err, FatalClientError)
+        ctx = f" - {err.parent}" if err.parent else ""
+        logger.log(logging.INFO if closing else logging.DEBUG, "[%s] - %s%s", client, err, ctx)
+        client.send(encode_error(err.wire()))
+        return closing
 
     def _hold_responses(self, client: ClientV2) -> int:
         """Collect this batch's responses apart (group commit, see ``nsqd/syncer.py``)."""
@@ -472,8 +480,12 @@ class ProtocolV2(PublishCommands):
         client.needs_fill = True
         return None
 
+    @staticmethod
+    def _may_ack(client: ClientV2) -> bool:
+        return client.state == State.SUBSCRIBED or client.state == State.CLOSING
+
     def _check_ack_state(self, client: ClientV2, name: str) -> None:
-        if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
+        if not self._may_ack(client):
             raise fatal("E_INVALID", f"cannot {name} in current state")
 
     def fin(self, client: ClientV2, cmd: Any) -> bytes | None:
@@ -484,7 +496,7 @@ class ProtocolV2(PublishCommands):
         try:
             client.channel.finish(client, msg_id)
         except ChannelError as exc:
-            raise ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
+            raise _fin_failed(msg_id, exc)
         client.finish_count += 1
         client.needs_fill = True
         return None
@@ -495,7 +507,7 @@ class ProtocolV2(PublishCommands):
         Returns how many were handled (0: ``commands[start]`` runs alone, as when the
         client may not FIN at all). An ID not in flight gets its E_FIN_FAILED in turn.
         """
-        if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
+        if not self._may_ack(client):
             return 0
         finish = client.channel.finish
         done = 0
@@ -510,10 +522,7 @@ class ProtocolV2(PublishCommands):
             try:
                 finish(client, params[0])
             except ChannelError as exc:
-                err = ClientError("E_FIN_FAILED",
-                                  f"FIN {params[0].decode('latin-1')} failed {exc}", exc)
-                logger.debug("[%s] - %s - %s", client, err, exc)
-                client.send(encode_error(err.wire()))
+                self._report(client, _fin_failed(params[0], exc))
                 continue
             done += 1
         if done:
