@@ -12,7 +12,6 @@ hands it back once the responses are sent. Lingering closes go to a task as well
 
 from __future__ import annotations
 
-import logging
 import select
 import socket
 from typing import TYPE_CHECKING
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from internal.http import _Server
-
-logger = logging.getLogger("internal.http")
 
 #: connections served per wakeup at most: the rest wait for the next one, other tasks
 #: run in between (the set is level-triggered, nothing is lost)
@@ -87,13 +84,8 @@ class Reactor:
                             self._flush(conn)
                         else:
                             self._readable(conn)
-                    except OSError as exc:
-                        logger.debug("%s: connection from %s: %s", self.server.name,
-                                     conn.remote, exc)
-                        self.close(conn)
-                    except Exception:
-                        logger.exception("%s: unexpected error on connection from %s",
-                                         self.server.name, conn.remote)
+                    except Exception as exc:
+                        self.server.connection_failed(conn.remote, exc)
                         self.close(conn)
         finally:
             self.closed = True
@@ -179,11 +171,8 @@ class Reactor:
                 if conn.linger:
                     await linger(io)
                 keep = not conn.closing
-        except (OSError, trio.BrokenResourceError) as exc:
-            logger.debug("%s: connection from %s: %s", self.server.name, conn.remote, exc)
-        except Exception:
-            logger.exception("%s: unexpected error on connection from %s",
-                             self.server.name, conn.remote)
+        except Exception as exc:
+            self.server.connection_failed(conn.remote, exc)
         finally:
             conn.scope = None
             if keep and not self.closed:

@@ -238,6 +238,14 @@ class _Server:
 
     # ------------------------------------------------------------------ one task per connection
 
+    def connection_failed(self, remote: str, exc: Exception) -> None:
+        """Log why serving a connection ended early (I/O errors are routine: debug)."""
+        if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
+            logger.debug("%s: connection from %s: %s", self.name, remote, exc)
+        else:
+            logger.error("%s: unexpected error on connection from %s", self.name, remote,
+                         exc_info=exc)
+
     async def serve_connection(self, sock: socket.socket, remote: str) -> None:
         io: SocketIO | StreamIO
         if self.ssl_context is not None:
@@ -250,10 +258,8 @@ class _Server:
         try:
             with trio.CancelScope() as conn.scope:
                 await self._conn_loop(io, conn)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("%s: connection from %s: %s", self.name, remote, exc)
-        except Exception:
-            logger.exception("%s: unexpected error on connection from %s", self.name, remote)
+        except Exception as exc:
+            self.connection_failed(remote, exc)
         finally:
             self.conns.discard(conn)
             await io.close()
