@@ -26,7 +26,7 @@ import struct
 import time
 
 from .backend import Msg
-from .fileio import AppendFile, remove_file, write_atomic
+from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
 from .records import encode_due_records, encode_record, scan_records
 from .syncer import SyncJob, Syncer
 
@@ -82,7 +82,7 @@ class Bucket:
         return os.path.join(directory, f"{self.name}.{ext}")
 
 
-class BucketFiles:
+class BucketFiles(SyncedFiles):
     """The bucket files of a :class:`~nsqd.deferred_store.DeferredStore` (its base).
 
     Args:
@@ -97,9 +97,9 @@ class BucketFiles:
                  max_msg_size: int, sync_timeout: float) -> None:
         self.directory = directory
         self.write_through = write_through and directory is not None
-        self.syncer = syncer
         self.max_msg_size = max_msg_size
-        self.sync_timeout = sync_timeout
+        super().__init__(syncer, sync_timeout)
+        self.label = f"DEFERRED({directory})"
         #: messages held, in memory or on disk
         self._count = 0
         #: every bucket by generation; ``_current`` is where (level, idx) appends go
@@ -112,13 +112,6 @@ class BucketFiles:
         self._dirty: dict[int, Bucket] = {}
         self._dirty_rel: dict[int, Bucket] = {}
         self._open_prev: dict[int, Bucket] = {}
-        self._closing: list[AppendFile] = []
-        self._unlinks: list[str] = []
-        self._failed: OSError | None = None
-        self._meta_dirty = False
-        self._meta_time = 0.0
-        self._closed = False
-        self._in_cycle = False
         self._cycle_open: dict[int, Bucket] = {}
         self.spilled = 0
 
@@ -238,11 +231,6 @@ class BucketFiles:
     def _append_group(self, idx: int, msgs: list[Msg], dues_ns: list[int]) -> None:
         self._appended(self._bucket(0, idx), encode_due_records(msgs, dues_ns), len(msgs))
 
-    def _write_failed(self, exc: OSError) -> None:
-        if self._failed is None:
-            logger.error("DEFERRED(%s) failed to write - %s", self.directory, exc)
-        self._failed = exc
-
     def _flush_dirty(self) -> list[int]:
         fds = []
         for bucket in self._dirty.values():
@@ -287,24 +275,14 @@ class BucketFiles:
         self._unlinks.append(bucket.file.path)
         self._unlinks.append(self._path(bucket, "rel"))
         self._meta_dirty = True
-        if self.syncer is not None:
-            self.syncer.request(self)
-        else:
-            self._close_idle()
-            self._run_unlinks()
+        self._sync_or_clean_up()
 
     # ------------------------------------------------------------------ sync (Syncable)
-    def flush_data(self) -> list[int]:
-        if self._closed:
-            return []
-        self._in_cycle = True
+    def _flush_buffers(self) -> list[int]:
+        """A cycle starts: the files it writes stay open until it ends."""
         self._cycle_open = dict(self._open_prev)
         self._open_prev.clear()
-        try:
-            return self._flush_dirty()
-        except OSError as exc:
-            self._write_failed(exc)
-            raise
+        return self._flush_dirty()
 
     def flush_acks(self) -> list[int]:
         if self._closed:
@@ -329,9 +307,7 @@ class BucketFiles:
             self._meta_dirty = False
             self._meta_time = now
             jobs.append(lambda: None if self._closed else write_atomic(path, data))
-        if self._unlinks:
-            paths, self._unlinks = self._unlinks, []
-            jobs.append(lambda: [remove_file(p) for p in paths])  # type: ignore[func-returns-value]
+        self._unlink_job(jobs)
         return jobs
 
     def sync_done(self, ok: bool) -> None:
@@ -349,16 +325,6 @@ class BucketFiles:
         doc = {"buckets": {b.name: [b.records, b.file.flushed]
                            for b in self._buckets.values() if not b.file.buf}}
         return json.dumps(doc, separators=(",", ":")).encode()
-
-    def _close_idle(self) -> None:
-        for f in self._closing:
-            f.close()
-        self._closing = []
-
-    def _run_unlinks(self) -> None:
-        paths, self._unlinks = self._unlinks, []
-        for p in paths:
-            remove_file(p)
 
     def _release_fds(self) -> None:
         for bucket in self._buckets.values():

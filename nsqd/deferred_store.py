@@ -507,10 +507,7 @@ class DeferredStore(BucketFiles):
             except OSError as exc:
                 logger.error("DEFERRED(%s) failed to persist - %s", self.directory, exc)
         self._closed = True
-        if self.syncer is not None:
-            self.syncer.forget(self)
-        if not self._in_cycle:
-            self._release_fds()
+        self._stop_syncing()
 
     def delete(self) -> None:
         """Remove every deferred message and file."""
@@ -518,8 +515,6 @@ class DeferredStore(BucketFiles):
         self._runs.clear()
         self._count = 0
         self._closed = True
-        if self.syncer is not None:
-            self.syncer.forget(self)
         if self.directory is not None:
             for bucket in self._buckets.values():
                 self._unlinks.append(bucket.file.path)
@@ -530,8 +525,7 @@ class DeferredStore(BucketFiles):
                 os.rmdir(self.directory)
             except OSError:
                 pass
-        if not self._in_cycle:
-            self._release_fds()
+        self._stop_syncing()
 
     def statistics(self) -> dict[str, Any]:
         return {"count": self._count, "in_memory": self.in_memory(),

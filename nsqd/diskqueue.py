@@ -104,7 +104,7 @@ class DiskQueue(SegmentFiles):
             raise BackendError("exiting")
         if self._failed is not None:
             try:
-                self._flush_writes()
+                self._flush_buffers()
             except OSError as exc:
                 raise BackendError(f"write failed - {exc}") from exc
         msgs = msgs if isinstance(msgs, list) else list(msgs)
@@ -333,7 +333,7 @@ class DiskQueue(SegmentFiles):
         if writer is not None:
             if writer.flushed < min(end, pos + max(need, READ_CHUNK)):
                 try:
-                    self._flush_writes()
+                    self._flush_buffers()
                 except OSError as exc:
                     self._write_failed(exc)
             end = min(end, writer.flushed)
@@ -428,11 +428,7 @@ class DiskQueue(SegmentFiles):
         self._cache_pos.clear()
         self._failed = None
         self._meta_dirty = True
-        if self.syncer is not None:
-            self.syncer.request(self)
-        else:
-            self._close_idle()
-            self._run_unlinks()
+        self._sync_or_clean_up()
 
 
 # ---------------------------------------------------------------------- clocks

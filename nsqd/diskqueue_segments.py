@@ -24,7 +24,7 @@ import struct
 import time
 from typing import Any
 
-from .fileio import AppendFile, remove_file, write_atomic
+from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
 from .records import scan_records
 from .syncer import SyncJob, Syncer
 
@@ -64,7 +64,7 @@ class Segment:
         self.bad_tail = False     # records past ``end`` are corrupt: quarantine when left
 
 
-class SegmentFiles:
+class SegmentFiles(SyncedFiles):
     """The segment files of a :class:`~nsqd.diskqueue.DiskQueue` (its base).
 
     Takes the disk queue's arguments but for its read cache and write-through flag; the
@@ -80,20 +80,13 @@ class SegmentFiles:
         self.sync_every = max(1, sync_every)
         self.ack_mode = self.sync_every == 1
         self.max_msg_size = max_msg_size
-        self.syncer = syncer
-        self.sync_timeout = sync_timeout
+        super().__init__(syncer, sync_timeout)
+        self.label = f"DISKQUEUE({name})"
         self._segs: dict[int, Segment] = {}
         self._depth = 0
         self._unacked: dict[bytes, int] = {}
-        self._failed: OSError | None = None
-        self._closed = False
-        self._in_cycle = False
         self._retired: list[AppendFile] = []   # rolled segments awaiting flush+fsync
-        self._closing: list[AppendFile] = []   # to close once no cycle uses the fd
         self._dirty_acks: dict[int, AppendFile] = {}
-        self._unlinks: list[str] = []
-        self._meta_dirty = False
-        self._meta_time = 0.0
         self._rfd = -1
         self._rbuf = b""
         self._rmv = memoryview(b"")
@@ -224,12 +217,7 @@ class SegmentFiles:
         return list(struct.unpack_from(f"<{n}I", data)) if n else []
 
     # ------------------------------------------------------------------ writing
-    def _write_failed(self, exc: OSError) -> None:
-        if self._failed is None:
-            logger.error("DISKQUEUE(%s) failed to write - %s", self.name, exc)
-        self._failed = exc
-
-    def _flush_writes(self) -> list[int]:
+    def _flush_buffers(self) -> list[int]:
         fds = []
         for f in self._retired:
             fds.append(f.flush())
@@ -322,16 +310,6 @@ class SegmentFiles:
             self.syncer.request(self)
 
     # ------------------------------------------------------------------ sync (Syncable)
-    def flush_data(self) -> list[int]:
-        if self._closed:
-            return []
-        self._in_cycle = True
-        try:
-            return self._flush_writes()
-        except OSError as exc:
-            self._write_failed(exc)
-            raise
-
     def flush_acks(self) -> list[int]:
         if self._closed:
             return []
@@ -355,10 +333,7 @@ class SegmentFiles:
             self._meta_dirty = False
             self._meta_time = now
             jobs.append(lambda: None if self._closed else write_atomic(path, data))
-        if self._unlinks:
-            paths = self._unlinks
-            self._unlinks = []
-            jobs.append(lambda: [remove_file(p) for p in paths])  # type: ignore[func-returns-value]
+        self._unlink_job(jobs)
         return jobs
 
     def sync_done(self, ok: bool) -> None:
@@ -373,11 +348,6 @@ class SegmentFiles:
         self._close_idle()
         if self._closed:
             self._release_fds()
-
-    def _close_idle(self) -> None:
-        for f in self._closing:
-            f.close()
-        self._closing = []
 
     def _meta_bytes(self) -> bytes:
         """Consumed-up-to cursor, flushed write end and per-segment totals."""
@@ -395,15 +365,10 @@ class SegmentFiles:
                "totals": totals, "depth": self._depth}
         return json.dumps(doc, separators=(",", ":")).encode()
 
-    def _run_unlinks(self) -> None:
-        paths, self._unlinks = self._unlinks, []
-        for p in paths:
-            remove_file(p)
-
     # ------------------------------------------------------------------ lifecycle
     def sync_now(self) -> None:
         """Flush, fsync and write the metadata synchronously (shutdown, tests)."""
-        fds = self._flush_writes()
+        fds = self._flush_buffers()
         ack_fds = self.flush_acks()
         for fd in fds + ack_fds:
             os.fsync(fd)
@@ -425,24 +390,18 @@ class SegmentFiles:
         except OSError as exc:
             logger.error("DISKQUEUE(%s) failed to sync on close - %s", self.name, exc)
         self._closed = True
-        if self.syncer is not None:
-            self.syncer.forget(self)
-        if not self._in_cycle:
-            self._release_fds()
+        self._stop_syncing()
 
     def delete(self) -> None:
         """Release the files and remove every one of them."""
         logger.info("DISKQUEUE(%s): deleting", self.name)
         self._closed = True
-        if self.syncer is not None:
-            self.syncer.forget(self)
         for num in list(self._segs):
             self._unlinks.append(self._seg_path(num))
             self._unlinks.append(self._ack_path(num))
         self._unlinks.append(self._meta_path())
         self._run_unlinks()
-        if not self._in_cycle:
-            self._release_fds()
+        self._stop_syncing()
 
     def _release_fds(self) -> None:
         self._close_reader()

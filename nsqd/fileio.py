@@ -1,12 +1,17 @@
 """File helpers of the disk queue and the deferred store: a buffered append-only file,
-atomic small-file writes, and removal that tolerates a missing file."""
+atomic small-file writes, removal that tolerates a missing file, and the sync-cycle
+bookkeeping both stores share (:class:`SyncedFiles`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-__all__ = ["AppendFile", "remove_file", "write_atomic"]
+if TYPE_CHECKING:
+    from .syncer import SyncJob, Syncer
+
+__all__ = ["AppendFile", "SyncedFiles", "remove_file", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +86,79 @@ def remove_file(path: str) -> None:
         pass
     except OSError as exc:
         logger.error("failed to remove %s - %s", path, exc)
+
+
+class SyncedFiles:
+    """The state and steps a file-backed store shares with every other one the
+    :class:`~nsqd.syncer.Syncer` syncs: buffered writes flushed at the start of a cycle,
+    files closed and unlinked only once no cycle uses them, a write failure remembered.
+
+    Subclasses name themselves in :attr:`label` and provide :meth:`_flush_buffers`
+    (write what is buffered; return the fds to fsync) and :meth:`_release_fds`.
+    """
+
+    label = "FILES"
+
+    def __init__(self, syncer: Syncer | None, sync_timeout: float) -> None:
+        self.syncer = syncer
+        self.sync_timeout = sync_timeout
+        self._failed: OSError | None = None
+        self._closed = False
+        self._in_cycle = False
+        self._closing: list[AppendFile] = []  # to close once no cycle uses the fd
+        self._unlinks: list[str] = []
+        self._meta_dirty = False
+        self._meta_time = 0.0
+
+    def _flush_buffers(self) -> list[int]:
+        raise NotImplementedError
+
+    def _release_fds(self) -> None:
+        raise NotImplementedError
+
+    def _write_failed(self, exc: OSError) -> None:
+        if self._failed is None:
+            logger.error("%s failed to write - %s", self.label, exc)
+        self._failed = exc
+
+    def flush_data(self) -> list[int]:
+        """Syncable: a cycle starts; write the buffers, return the fds to fsync."""
+        if self._closed:
+            return []
+        self._in_cycle = True
+        try:
+            return self._flush_buffers()
+        except OSError as exc:
+            self._write_failed(exc)
+            raise
+
+    def _unlink_job(self, jobs: list[SyncJob]) -> None:
+        """Add the removal of the files waiting for it to a cycle's post-sync jobs."""
+        if self._unlinks:
+            paths, self._unlinks = self._unlinks, []
+            jobs.append(lambda: [remove_file(p) for p in paths])  # type: ignore[func-returns-value]
+
+    def _close_idle(self) -> None:
+        for f in self._closing:
+            f.close()
+        self._closing = []
+
+    def _run_unlinks(self) -> None:
+        paths, self._unlinks = self._unlinks, []
+        for p in paths:
+            remove_file(p)
+
+    def _sync_or_clean_up(self) -> None:
+        """Files were retired: let the next cycle close and remove them, or do it now."""
+        if self.syncer is not None:
+            self.syncer.request(self)
+        else:
+            self._close_idle()
+            self._run_unlinks()
+
+    def _stop_syncing(self) -> None:
+        """Closed or deleted: never synced again; the fds go once no cycle uses them."""
+        if self.syncer is not None:
+            self.syncer.forget(self)
+        if not self._in_cycle:
+            self._release_fds()

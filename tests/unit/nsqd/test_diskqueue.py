@@ -133,7 +133,7 @@ def test_crash_recovers_tail_written_after_meta(tmp_path: Path) -> None:
     q.put(data[:40])
     q.sync_now()
     q.put(data[40:])
-    q._flush_writes()  # reached the OS, no metadata: then the process dies
+    q._flush_buffers()  # reached the OS, no metadata: then the process dies
     q2 = make(tmp_path)
     assert q2.depth() == 100
     assert drain(q2) == data
@@ -284,7 +284,7 @@ def test_ack_mode_stale_meta_uses_ack_log(tmp_path: Path) -> None:
     q.sync_now()
     for m in q.read(30):
         q.ack(m[0])
-    q._flush_writes()
+    q._flush_buffers()
     q.flush_acks()  # acks reached the OS, the metadata did not
     q2 = make(tmp_path, sync_every=1, max_bytes_per_file=1 << 20)
     assert q2.depth() == 20
