@@ -294,18 +294,27 @@ class DeferredStore(BucketFiles):
         if len(self._work) > 1:
             self._work.sort(key=lambda b: b.start_ns)
 
+    def _start_advance(self) -> bool:
+        """Bring the horizons up to now; False when there is nothing to load (closed, RAM only)."""
+        if self._closed or self.directory is None:
+            return False
+        self._sync_clock()
+        self._advance_horizons()
+        return True
+
+    def _heap_full(self) -> bool:
+        return len(self.heap) + self._runs_len >= HEAP_CAP
+
     def advance(self, budget: int = STEP_RECORDS) -> bool:
         """Open buckets that came within the horizon and load about ``budget`` records.
 
         Reads the files in the calling thread (tests, shutdown); the daemon uses
         :meth:`advance_async`. Returns True if loading work remains.
         """
-        if self._closed or self.directory is None:
+        if not self._start_advance():
             return False
-        self._sync_clock()
-        self._advance_horizons()
         while budget > 0 and self._work:
-            if len(self.heap) + self._runs_len >= HEAP_CAP:
+            if self._heap_full():
                 return False
             budget -= self._load_step(self._work[0])
         return bool(self._work)
@@ -316,12 +325,10 @@ class DeferredStore(BucketFiles):
         A bucket written long ago may no longer be in the page cache: its read must not
         stall the event loop (and the release of messages that are due meanwhile).
         """
-        if self._closed or self.directory is None:
+        if not self._start_advance():
             return False
-        self._sync_clock()
-        self._advance_horizons()
         while budget > 0 and self._work:
-            if len(self.heap) + self._runs_len >= HEAP_CAP:
+            if self._heap_full():
                 return False
             bucket = self._work[0]
             plan = self._read_plan(bucket)
