@@ -26,7 +26,7 @@ import struct
 import time
 
 from .backend import Msg
-from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
+from .fileio import AppendFile, SyncedFiles, remove_file
 from .records import encode_due_records, encode_record, scan_records
 from .syncer import SyncJob, Syncer
 
@@ -299,16 +299,11 @@ class BucketFiles(SyncedFiles):
     def sync_jobs(self) -> list[SyncJob]:
         if self._closed or self.directory is None:
             return []
-        jobs: list[SyncJob] = []
         now = time.monotonic()
-        if self._meta_dirty and self._buckets and (
-                not self.write_through or now - self._meta_time >= self.sync_timeout):
-            path, data = self._meta_path(), self._meta_bytes()
-            self._meta_dirty = False
-            self._meta_time = now
-            jobs.append(lambda: None if self._closed else write_atomic(path, data))
-        self._unlink_job(jobs)
-        return jobs
+        return self._file_jobs(
+            self._meta_dirty and bool(self._buckets) and (
+                not self.write_through or now - self._meta_time >= self.sync_timeout),
+            now)
 
     def sync_done(self, ok: bool) -> None:
         self._in_cycle = False

@@ -324,17 +324,12 @@ class SegmentFiles(SyncedFiles):
     def sync_jobs(self) -> list[SyncJob]:
         if self._closed:
             return []
-        jobs: list[SyncJob] = []
         now = time.monotonic()
-        if self._meta_dirty and (not self.ack_mode or self._unlinks
-                                 or now - self._meta_time >= min(self.sync_timeout,
-                                                                 ACK_MODE_META_INTERVAL)):
-            path, data = self._meta_path(), self._meta_bytes()
-            self._meta_dirty = False
-            self._meta_time = now
-            jobs.append(lambda: None if self._closed else write_atomic(path, data))
-        self._unlink_job(jobs)
-        return jobs
+        return self._file_jobs(
+            self._meta_dirty and (not self.ack_mode or bool(self._unlinks)
+                                  or now - self._meta_time >= min(self.sync_timeout,
+                                                                  ACK_MODE_META_INTERVAL)),
+            now)
 
     def sync_done(self, ok: bool) -> None:
         self._in_cycle = False

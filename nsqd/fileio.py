@@ -94,7 +94,8 @@ class SyncedFiles:
     files closed and unlinked only once no cycle uses them, a write failure remembered.
 
     Subclasses name themselves in :attr:`label` and provide :meth:`_flush_buffers`
-    (write what is buffered; return the fds to fsync) and :meth:`_release_fds`.
+    (write what is buffered; return the fds to fsync), :meth:`_release_fds` and their
+    metadata file (:meth:`_meta_path`, :meth:`_meta_bytes`).
     """
 
     label = "FILES"
@@ -132,11 +133,24 @@ class SyncedFiles:
             self._write_failed(exc)
             raise
 
-    def _unlink_job(self, jobs: list[SyncJob]) -> None:
-        """Add the removal of the files waiting for it to a cycle's post-sync jobs."""
+    def _meta_path(self) -> str:
+        raise NotImplementedError
+
+    def _meta_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _file_jobs(self, write_meta: bool, now: float) -> list[SyncJob]:
+        """A cycle's post-sync jobs: the metadata file if ``write_meta``, then the removals."""
+        jobs: list[SyncJob] = []
+        if write_meta:
+            path, data = self._meta_path(), self._meta_bytes()
+            self._meta_dirty = False
+            self._meta_time = now
+            jobs.append(lambda: None if self._closed else write_atomic(path, data))
         if self._unlinks:
             paths, self._unlinks = self._unlinks, []
             jobs.append(lambda: [remove_file(p) for p in paths])  # type: ignore[func-returns-value]
+        return jobs
 
     def _close_idle(self) -> None:
         for f in self._closing:
