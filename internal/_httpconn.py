@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -21,6 +23,38 @@ RECV_SIZE = 65536
 CLOSE = "Connection: close\r\n"
 KEEP_ALIVE = "Connection: keep-alive\r\n"
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
+
+
+@dataclass(slots=True)
+class Limits:
+    """What one connection may cost: sizes, and how long each phase of a request may take.
+
+    Timeouts are seconds (None: no limit) and are enforced by the server's sweep
+    (:meth:`Conn.overdue`), not by a timer per request.
+
+    Attributes:
+        max_body: Largest request body; larger ones get 413 ``BODY_TOO_BIG``.
+        max_header: Largest request line + headers; larger ones get 431.
+        header_timeout: From a request's first byte (for a new connection: from
+            accept) until its headers are complete.
+        body_timeout: From the end of the headers until the body is complete; also
+            the time a response may take to be sent (a client that does not read).
+        idle_timeout: A keep-alive connection between requests.
+        path_body: Body limits by request path (``b"/pub"``), overriding ``max_body``,
+            with the 413 message to answer: ``{b"/pub": (1048576, "MSG_TOO_BIG")}``.
+    """
+
+    max_body: int = 5 * 1024 * 1024
+    max_header: int = 1 << 20
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    idle_timeout: float | None = None
+    path_body: Mapping[bytes, tuple[int, str]] = field(default_factory=dict)
+
+
+#: phases of a connection, as :meth:`Conn.overdue` sees them
+_HEAD, _BODY, _IDLE, _SEND = range(4)
+_PHASE_NAMES = ("header", "body", "idle", "send")
 
 
 class _Abort(Exception):
@@ -93,20 +127,23 @@ class StreamIO:
 
 
 async def linger(io: SocketIO | StreamIO) -> None:
-    """Half-close and drain briefly so the client reads our error before a RST."""
+    """Half-close and drain briefly so the client reads our error before a RST.
+
+    Never raises but :class:`trio.Cancelled`: the peer may reset the connection meanwhile.
+    """
     if not isinstance(io, SocketIO):
         return
+    drained = 0
     try:
         io.sock.shutdown(socket.SHUT_WR)
+        with trio.move_on_after(0.5):
+            while drained < 1 << 20:
+                data = await io.recv()
+                if not data:
+                    break
+                drained += len(data)
     except OSError:
-        return
-    drained = 0
-    with trio.move_on_after(0.5):
-        while drained < 1 << 20:
-            data = await io.recv()
-            if not data:
-                break
-            drained += len(data)
+        pass
 
 
 class Conn:
@@ -118,17 +155,18 @@ class Conn:
     """
 
     __slots__ = (
-        "active", "body", "body_size", "busy", "closing", "continue_sent", "error",
-        "expect_continue", "header_bytes", "headers", "idle_sweeps", "in_headers",
-        "linger", "max_body", "max_header", "out", "parser", "ready", "remote", "scope",
-        "sock", "url",
+        "body", "body_message", "body_size", "busy", "closing", "continue_sent", "error",
+        "expect_continue", "header_bytes", "headers", "in_body", "in_headers", "limits",
+        "linger", "max_body", "out", "parser", "ready", "remote", "requests", "scope",
+        "seen", "seen_at", "sending", "sock", "url",
     )
 
-    def __init__(self, remote: str, max_body: int, max_header: int,
-                 sock: socket.socket | None = None) -> None:
+    def __init__(self, remote: str, limits: Limits, sock: socket.socket | None = None) -> None:
         self.remote = remote
-        self.max_body = max_body
-        self.max_header = max_header
+        self.limits = limits
+        #: the body limit of the current request, and its 413 message
+        self.max_body = limits.max_body
+        self.body_message = "BODY_TOO_BIG"
         #: The plain socket while the reactor owns the connection (None for TLS).
         self.sock = sock
         self.parser: Any = httptools.HttpRequestParser(self)
@@ -136,15 +174,21 @@ class Conn:
         self.error: tuple[int, str] | None = None
         #: Cancel scope of the task serving the connection (None under the reactor).
         self.scope: trio.CancelScope | None = None
-        self.active = True
+        #: a handler is running (or a task lingers): the sweep leaves it alone
         self.busy = False
-        self.idle_sweeps = 0
+        #: a task is sending responses (the send timeout applies even while busy)
+        self.sending = False
+        #: requests begun so far; with the phase, what the sweep saw last and since when
+        self.requests = 0
+        self.seen = (_HEAD, 1)
+        self.seen_at = 0.0
         #: Set once a response ends the connection; ``linger`` to drain it first.
         self.closing = False
         self.linger = False
         #: Unsent output waiting for the socket to become writable (reactor).
         self.out: memoryview | None = None
         self.in_headers = False
+        self.in_body = False
         self.header_bytes = 0
         self.url = b""
         self.headers: dict[str, str] = {}
@@ -158,7 +202,6 @@ class Conn:
 
         An upgrade request (``Connection: Upgrade``) is answered and the connection closed.
         """
-        self.active = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -168,12 +211,49 @@ class Conn:
                 self.error = (400, "BAD_REQUEST")
         if self.in_headers and self.error is None:
             self.header_bytes += len(data)
-            if self.header_bytes > self.max_header:
+            if self.header_bytes > self.limits.max_header:
                 self.error = (431, "HEADERS_TOO_BIG")
+
+    def overdue(self, now: float) -> str | None:
+        """The phase (``"header"``, ``"body"``, ``"idle"``, ``"send"``) that has lasted
+        longer than its limit, else None; called by the server's periodic sweep.
+
+        A phase is timed from the first sweep that sees it, so a limit ``T`` ends the
+        connection between ``T`` and ``T`` + the sweep interval. A running handler is
+        not timed.
+        """
+        if self.sending or self.out is not None:
+            phase = _SEND
+        elif self.busy:
+            self.seen = (-1, 0)
+            return None
+        elif self.in_headers:
+            phase = _HEAD
+        elif self.in_body:
+            phase = _BODY
+        elif self.requests == 0:
+            # a new connection: its first request's head is timed from accept on
+            return self._timed((_HEAD, 1), now, self.limits.header_timeout)
+        else:
+            phase = _IDLE
+        limits = self.limits
+        limit = (limits.header_timeout, limits.body_timeout, limits.idle_timeout,
+                 limits.body_timeout)[phase]
+        return self._timed((phase, self.requests), now, limit)
+
+    def _timed(self, seen: tuple[int, int], now: float, limit: float | None) -> str | None:
+        if seen != self.seen:
+            self.seen = seen
+            self.seen_at = now
+            return None
+        if limit is not None and now - self.seen_at >= limit:
+            return _PHASE_NAMES[seen[0]]
+        return None
 
     # httptools callbacks -----------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.requests += 1
         self.in_headers = True
         self.url = b""
         self.headers = {}
@@ -193,11 +273,20 @@ class Conn:
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
+        self.in_body = True
         self.header_bytes = 0
+        path_body = self.limits.path_body
+        if path_body:
+            found = path_body.get(self.url.partition(b"?")[0])
+            if found is None:
+                self.max_body = self.limits.max_body
+                self.body_message = "BODY_TOO_BIG"
+            else:
+                self.max_body, self.body_message = found
         headers = self.headers
         length = headers.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_body:
-            self.error = (413, "BODY_TOO_BIG")
+            self.error = (413, self.body_message)
             raise _Abort
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue":
@@ -206,11 +295,12 @@ class Conn:
     def on_body(self, data: bytes) -> None:
         self.body_size += len(data)
         if self.body_size > self.max_body:
-            self.error = (413, "BODY_TOO_BIG")
+            self.error = (413, self.body_message)
             raise _Abort
         self.body.append(data)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")

@@ -46,8 +46,8 @@ class Reactor:
         """Take (or take back) ``conn``; the reactor reads it from now on."""
         assert conn.sock is not None
         fd = conn.sock.fileno()
-        self.attached[fd] = conn
         self.epoll.register(fd, _IN)
+        self.attached[fd] = conn
 
     def detach(self, conn: Conn) -> None:
         assert conn.sock is not None
@@ -156,6 +156,8 @@ class Reactor:
         assert conn.sock is not None
         try:
             await linger(SocketIO(conn.sock))
+        except Exception as exc:
+            self.server.connection_failed(conn.remote, exc)
         finally:
             self._discard(conn)
 
@@ -175,7 +177,13 @@ class Reactor:
             self.server.connection_failed(conn.remote, exc)
         finally:
             conn.scope = None
-            if keep and not self.closed:
+            self._hand_back(conn, keep and not self.closed)
+
+    def _hand_back(self, conn: Conn, keep: bool) -> None:
+        if keep:
+            try:
                 self.attach(conn)
-            else:
-                self._discard(conn)
+                return
+            except (OSError, ValueError) as exc:  # closed meanwhile
+                self.server.connection_failed(conn.remote, exc)
+        self._discard(conn)

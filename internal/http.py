@@ -29,12 +29,12 @@ import logging
 import select
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import trio
 
-from internal._httpconn import CLOSE, Conn, SocketIO, StreamIO, linger
+from internal._httpconn import CLOSE, Conn, Limits, SocketIO, StreamIO, linger
 from internal._httpmsg import (
     V1_HEADER,
     Handler,
@@ -54,6 +54,7 @@ from internal.netaddr import join_host_port
 __all__ = [
     "HTTPError",
     "Handler",
+    "Limits",
     "Request",
     "Response",
     "Router",
@@ -72,19 +73,24 @@ _ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 USE_REACTOR = hasattr(select, "epoll")
 
 
+#: at most one "connections refused" line per this many seconds
+_REFUSED_LOG_INTERVAL = 10.0
+
+
 class _Server:
-    def __init__(self, handler: Handler | Router, name: str, max_body_size: int,
-                 max_header_size: int, idle_timeout: float | None,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, handler: Handler | Router, name: str, limits: Limits,
+                 max_connections: int, ssl_context: ssl.SSLContext | None) -> None:
         self.router = handler if isinstance(handler, Router) else None
         self.handler = handler
         self.name = name
-        self.max_body_size = max_body_size
-        self.max_header_size = max_header_size
-        self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.max_connections = max_connections
         self.ssl_context = ssl_context
+        #: every open connection, from accept until its socket is closed
         self.conns: set[Conn] = set()
         self.reactor: Reactor | None = None
+        self.refused = 0
+        self.refused_logged_at = -_REFUSED_LOG_INTERVAL
 
     async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -101,35 +107,54 @@ class _Server:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                remote = join_host_port(addr[0], addr[1])
+            if 0 < self.max_connections <= len(self.conns):
+                sock.close()
+                self.refuse()
             else:
-                remote = "@"
-            if self.reactor is not None:
-                conn = Conn(remote, self.max_body_size, self.max_header_size, sock)
-                self.conns.add(conn)
-                self.reactor.attach(conn)
-            else:
-                nursery.start_soon(self.serve_connection, sock, remote)
+                try:
+                    self.accepted(sock, addr, nursery)
+                except OSError as exc:  # e.g. reset before we got to it
+                    logger.debug("%s: dropping new connection - %s", self.name, exc)
+                    sock.close()
             await trio.lowlevel.checkpoint()
 
-    async def reap_idle(self, timeout: float) -> None:
-        """Close connections idle (not receiving, not handling) for ``timeout`` to 1.5×."""
+    def accepted(self, sock: socket.socket, addr: Any, nursery: trio.Nursery) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            remote = join_host_port(addr[0], addr[1])
+        else:
+            remote = "@"
+        if self.reactor is not None:
+            conn = Conn(remote, self.limits, sock)
+            self.reactor.attach(conn)
+            self.conns.add(conn)
+        else:
+            conn = Conn(remote, self.limits)
+            self.conns.add(conn)
+            nursery.start_soon(self.serve_connection, sock, conn)
+
+    def refuse(self) -> None:
+        """Count a connection closed for ``max_connections``; log it now and then."""
+        self.refused += 1
+        now = trio.current_time()
+        if now - self.refused_logged_at >= _REFUSED_LOG_INTERVAL:
+            logger.warning("%s: %d connection(s) refused: max-connections (%d) reached",
+                           self.name, self.refused, self.max_connections)
+            self.refused = 0
+            self.refused_logged_at = now
+
+    async def sweep(self, interval: float) -> None:
+        """Every ``interval``, close connections that spent too long in one phase."""
         while True:
-            await trio.sleep(timeout / 2)
+            await trio.sleep(interval)
+            now = trio.current_time()
             for conn in list(self.conns):
-                if conn.busy:
+                phase = conn.overdue(now)
+                if phase is None:
                     continue
-                if conn.active:
-                    conn.active = False
-                    conn.idle_sweeps = 0
-                    continue
-                conn.idle_sweeps += 1
-                if conn.idle_sweeps < 2:
-                    continue
-                logger.debug("%s: closing idle connection from %s", self.name, conn.remote)
+                logger.debug("%s: closing connection from %s: %s timeout", self.name,
+                             conn.remote, phase)
                 if conn.scope is not None:
                     conn.scope.cancel()
                 elif self.reactor is not None:
@@ -234,7 +259,9 @@ class _Server:
             conn.busy = False
         self.finish(conn, out)
         if out:
+            conn.sending = True
             await io.send(out[0] if len(out) == 1 else b"".join(out))
+            conn.sending = False
 
     # ------------------------------------------------------------------ one task per connection
 
@@ -246,20 +273,16 @@ class _Server:
             logger.error("%s: unexpected error on connection from %s", self.name, remote,
                          exc_info=exc)
 
-    async def serve_connection(self, sock: socket.socket, remote: str) -> None:
-        io: SocketIO | StreamIO
-        if self.ssl_context is not None:
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-            io = StreamIO(trio.SSLStream(stream, self.ssl_context, server_side=True))
-        else:
-            io = SocketIO(sock)
-        conn = Conn(remote, self.max_body_size, self.max_header_size)
-        self.conns.add(conn)
+    async def serve_connection(self, sock: socket.socket, conn: Conn) -> None:
+        io: SocketIO | StreamIO = SocketIO(sock)
         try:
             with trio.CancelScope() as conn.scope:
+                if self.ssl_context is not None:
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+                    io = StreamIO(trio.SSLStream(stream, self.ssl_context, server_side=True))
                 await self._conn_loop(io, conn)
         except Exception as exc:
-            self.connection_failed(remote, exc)
+            self.connection_failed(conn.remote, exc)
         finally:
             self.conns.discard(conn)
             await io.close()
@@ -310,8 +333,12 @@ async def serve_http(
     *,
     name: str = "HTTP",
     max_body_size: int = 5 * 1024 * 1024,
+    body_limits: Mapping[str, tuple[int, str]] | None = None,
     max_header_size: int = 1 << 20,
+    header_timeout: float | None = 10.0,
+    body_timeout: float | None = 60.0,
     idle_timeout: float | None = 120.0,
+    max_connections: int = 10000,
     ssl_context: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
     backlog: int = socket.SOMAXCONN,
@@ -330,10 +357,23 @@ async def serve_http(
         name: Log label (``"HTTP"``, ``"HTTPS"``) as in NSQ's
             ``"HTTP: listening on 127.0.0.1:4151"``.
         max_body_size: Larger request bodies get 413 ``BODY_TOO_BIG`` and the
-            connection is closed.
+            connection is closed: on the headers when ``Content-Length`` says so,
+            else (chunked) as soon as the body crosses the limit.
+        body_limits: Other limits for some paths, with their 413 message, e.g.
+            ``{"/pub": (1048576, "MSG_TOO_BIG")}``.
         max_header_size: Larger request heads get 431 and a close.
-        idle_timeout: Close keep-alive connections without traffic for this
-            many seconds (closed within 1–1.5× of it); None disables.
+        header_timeout: Seconds from a request's first byte (a new connection's:
+            from accept) to the end of its headers; then the connection is closed.
+        body_timeout: Seconds for a request body to arrive after its headers, and
+            for a response to be sent.
+        idle_timeout: Close keep-alive connections without a request for this
+            many seconds.
+        max_connections: Open connections at most (0: no limit); further ones are
+            closed at once (logged at most every 10 s).
+
+            Timeouts (None disables one) are checked by a sweep over the connections
+            every second (more often for timeouts under 4 s), so a connection may
+            live up to one sweep interval longer.
         ssl_context: Serve TLS with this server-side context.
         sock: An already bound, listening socket (e.g. ``AF_UNIX``) to serve
             on instead of binding ``host``/``port``.
@@ -344,7 +384,10 @@ async def serve_http(
     Raises:
         OSError: If binding fails (raised from ``nursery.start``).
     """
-    server = _Server(handler, name, max_body_size, max_header_size, idle_timeout, ssl_context)
+    limits = Limits(max_body_size, max_header_size, header_timeout, body_timeout, idle_timeout,
+                    {path.encode(): limit for path, limit in (body_limits or {}).items()})
+    server = _Server(handler, name, limits, max_connections, ssl_context)
+    timeouts = [t for t in (header_timeout, body_timeout, idle_timeout) if t is not None]
     listener = sock if sock is not None else await _listen(host, port, backlog)
     listener.setblocking(False)
     sockname = listener.getsockname()
@@ -357,8 +400,8 @@ async def serve_http(
     try:
         logger.info("%s: listening on %s", name, shown)
         async with trio.open_nursery() as nursery:
-            if idle_timeout is not None:
-                nursery.start_soon(server.reap_idle, idle_timeout)
+            if timeouts:
+                nursery.start_soon(server.sweep, min(1.0, min(timeouts) / 4))
             if USE_REACTOR and ssl_context is None:
                 server.reactor = Reactor(server, nursery)
                 nursery.start_soon(server.reactor.run)

@@ -20,6 +20,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -50,6 +51,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 _NSQ_LOG_LEVELS = {"debug": 1, "info": 2, "warn": 3, "error": 4, "fatal": 5}
 _HTML = "text/html; charset=utf-8"
 _ACTIONS = ("pause", "unpause", "empty")
+#: what a static asset's name may be: a plain file name (no NUL, slash, dot-file, ...)
+_ASSET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 
 def _warn(messages: list[str]) -> str:
@@ -434,7 +437,7 @@ class _Server:
     # ------------------------------------------------------------------ static
     async def static(self, req: Request) -> Response:
         name = req.params["asset"]
-        if "/" in name or name.startswith(".") or "\\" in name:
+        if not _ASSET_NAME.fullmatch(name):
             raise HTTPError(404, "NOT_FOUND")
         try:
             if self.opts.dev_static_dir:
@@ -442,7 +445,7 @@ class _Server:
                     data = fh.read()
             else:
                 data = (self._static_root / name).read_bytes()
-        except OSError:
+        except (OSError, ValueError):
             raise HTTPError(404, "NOT_FOUND") from None
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype in ("application/javascript", "image/svg+xml"):

@@ -102,7 +102,8 @@ class NSQAdmin:
             async with trio.open_nursery() as nursery:
                 try:
                     bound = await nursery.start(functools.partial(
-                        serve_http, make_router(self), host, port, name="HTTP"))
+                        serve_http, make_router(self), host, port, name="HTTP",
+                        max_connections=opts.max_connections))
                 except OSError as exc:
                     raise OSError(exc.errno, f"listen ({opts.http_address}) failed - {exc}") from None
                 self.http_address = bound

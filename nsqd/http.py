@@ -7,8 +7,14 @@ logs ``<status> <method> <uri> (<remote>) <elapsed>`` at INFO, as NSQ's ``http_a
 
 Deviations from NSQ 1.3 (all deliberate):
 
-* a request body over ``--max-body-size`` is refused by the server with 413
-  ``BODY_TOO_BIG`` before any handler runs (for ``/pub`` NSQ would say ``MSG_TOO_BIG``);
+* a request body over its limit (``/pub``: ``--max-msg-size``, 413 ``MSG_TOO_BIG``;
+  other paths: ``--max-body-size``, 413 ``BODY_TOO_BIG``) is refused by the server as
+  soon as the headers (or a chunked body) show it, before any handler runs, and the
+  connection is closed; NSQ reads up to the limit first;
+* ``/mpub?binary=true`` with bytes after the last message is refused with 413
+  ``BAD_BODY``, as the TCP ``MPUB`` refuses it (NSQ ignores them over HTTP);
+* ``--max-connections`` (beyond NSQ) caps each listener's open connections, and slow
+  or idle HTTP connections are closed (see ``internal.http.serve_http``);
 * ``PUT /config/nsqlookupd_tcp_addresses`` with ``null`` stores ``[]`` (Go stores a nil
   slice and answers ``null``);
 * no ``/debug/pprof`` endpoints (Go runtime specific);
@@ -31,7 +37,6 @@ import json
 import logging
 import re
 import socket
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -80,7 +85,6 @@ _NSQ_LOG_LEVELS = {"debug": 1, "info": 2, "warn": 3, "error": 4, "fatal": 5}
 #: what Go's ``strconv.ParseInt(s, 10, 64)`` accepts
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = (1 << 63) - 1
-_unpack_len = struct.Struct(">l").unpack_from
 
 _OK = text("OK")
 _EMPTY = Response(200, b"", "", [V1_HEADER])
@@ -443,16 +447,7 @@ def _parse_binary_mpub(body: bytes, max_msg_size: int, max_body_size: int) -> li
     try:
         return parse_mpub_body(body, max_msg_size, max_body_size)
     except MPUBError as exc:
-        if exc.code != "E_BAD_BODY" or not str(exc).startswith("MPUB body has"):
-            raise HTTPError(413, exc.code[2:]) from None
-    # NSQ reads exactly ``count`` messages over HTTP and ignores whatever follows;
-    # everything up to there was valid, so find where the messages end and re-parse.
-    (count,) = _unpack_len(body, 0)
-    pos = 4
-    for _ in range(count):
-        (size,) = _unpack_len(body, pos)
-        pos += 4 + size
-    return parse_mpub_body(body[:pos], max_msg_size, max_body_size)
+        raise HTTPError(413, exc.code[2:]) from None
 
 
 def _logged(handler: Callable[[Request], Response]) -> Handler:
@@ -529,7 +524,11 @@ async def serve_nsqd_http(nsqd: NSQD, *, https: bool = False,
     handler: Handler | Router = make_router(nsqd, https=https)
     if not https and opts.tls_required == TLS_REQUIRED:
         handler = _tls_required_handler(nsqd)
+    # as NSQ: /pub bodies are limited by --max-msg-size, /mpub by --max-body-size
+    body_limits = {"/pub": (opts.max_msg_size, "MSG_TOO_BIG"),
+                   "/mpub": (opts.max_body_size, "BODY_TOO_BIG")}
     await serve_http(handler, host, port, name="HTTPS" if https else "HTTP",
-                     max_body_size=opts.max_body_size,
+                     max_body_size=max(opts.max_body_size, opts.max_msg_size),
+                     body_limits=body_limits, max_connections=opts.max_connections,
                      ssl_context=nsqd.tls_context if https else None, task_status=task_status)
 

@@ -98,6 +98,7 @@ class Options:
                                             "minimum client configurable duration of time between flushing to a client")
     output_buffer_timeout: float = _dur(0.25, "output-buffer-timeout",
                                         "default duration of time between flushing data to clients")
+    max_connections: int = _opt(10000, "max-connections", "maximum open connections per listener; more are closed at once (0 = unlimited)")
     max_channel_consumers: int = _opt(0, "max-channel-consumers",
                                       "maximum channel consumer connection count per nsqd instance "
                                       "(default 0, i.e., unlimited)")

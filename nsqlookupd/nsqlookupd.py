@@ -73,7 +73,8 @@ class NSQLookupd:
             with trio.CancelScope() as self._scope:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(partial(serve_http, router, http_host, http_port,
-                                                name="HTTP", sock=http_sock))
+                                                name="HTTP", sock=http_sock,
+                                                max_connections=opts.max_connections))
                     await nursery.start(self._serve_tcp, listener)
                     task_status.started(self)
         finally:

@@ -28,6 +28,9 @@ class Options:
         "flag": "tcp-address", "help": "<addr>:<port> to listen on for TCP clients"})
     http_address: str = field(default="0.0.0.0:4161", metadata={
         "flag": "http-address", "help": "<addr>:<port> to listen on for HTTP clients"})
+    max_connections: int = field(default=10000, metadata={
+        "flag": "max-connections",
+        "help": "maximum open connections per listener; more are closed at once (0 = unlimited)"})
     broadcast_address: str = field(default_factory=socket.gethostname, metadata={
         "flag": "broadcast-address",
         "help": "address of this lookupd node, (default to the OS hostname)"})

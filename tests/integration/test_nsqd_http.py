@@ -427,15 +427,18 @@ async def test_http_mpub_binary_msg_too_big(nursery: trio.Nursery, tmp_path: Pat
         assert_error(resp, 413, "BAD_MESSAGE")
 
 
-async def test_http_mpub_binary_ignores_trailing_bytes(nsqd: NSQD,
+async def test_http_mpub_binary_refuses_trailing_bytes(nsqd: NSQD,
                                                        http: httpx.AsyncClient) -> None:
-    """NSQ reads ``count`` messages from the HTTP body and ignores what follows."""
+    """Bytes after the last message: 413 BAD_BODY, nothing published (as TCP MPUB's E_BAD_BODY)."""
     topic = nsqd.get_topic("t")
     resp = await http.post("/mpub?topic=t&binary=true",
                            content=mpub_body([b"a", b"bb"]) + b"trailing junk")
+    assert_error(resp, 413, "BAD_BODY")
+    assert topic.message_count == 0 and topic.depth() == 0
+    # the same body without the junk is fine
+    resp = await http.post("/mpub?topic=t&binary=true", content=mpub_body([b"a", b"bb"]))
     assert resp.text == "OK"
     assert topic.depth() == 2
-    assert topic.message_bytes == 3
 
 
 # ---------------------------------------------------------------------------- topics & channels
