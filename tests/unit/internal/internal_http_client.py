@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import httptools
+import pytest
 import trio
+
+from internal import http as ihttp
+from internal.http import serve_http
 
 
 @dataclass
@@ -49,9 +53,12 @@ class RawClient:
         self.raw = b""
 
     @classmethod
-    async def connect(cls, addr: tuple[str, int]) -> RawClient:
+    async def connect(cls, addr: tuple[str, int], *, rcvbuf: int = 0) -> RawClient:
+        """Connect; ``rcvbuf`` shrinks the receive buffer (set before the handshake)."""
         family = trio.socket.AF_INET6 if ":" in addr[0] else trio.socket.AF_INET
         sock = trio.socket.socket(family)
+        if rcvbuf:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, rcvbuf)
         await sock.connect(addr)
         return cls(sock)
 
@@ -109,3 +116,20 @@ def get(path: str, *extra: str, body: bytes = b"", method: str = "GET") -> bytes
     if body:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture(params=["reactor", "tasks"])
+def serving_mode(request, monkeypatch):
+    """Run a test against the epoll reactor and against one task per connection."""
+    if request.param == "reactor" and not ihttp.USE_REACTOR:
+        pytest.skip("no epoll on this platform")
+    monkeypatch.setattr(ihttp, "USE_REACTOR", request.param == "reactor")
+    return request.param
+
+
+async def start_server(nursery: trio.Nursery, handler, **kwargs) -> tuple[str, int]:
+    """``serve_http(handler, ...)`` on 127.0.0.1 (or ``host=``) port 0; the bound address."""
+    kwargs.setdefault("host", "127.0.0.1")
+    return await nursery.start(
+        lambda task_status: serve_http(handler, kwargs.pop("host"), 0,
+                                       task_status=task_status, **kwargs))

@@ -16,7 +16,7 @@ import trio
 
 from internal import http as ihttp
 from internal.http import HTTPError, Request, Response, Router, json_response, serve_http, text
-from internal_http_client import RawClient, get
+from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
 
 
 async def echo(req: Request) -> Response:
@@ -56,20 +56,11 @@ def make_router(base_path: str = "/") -> Router:
     return router
 
 
-@pytest.fixture(autouse=True, params=["reactor", "tasks"])
-def serving_mode(request, monkeypatch):
-    """Every test runs against the epoll reactor and against one task per connection."""
-    if request.param == "reactor" and not ihttp.USE_REACTOR:
-        pytest.skip("no epoll on this platform")
-    monkeypatch.setattr(ihttp, "USE_REACTOR", request.param == "reactor")
-    return request.param
+pytestmark = pytest.mark.usefixtures("serving_mode")
 
 
 async def start(nursery: trio.Nursery, handler=None, **kwargs) -> tuple[str, int]:
-    kwargs.setdefault("host", "127.0.0.1")
-    return await nursery.start(
-        lambda task_status: serve_http(handler or make_router(), kwargs.pop("host"), 0,
-                                       task_status=task_status, **kwargs))
+    return await start_server(nursery, handler or make_router(), **kwargs)
 
 
 async def test_started_with_bound_address_and_logs_listening(nursery, caplog):
