@@ -2,5 +2,6 @@
 
 The modules mirror NSQ's Go ``internal/`` packages: :mod:`internal.http`
 (``http_api``), :mod:`internal.options` (go-options), :mod:`internal.logs`
-(``lg``), :mod:`internal.version` and :mod:`internal.netaddr`.
+(``lg``), :mod:`internal.version` and :mod:`internal.netaddr`; :mod:`internal.connlimit` caps
+a listener's connections.
 """

@@ -49,6 +49,7 @@ from internal._httpmsg import (
 )
 from internal._httpreactor import Reactor
 from internal._router import Router
+from internal.connlimit import ConnectionLimit
 from internal.netaddr import join_host_port
 
 __all__ = [
@@ -73,10 +74,6 @@ _ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 USE_REACTOR = hasattr(select, "epoll")
 
 
-#: at most one "connections refused" line per this many seconds
-_REFUSED_LOG_INTERVAL = 10.0
-
-
 class _Server:
     def __init__(self, handler: Handler | Router, name: str, limits: Limits,
                  max_connections: int, ssl_context: ssl.SSLContext | None) -> None:
@@ -84,13 +81,11 @@ class _Server:
         self.handler = handler
         self.name = name
         self.limits = limits
-        self.max_connections = max_connections
+        self.limit = ConnectionLimit(name, max_connections, logger)
         self.ssl_context = ssl_context
         #: every open connection, from accept until its socket is closed
         self.conns: set[Conn] = set()
         self.reactor: Reactor | None = None
-        self.refused = 0
-        self.refused_logged_at = -_REFUSED_LOG_INTERVAL
 
     async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -107,9 +102,8 @@ class _Server:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
-            if 0 < self.max_connections <= len(self.conns):
+            if not self.limit.admit(len(self.conns)):
                 sock.close()
-                self.refuse()
             else:
                 try:
                     self.accepted(sock, addr, nursery)
@@ -133,16 +127,6 @@ class _Server:
             conn = Conn(remote, self.limits)
             self.conns.add(conn)
             nursery.start_soon(self.serve_connection, sock, conn)
-
-    def refuse(self) -> None:
-        """Count a connection closed for ``max_connections``; log it now and then."""
-        self.refused += 1
-        now = trio.current_time()
-        if now - self.refused_logged_at >= _REFUSED_LOG_INTERVAL:
-            logger.warning("%s: %d connection(s) refused: max-connections (%d) reached",
-                           self.name, self.refused, self.max_connections)
-            self.refused = 0
-            self.refused_logged_at = now
 
     async def sweep(self, interval: float) -> None:
         """Every ``interval``, close connections that spent too long in one phase."""

@@ -10,6 +10,7 @@ from functools import partial
 
 import trio
 
+from internal.connlimit import ConnectionLimit
 from internal.http import serve_http
 from internal.netaddr import join_host_port, split_host_port
 from internal.version import NSQ_VERSION, version_string
@@ -85,7 +86,18 @@ class NSQLookupd:
                          task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED) -> None:
         assert self.real_tcp_addr is not None and self.info is not None
         shown = join_host_port(*self.real_tcp_addr)
-        handler = partial(handle_connection, db=self.db, info=self.info, clock=self.clock)
+        serve = partial(handle_connection, db=self.db, info=self.info, clock=self.clock)
+        limit = ConnectionLimit("TCP", self.options.max_connections, logger)
+
+        async def handler(stream: trio.SocketStream) -> None:
+            if not limit.admit():
+                await trio.aclose_forcefully(stream)
+                return
+            try:
+                await serve(stream)
+            finally:
+                limit.release()
+
         logger.info("TCP: listening on %s", shown)
         try:
             await trio.serve_listeners(handler, [listener], task_status=task_status)

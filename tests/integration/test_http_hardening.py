@@ -28,6 +28,14 @@ class Daemon:
     process: trio.Process
     http: tuple[str, int]
     log: bytearray = field(default_factory=bytearray)
+    grew: trio.Event = field(default_factory=trio.Event)
+
+    async def wait_for(self, pattern: bytes) -> re.Match[bytes]:
+        """The first match of ``pattern`` in the log, once it has been logged."""
+        with trio.fail_after(TIMEOUT):
+            while (found := re.search(pattern, self.log)) is None:
+                await self.grew.wait()
+        return found
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -59,6 +67,8 @@ async def spawn(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Callable
     async def drain(daemon: Daemon, stream: trio.abc.ReceiveStream) -> None:
         while chunk := await stream.receive_some(65536):
             daemon.log += chunk
+            daemon.grew.set()
+            daemon.grew = trio.Event()
 
     async def start(kind: str, *args: str) -> Daemon:
         process = await trio.lowlevel.open_process(
@@ -199,7 +209,8 @@ async def test_max_connections(spawn: Callable[..., Any], kind: str) -> None:
     for sock in kept:
         await send_all(sock, b"GET /ping HTTP/1.1\r\n\r\n")
         assert (await read_head(sock)).startswith(b"HTTP/1.1 200")
-    assert daemon.log.count(b"connection(s) refused: max-connections (4) reached") == 1
+    await daemon.wait_for(rb"HTTP: 1 connection\(s\) refused: max-connections \(4\) reached")
+    assert daemon.log.count(b"refused: max-connections") == 1
     for sock in kept:
         sock.close()
     with trio.fail_after(TIMEOUT):
@@ -283,4 +294,47 @@ async def test_nsqadmin_bad_static_paths_are_404(spawn: Callable[..., Any]) -> N
     sock = await connect(daemon)
     await send_all(sock, b"GET /static/nsqadmin.js HTTP/1.1\r\n\r\n")
     assert (await read_head(sock)).startswith(b"HTTP/1.1 200")
+    assert b"Traceback" not in daemon.log
+
+
+# ---------------------------------------------------------------------------- nsqlookupd TCP (V1)
+async def test_nsqlookupd_tcp_survives_resets_and_caps_connections(
+        spawn: Callable[..., Any]) -> None:
+    daemon = await spawn("nsqlookupd", "--max-connections", "2")
+    found = await daemon.wait_for(rb"TCP: listening on (\S+):(\d+)")
+    tcp = (found.group(1).decode(), int(found.group(2)))
+
+    async def v1() -> trio.socket.SocketType:
+        sock = trio.socket.socket()
+        await sock.connect(tcp)
+        return sock
+
+    async def ping(sock: trio.socket.SocketType) -> bytes:
+        await send_all(sock, b"PING\n")
+        with trio.fail_after(TIMEOUT):
+            return await sock.recv(64)
+
+    for payload in (b"", b"  V1", b"  V1IDENTIFY\n\x00\x00\x10", b"GARBAGE\n", b"  V1PI"):
+        sock = await v1()
+        await send_all(sock, payload)
+        reset(sock)
+    async def session() -> trio.socket.SocketType:
+        with trio.fail_after(TIMEOUT):
+            while True:  # the slots of the reset connections free up once nsqlookupd sees them
+                sock = await v1()
+                try:
+                    await send_all(sock, b"  V1")
+                    if await ping(sock) == struct.pack(">l", 2) + b"OK":
+                        return sock
+                except OSError:
+                    pass
+                sock.close()
+                await trio.sleep(0.05)
+
+    kept = [await session() for _ in range(2)]
+    assert await closed(await v1())
+    for sock in kept:
+        assert await ping(sock) == struct.pack(">l", 2) + b"OK"
+    await daemon.wait_for(rb"TCP: 1 connection\(s\) refused: max-connections \(2\) reached")
+    await assert_serving(daemon)
     assert b"Traceback" not in daemon.log
