@@ -55,6 +55,7 @@ class Limits:
 #: phases of a connection, as :meth:`Conn.overdue` sees them
 _HEAD, _BODY, _IDLE, _SEND = range(4)
 _PHASE_NAMES = ("header", "body", "idle", "send")
+_UNSEEN = (-1, 0)
 
 
 class _Abort(Exception):
@@ -180,7 +181,7 @@ class Conn:
         self.sending = False
         #: requests begun so far; with the phase, what the sweep saw last and since when
         self.requests = 0
-        self.seen = (_HEAD, 1)
+        self.seen = _UNSEEN
         self.seen_at = 0.0
         #: Set once a response ends the connection; ``linger`` to drain it first.
         self.closing = False
@@ -225,7 +226,7 @@ class Conn:
         if self.sending or self.out is not None:
             phase = _SEND
         elif self.busy:
-            self.seen = (-1, 0)
+            self.seen = _UNSEEN
             return None
         elif self.in_headers:
             phase = _HEAD
