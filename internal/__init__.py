@@ -2,5 +2,6 @@
 
 The modules mirror NSQ's Go ``internal/`` packages: :mod:`internal.http`
 (``http_api``), :mod:`internal.options` (go-options), :mod:`internal.logs`
-(``lg``), :mod:`internal.version` and :mod:`internal.netaddr`.
+(``lg``), :mod:`internal.version`, :mod:`internal.netaddr`, and :mod:`internal.gojson`
+(JSON written byte for byte as Go's ``encoding/json``).
 """

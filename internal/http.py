@@ -36,6 +36,7 @@ import trio
 
 from internal._httpconn import CLOSE, Conn, SocketIO, StreamIO, linger
 from internal._httpmsg import (
+    JSON_CONTENT_TYPE,
     V1_HEADER,
     Handler,
     HTTPError,
@@ -54,6 +55,7 @@ from internal.netaddr import join_host_port
 __all__ = [
     "HTTPError",
     "Handler",
+    "JSON_CONTENT_TYPE",
     "Request",
     "Response",
     "Router",
