@@ -11,24 +11,19 @@ durations are float seconds instead of Go durations. Build variants with
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import random
 import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
+from internal.version import PROJECT_VERSION
+
 __all__ = ["DEFAULT_CONFIG", "ClientConfig", "USER_AGENT", "VERSION"]
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("trio-nsq")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        return "0.0.0"
-
-
-VERSION = _version()
+#: the trio-nsq version (kept in :mod:`internal.version`, which pyproject.toml reads)
+VERSION = PROJECT_VERSION
 USER_AGENT = f"trio-nsq/{VERSION}"
 
 

@@ -154,7 +154,7 @@ class Consumer:
         )
         self._state = _State.UNOPENED
         #: False once closing began: received messages are handed straight back
-        self.accepting = False
+        self._accepting = False
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._buffer: deque[Message] = deque()
@@ -172,7 +172,7 @@ class Consumer:
         nursery = await cm.__aenter__()
         self._nursery, self._nursery_cm = nursery, cm
         self._state = _State.OPENED
-        self.accepting = True
+        self._accepting = True
         try:
             await nursery.start(self.flow.start)
             if self._own_http_client:
@@ -230,7 +230,7 @@ class Consumer:
 
     def _begin_close(self) -> None:
         self._state = _State.CLOSING
-        self.accepting = False
+        self._accepting = False
         self.flow.stopping = True
         self._ready_lot.unpark_all()
         self._conn_lot.unpark_all()
@@ -272,23 +272,23 @@ class Consumer:
     # ------------------------------------------------------------------ owner protocol
     # (used by Discovery and Subscription)
 
-    def deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message) -> None:
         """Buffer a received message (bounded by max_in_flight through RDY)."""
         self._buffer.append(message)
         if self._ready_lot:
             self._ready_lot.unpark()
 
-    def requeue_delay(self, message: Message) -> float:
+    def _requeue_delay(self, message: Message) -> float:
         """Seconds before redelivery of a message requeued without an explicit delay."""
         if self._requeue_policy is not None:
             return self._requeue_policy(message)
         return min(self.config.default_requeue_delay * message.attempts, self.config.max_requeue_delay)
 
-    def new_subscription(self, address: str) -> Subscription:
+    def _new_subscription(self, address: str) -> Subscription:
         """A fresh subscription (Discovery connects and serves it)."""
         return Subscription(self, address, self.config, self._open_stream)
 
-    def subscribed(self, sub: Subscription) -> None:
+    def _subscribed(self, sub: Subscription) -> None:
         """A connection subscribed: give it RDY."""
         if sub.max_rdy < self.flow.max_in_flight:
             logger.warning("(%s) max RDY count %d < consumer max in flight %d, truncation possible",
@@ -296,7 +296,7 @@ class Consumer:
         self.flow.add(sub)
         self._conn_lot.unpark_all()
 
-    def lost(self, sub: Subscription) -> None:
+    def _lost(self, sub: Subscription) -> None:
         """A connection ended: its RDY goes to the others."""
         self.flow.remove(sub)
         self._conn_lot.unpark_all()
@@ -313,7 +313,7 @@ class Consumer:
         """
         buffer = self._buffer
         self._since_yield += 1
-        if buffer and self.accepting and self._since_yield < _YIELD_EVERY:
+        if buffer and self._accepting and self._since_yield < _YIELD_EVERY:
             # fast path (no scheduling): buffered messages were delivered already
             await checkpoint_if_cancelled()
             msg = buffer.popleft()
@@ -335,7 +335,7 @@ class Consumer:
         else:
             await checkpoint_if_cancelled()
         while True:
-            if not self.accepting:
+            if not self._accepting:
                 return None
             if buffer:
                 msg = buffer.popleft()

@@ -37,19 +37,19 @@ class DiscoveryOwner(Protocol):
     """What discovery needs from its consumer."""
 
     @property
-    def accepting(self) -> bool:
+    def _accepting(self) -> bool:
         """False once the consumer is closing."""
         ...
 
-    def new_subscription(self, address: str) -> Subscription:
+    def _new_subscription(self, address: str) -> Subscription:
         """A fresh, unconnected subscription to ``address``."""
         ...
 
-    def subscribed(self, sub: Subscription) -> None:
+    def _subscribed(self, sub: Subscription) -> None:
         """``sub`` is connected and subscribed: give it RDY."""
         ...
 
-    def lost(self, sub: Subscription) -> None:
+    def _lost(self, sub: Subscription) -> None:
         """``sub``'s connection ended."""
         ...
 
@@ -143,7 +143,7 @@ class Discovery:
     # ------------------------------------------------------------------ per address
 
     def _watch(self, address: str, *, static: bool) -> None:
-        if address in self._addresses or not self.owner.accepting:
+        if address in self._addresses or not self.owner._accepting:
             return
         entry = self._addresses[address] = _Address(static)
         assert self._nursery is not None
@@ -152,9 +152,9 @@ class Discovery:
     async def _address_task(self, address: str, entry: _Address) -> None:
         delay = _RECONNECT_MIN
         try:
-            while entry.wanted and self.owner.accepting:
+            while entry.wanted and self.owner._accepting:
                 subscribed = await self._connect_and_serve(address, entry)
-                if not entry.wanted or not self.owner.accepting:
+                if not entry.wanted or not self.owner._accepting:
                     return
                 if not entry.static:
                     if subscribed:
@@ -174,7 +174,7 @@ class Discovery:
         Returns:
             True if the subscription succeeded (the connection then ran and ended).
         """
-        sub = self.owner.new_subscription(address)
+        sub = self.owner._new_subscription(address)
         conn = sub.conn
         async with trio.open_nursery() as nursery:
             subscribed = False
@@ -194,8 +194,8 @@ class Discovery:
             logger.info("(%s) subscribed to %s/%s", address, self.topic, self.channel)
             entry.sub = sub
             try:
-                if self.owner.accepting and entry.wanted:
-                    self.owner.subscribed(sub)
+                if self.owner._accepting and entry.wanted:
+                    self.owner._subscribed(sub)
                 else:
                     conn.close()
                 await conn.wait_closed()
@@ -203,7 +203,7 @@ class Discovery:
                 if entry.sub is sub:
                     entry.sub = None
                 sub.ended()
-                self.owner.lost(sub)
+                self.owner._lost(sub)
         if conn.error is not None:
             logger.warning("(%s) connection lost: %s", address, conn.error)
         return True
@@ -250,7 +250,7 @@ class Discovery:
         async with trio.open_nursery() as nursery:
             for address in self.lookupd_addresses:
                 nursery.start_soon(one, address)
-        if not self.owner.accepting:
+        if not self.owner._accepting:
             return
         for address in sorted(found):
             self._watch(address, static=False)

@@ -48,13 +48,13 @@ class Owner(Protocol):
     counters: Counters
     flow: FlowControl
     #: False once the consumer is closing: new messages go straight back
-    accepting: bool
+    _accepting: bool
 
-    def deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message) -> None:
         """Buffer a received message for hand-out."""
         ...
 
-    def requeue_delay(self, message: Message) -> float:
+    def _requeue_delay(self, message: Message) -> float:
         """Seconds before redelivery of a message requeued without a delay."""
         ...
 
@@ -99,8 +99,8 @@ class Subscription(RdyConn):
         self.in_flight += 1
         self.last_msg_time = conn.last_read
         owner.counters.received += 1
-        if owner.accepting:
-            owner.deliver(msg)
+        if owner._accepting:
+            owner._deliver(msg)
         else:
             # arrived after close began: hand it straight back, unprocessed
             msg._responded = True
@@ -144,7 +144,7 @@ class Subscription(RdyConn):
     def requeue(self, message: Message, delay: float | None, backoff: bool) -> bool:
         """Queue REQ (Responder protocol); ``backoff`` signals a failure to flow control."""
         if delay is None:
-            delay = self.owner.requeue_delay(message)
+            delay = self.owner._requeue_delay(message)
         full = self._write(commands.req(message.id, round(delay * 1000)))
         self._answered()
         self.owner.counters.requeued += 1

@@ -2,6 +2,7 @@
 
 The modules mirror NSQ's Go ``internal/`` packages: :mod:`internal.http`
 (``http_api``), :mod:`internal.options` (go-options), :mod:`internal.logs`
-(``lg``), :mod:`internal.version` and :mod:`internal.netaddr`; :mod:`internal.connlimit` caps
-a listener's connections.
+(``lg``), :mod:`internal.version`, :mod:`internal.netaddr`, :mod:`internal.gojson`
+(JSON written byte for byte as Go's ``encoding/json``) and :mod:`internal.connlimit` (caps a
+listener's connections).
 """

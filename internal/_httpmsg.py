@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import email.utils
 import http
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .gojson import go_json
 
 __all__ = [
     "HTTPError",
@@ -116,19 +117,15 @@ def text(body: str | bytes, status: int = 200, *, v1: bool = True) -> Response:
     return Response(status, data, TEXT_CONTENT_TYPE, [V1_HEADER] if v1 else [])
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def json_response(obj: Any, status: int = 200) -> Response:
-    """Build a compact JSON response with NSQ's V1 headers."""
-    return Response(status, _dumps(obj), JSON_CONTENT_TYPE, [V1_HEADER])
+    """Build a JSON response (written as Go writes it) with NSQ's V1 headers."""
+    return Response(status, go_json(obj), JSON_CONTENT_TYPE, [V1_HEADER])
 
 
 def error_response(status: int, message: str,
                    headers: Iterable[tuple[str, str]] = ()) -> Response:
     """Build NSQ's error response ``{"message": message}``."""
-    return Response(status, _dumps({"message": message}), JSON_CONTENT_TYPE,
+    return Response(status, go_json({"message": message}), JSON_CONTENT_TYPE,
                     [V1_HEADER, *headers])
 
 

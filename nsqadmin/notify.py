@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import socket
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import trio
 
+from internal.gojson import go_json
 from internal.http import Request
 
 __all__ = ["Notifier", "admin_action"]
@@ -95,7 +95,7 @@ class Notifier:
         async for event in self._recv:
             logger.info("POSTing notification to %s", self.endpoint)
             try:
-                resp = await self.client.post(self.endpoint, content=json.dumps(event).encode(),
+                resp = await self.client.post(self.endpoint, content=go_json(event),
                                               headers={"Content-Type": "application/json"})
             except httpx.HTTPError as exc:
                 self.failed += 1

@@ -1,7 +1,8 @@
 """Where a topic's or channel's messages go once its memory queue is full.
 
 A message here is the tuple ``(id, body, timestamp_ns, attempts)``: tuples of bytes and
-ints are untracked by the garbage collector, which keeps deep backlogs cheap (PERF.md).
+ints are untracked by the garbage collector, which keeps deep backlogs cheap: with an
+object per message, every full collection would walk the whole backlog.
 
 Backends are synchronous: reads and writes are small and buffered, so the hot path never
 awaits per message. ``Backend`` is the seam the disk queue plugs into.

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-__all__ = ["IdentifyData", "go_json"]
-
-
-def go_json(obj: Any) -> bytes:
-    """JSON as Go's encoding/json writes it (UTF-8, ``<>&`` escaped)."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+__all__ = ["IdentifyData"]
 
 
 class IdentifyData:

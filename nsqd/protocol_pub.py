@@ -3,7 +3,8 @@
 A publisher that pipelines (go-nsq's async publish, our Producer, the benchmarks)
 sends many PUBs or DPUBs to one topic in one write. :meth:`PublishCommands.publish_run`
 takes such a run as one publish: the topic checked and looked up once, IDs and clocks
-taken once, one store call per channel, one frame holding every OK (PERF.md rule 5).
+taken once, one store call per channel, one frame holding every OK (one write per
+received buffer, not one per command).
 It stops before the first command that would fail, which then runs alone and gets
 exactly the error NSQ gives it, after the commands before it were published.
 """

@@ -29,13 +29,14 @@ from client.protocol import (
     is_valid_channel_name,
     is_valid_topic_name,
 )
+from internal.gojson import go_json
 from internal.version import NSQ_VERSION
 
 from .auth import AuthError, AuthState, query_any_authd
 from .backend import BackendError
 from .client_v2 import ClientV2, State
 from .errors import ChannelError, ClientError, FatalClientError, TopicError
-from .identify import IdentifyData, go_json
+from .identify import IdentifyData
 from .protocol_pub import PublishCommands
 from .protocol_util import (
     NeedBody,
@@ -318,7 +319,7 @@ class ProtocolV2(PublishCommands):
             "output_buffer_size": client.output_buffer_size,
             "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
         }
-        encoded = json.dumps(response, separators=(",", ":")).encode()
+        encoded = go_json(response)
         if tls_v1 or snappy or deflate:
             raise _Upgrade(UpgradePlan(encoded, tls_v1, snappy, deflate_level if deflate else 0))
         return encoded

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 
 from client.protocol import is_valid_channel_name, is_valid_topic_name
-from internal.http import V1_HEADER, HTTPError, Request, Response, Router, text
+from internal.gojson import go_json
+from internal.http import JSON_CONTENT_TYPE, V1_HEADER, HTTPError, Request, Response, Router, json_response, text
 from internal.version import NSQ_VERSION
 
-from ._gojson import go_json
 from .options import Options
 from .registration_db import Producer, Registration, RegistrationDB, filter_by_active
 
@@ -23,13 +23,8 @@ __all__ = ["LookupdHTTP"]
 
 logger = logging.getLogger(__name__)
 
-_JSON = "application/json; charset=utf-8"
 #: what Go prints for the UnixNano of a zero time.Time (a never-tombstoned producer)
 _GO_ZERO_TIME_UNIX_NANO = -6795364578871345152
-
-
-def _json(obj: object) -> Response:
-    return Response(200, go_json(obj), _JSON, [V1_HEADER])
 
 
 def _empty() -> Response:
@@ -90,15 +85,15 @@ class LookupdHTTP:
         return text("OK", v1=False)
 
     def info(self, req: Request) -> Response:
-        return _json({"version": NSQ_VERSION})
+        return json_response({"version": NSQ_VERSION})
 
     def topics(self, req: Request) -> Response:
-        return _json({"topics": [r.key for r in self.db.find_registrations("topic", "*", "")]})
+        return json_response({"topics": [r.key for r in self.db.find_registrations("topic", "*", "")]})
 
     def channels(self, req: Request) -> Response:
         topic = _require(req, "topic")
         regs = self.db.find_registrations("channel", topic, "*")
-        return _json({"channels": [r.subkey for r in regs]})
+        return json_response({"channels": [r.subkey for r in regs]})
 
     def lookup(self, req: Request) -> Response:
         topic = _require(req, "topic")
@@ -112,7 +107,7 @@ class LookupdHTTP:
         # the hot path: producer objects are serialised once per nsqd and spliced in
         body = b"".join((b'{"channels":', go_json(channels), b',"producers":[',
                          b",".join([p.peer_info.json_bytes() for p in producers]), b"]}"))
-        return Response(200, body, _JSON, [V1_HEADER])
+        return Response(200, body, JSON_CONTENT_TYPE, [V1_HEADER])
 
     def create_topic(self, req: Request) -> Response:
         topic = _require(req, "topic")
@@ -178,7 +173,7 @@ class LookupdHTTP:
                 p = db.find_producer(Registration("topic", topic, ""), pi.id)
                 tombstones.append(p is not None and p.is_tombstoned(opts.tombstone_lifetime, now))
             nodes.append({**pi.to_json(), "tombstones": tombstones, "topics": topics})
-        return _json({"producers": nodes})
+        return json_response({"producers": nodes})
 
     def debug(self, req: Request) -> Response:
         now = self.clock()
@@ -206,4 +201,4 @@ class LookupdHTTP:
         for r, producers in self.db.items():
             if producers:  # Go only creates a key when appending a producer
                 data[f"{r.category}:{r.key}:{r.subkey}"] = [entry(p) for p in producers]
-        return _json(dict(sorted(data.items())))
+        return json_response(dict(sorted(data.items())))

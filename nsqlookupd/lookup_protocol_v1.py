@@ -31,9 +31,9 @@ from client.protocol import (
     is_valid_channel_name,
     is_valid_topic_name,
 )
+from internal.gojson import go_json
 from internal.netaddr import join_host_port
 
-from ._gojson import go_json
 from .registration_db import PeerInfo, Producer, Registration, RegistrationDB
 
 __all__ = [

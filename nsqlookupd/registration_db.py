@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ._gojson import go_json
+from internal.gojson import go_json
+
 
 __all__ = [
     "PeerInfo",

@@ -2,16 +2,17 @@
 
 These mirror go-zero's ``core/queue`` contracts, translated to Trio:
 
-* A :class:`Producer` is a *source*. The queue calls :meth:`Producer.produce` in a loop
-  from one task per producer; it returns an item, or :data:`NOTHING` when nothing is
-  available right now (go-zero's ``(value, false)``). An NSQ source adapter implements
-  this over a subscribed connection.
-* A :class:`Consumer` is a *handler*. Each consumer instance is driven by one task, so
-  :meth:`Consumer.consume` and :meth:`Consumer.on_event` are never called concurrently
-  on the same instance.
+* A :class:`QueueProducer` (go-zero's ``Producer``; named apart from
+  :class:`client.Producer`, which publishes to nsqd) is a *source*. The queue calls
+  :meth:`QueueProducer.produce` in a loop from one task per producer; it returns an item,
+  or :data:`NOTHING` when nothing is available right now (go-zero's ``(value, false)``).
+  :class:`~client.queue.NSQSource` implements it over a :class:`client.Consumer`.
+* A :class:`QueueConsumer` (go-zero's ``Consumer``) is a *handler*. Each consumer instance
+  is driven by one task, so :meth:`QueueConsumer.consume` and
+  :meth:`QueueConsumer.on_event` are never called concurrently on the same instance.
 * A producer may tell the queue that it paused or resumed (for example, a source whose
   upstream is throttling) through the :class:`ProduceListener` the queue registers with
-  :meth:`Producer.add_listener`. When every producer is paused the queue notifies its
+  :meth:`QueueProducer.add_listener`. When every producer is paused the queue notifies its
   own :class:`Listener` objects with ``on_pause()``; when one resumes, with ``on_resume()``.
 * A :class:`Pusher` is a *sink* (go-zero's ``Pusher``): one named destination that
   accepts items. An NSQ publisher adapter implements this.
@@ -31,14 +32,14 @@ from typing import Final, Literal, Protocol, TypeAlias, TypeVar
 
 __all__ = [
     "NOTHING",
-    "Consumer",
     "ConsumerFactory",
     "Listener",
     "Nothing",
     "ProduceListener",
-    "Producer",
     "ProducerFactory",
     "Pusher",
+    "QueueConsumer",
+    "QueueProducer",
     "Service",
 ]
 
@@ -57,7 +58,7 @@ class Nothing(enum.Enum):
 
 
 NOTHING: Final = Nothing.NOTHING
-"""Returned by :meth:`Producer.produce` to mean "no item right now"; the queue backs off."""
+"""Returned by :meth:`QueueProducer.produce` to mean "no item right now"; the queue backs off."""
 
 
 class ProduceListener(Protocol):
@@ -83,7 +84,7 @@ class Listener(Protocol):
         """Called once when a producer becomes active while the queue is paused."""
 
 
-class Producer(Protocol[T_co]):
+class QueueProducer(Protocol[T_co]):
     """A source of items, polled by one queue task."""
 
     def add_listener(self, listener: ProduceListener) -> None:
@@ -99,7 +100,7 @@ class Producer(Protocol[T_co]):
         ...
 
 
-class Consumer(Protocol[T_contra]):
+class QueueConsumer(Protocol[T_contra]):
     """A handler of items; one instance is never entered by two calls at once."""
 
     async def consume(self, item: T_contra) -> None:
@@ -109,10 +110,10 @@ class Consumer(Protocol[T_contra]):
         """Handle an event sent with :meth:`~client.queue.Queue.broadcast`."""
 
 
-ProducerFactory: TypeAlias = Callable[[], "Awaitable[Producer[T]] | Producer[T]"]
+ProducerFactory: TypeAlias = Callable[[], "Awaitable[QueueProducer[T]] | QueueProducer[T]"]
 """Builds one producer (sync or async). Exceptions are retried with backoff."""
 
-ConsumerFactory: TypeAlias = Callable[[], "Awaitable[Consumer[T]] | Consumer[T]"]
+ConsumerFactory: TypeAlias = Callable[[], "Awaitable[QueueConsumer[T]] | QueueConsumer[T]"]
 """Builds one consumer (sync or async). Exceptions are retried with backoff."""
 
 

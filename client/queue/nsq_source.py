@@ -1,9 +1,9 @@
 """The two NSQ adapters of the queue framework: a source and a handler.
 
-* :class:`NSQSource` plays the queue's :class:`~client.queue.interfaces.Producer` role over
+* :class:`NSQSource` plays the queue's :class:`~client.queue.QueueProducer` role over
   a :class:`client.Consumer`: each ``produce()`` takes the next received
   :class:`~client.Message`. Several sources may share one consumer (several fetchers).
-* :class:`NSQHandler` plays the queue's :class:`~client.queue.interfaces.Consumer` role: it
+* :class:`NSQHandler` plays the queue's :class:`~client.queue.QueueConsumer` role: it
   awaits the user's handler with the message, then answers nsqd: ``FIN`` if the handler
   returned, ``REQ`` (with the consumer's requeue policy) if it raised. A handler may answer
   the message itself; the adapter then leaves it alone. Once its ``give_back`` predicate
@@ -62,7 +62,7 @@ class NSQSource:
         return self._consumer
 
     def add_listener(self, listener: ProduceListener) -> None:
-        """Register the queue's listener (Producer protocol)."""
+        """Register the queue's listener (QueueProducer protocol)."""
         self._listeners.append(listener)
         if self._paused:
             listener.on_producer_pause()
@@ -79,7 +79,7 @@ class NSQSource:
                 listener.on_producer_resume()
 
     async def produce(self) -> Message | Literal[Nothing.NOTHING]:
-        """The next received message (Producer protocol).
+        """The next received message (QueueProducer protocol).
 
         Cancel-safe: a cancelled call took no message. Never returns
         :data:`~client.queue.NOTHING`: the wait happens inside the consumer.
@@ -129,7 +129,7 @@ class NSQHandler:
         self.given_back = 0
 
     async def consume(self, item: Message) -> None:
-        """Handle one message and answer it (Consumer protocol).
+        """Handle one message and answer it (QueueConsumer protocol).
 
         Raises:
             Exception: What the handler raised, after the message was requeued (the queue

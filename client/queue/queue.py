@@ -2,11 +2,11 @@
 
 This is go-zero's ``core/queue.Queue`` on Trio. One nursery owns every task:
 
-* ``producers`` tasks each build a :class:`~client.queue.interfaces.Producer` (retrying
+* ``producers`` tasks each build a :class:`~client.queue.QueueProducer` (retrying
   the factory with backoff) and call ``produce()`` in a loop, sending items into a
   memory channel of ``capacity`` slots. A full channel blocks them: that is the
   back-pressure from slow consumers.
-* ``consumers`` tasks each build a :class:`~client.queue.interfaces.Consumer` and feed it
+* ``consumers`` tasks each build a :class:`~client.queue.QueueConsumer` and feed it
   items from the channel, plus the events sent with :meth:`Queue.broadcast`.
 * :meth:`Queue.stop` interrupts the producers' pending ``produce()`` calls and sleeps; an
   item already produced is still sent (no produced item is lost). The last producer closes
@@ -37,11 +37,11 @@ from ._sync import Gate, Mailbox
 from ._util import Backoff, LatencyWindow
 from .interfaces import (
     NOTHING,
-    Consumer,
     ConsumerFactory,
     Listener,
-    Producer,
     ProducerFactory,
+    QueueConsumer,
+    QueueProducer,
 )
 
 __all__ = [
@@ -379,12 +379,12 @@ class Queue(Generic[T]):
                 # The channel is closed now; consumers still retrying may give up.
                 self._wake_consumer_sleeps()
 
-    async def _create_producer(self, index: int) -> Producer[T] | None:
+    async def _create_producer(self, index: int) -> QueueProducer[T] | None:
         attempt = 0
         while not self._stopping:
             with self._stoppable():
                 try:
-                    return cast("Producer[T]", await _build(self._producer_factory))
+                    return cast("QueueProducer[T]", await _build(self._producer_factory))
                 except Exception:
                     self._factory_errors += 1
                     logger.exception("QUEUE(%s): error creating producer %d", self._name, index)
@@ -392,7 +392,7 @@ class Queue(Generic[T]):
             attempt += 1
         return None
 
-    async def _produce_loop(self, producer: Producer[T], send: trio.MemorySendChannel[T]) -> None:
+    async def _produce_loop(self, producer: QueueProducer[T], send: trio.MemorySendChannel[T]) -> None:
         # One stop scope for the whole loop: entering a CancelScope per item would cost
         # more than the hand-off itself. stop() may thus interrupt a blocking send; trio's
         # send is cancel-safe (a Cancelled send did not send), so the item is kept in
@@ -454,11 +454,11 @@ class Queue(Generic[T]):
 
     async def _create_consumer(
         self, index: int, recv: trio.MemoryReceiveChannel[T]
-    ) -> Consumer[T] | None:
+    ) -> QueueConsumer[T] | None:
         attempt = 0
         while True:
             try:
-                return cast("Consumer[T]", await _build(self._consumer_factory))
+                return cast("QueueConsumer[T]", await _build(self._consumer_factory))
             except Exception:
                 self._factory_errors += 1
                 logger.exception("QUEUE(%s): error creating consumer %d", self._name, index)
@@ -476,7 +476,7 @@ class Queue(Generic[T]):
             attempt += 1
 
     async def _serve(
-        self, consumer: Consumer[T], recv: trio.MemoryReceiveChannel[T], mailbox: Mailbox[object]
+        self, consumer: QueueConsumer[T], recv: trio.MemoryReceiveChannel[T], mailbox: Mailbox[object]
     ) -> None:
         gate = Gate()
         async with trio.open_nursery() as nursery:
@@ -486,7 +486,7 @@ class Queue(Generic[T]):
             mailbox.close()
 
     async def _consume_loop(
-        self, consumer: Consumer[T], gate: Gate, recv: trio.MemoryReceiveChannel[T]
+        self, consumer: QueueConsumer[T], gate: Gate, recv: trio.MemoryReceiveChannel[T]
     ) -> None:
         window = self._window
         now = trio.current_time
@@ -518,7 +518,7 @@ class Queue(Generic[T]):
             window.add(now() - start)
 
     async def _event_loop(
-        self, consumer: Consumer[T], gate: Gate, mailbox: Mailbox[object]
+        self, consumer: QueueConsumer[T], gate: Gate, mailbox: Mailbox[object]
     ) -> None:
         while True:
             await mailbox.wait_nonempty()
@@ -531,7 +531,7 @@ class Queue(Generic[T]):
             finally:
                 gate.release()
 
-    async def _deliver_event(self, consumer: Consumer[T], event: object) -> None:
+    async def _deliver_event(self, consumer: QueueConsumer[T], event: object) -> None:
         try:
             await consumer.on_event(event)
         except Exception:

@@ -9,7 +9,7 @@ requests/s, latency p50/p99, nsqd's peak RSS and the topic's message count from 
     .venv/bin/python scripts/bench/http_pub_bench.py --duration 5 --connections 20
     .venv/bin/python scripts/bench/http_pub_bench.py --generator python
 
-Go's nsqd 1.3 does 64–67k req/s here with ``wrk -t2 -c10`` (PERF.md); the target for
+Go's nsqd 1.3 did 64–67k req/s with ``wrk -t2 -c10`` on the 2-core development machine; the target for
 this implementation is >= 30k req/s.
 """
 

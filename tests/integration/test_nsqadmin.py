@@ -20,6 +20,7 @@ import trio
 
 from helpers import RawConn
 from internal.http import Request, Response, serve_http, text
+from internal.version import PROJECT_VERSION
 from nsqadmin import NSQAdmin
 from nsqadmin import Options as AdminOptions
 from nsqd import NSQD
@@ -651,6 +652,7 @@ def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str
 def test_cli_version_and_errors() -> None:
     r = _run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("nsqadmin v1.3.0 (built w/python")
+    assert f"trio-nsq/{PROJECT_VERSION})" in r.stdout
     r = _run_cli()
     assert r.returncode == 1
     assert "failed to instantiate nsqadmin - --nsqd-http-address or --lookupd-http-address required" in r.stderr

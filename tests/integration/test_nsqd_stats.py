@@ -415,7 +415,7 @@ async def test_http_get_status_text(nsqd: NSQD, http: httpx.AsyncClient) -> None
     """TestHTTPgetStatusText, with the lines of an idle daemon checked."""
     text = await get_text(http)
     lines = text.split("\n")
-    assert re.fullmatch(r"nsqd v1\.3\.0 \(built w/python[\d.]+\)", lines[0])
+    assert re.fullmatch(r"nsqd v1\.3\.0 \(built w/python[\d.]+ trio-nsq/[\w.+-]+\)", lines[0])
     assert re.fullmatch(r"start_time \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", lines[1])
     assert re.fullmatch(r"uptime [\d.]+(ns|µs|ms|s)|uptime \d+m[\d.]+s", lines[2])
     assert lines[3:6] == ["", "Health: OK", ""]

@@ -458,7 +458,7 @@ def test_version_flag() -> None:
     out = subprocess.run([sys.executable, "-m", "nsqlookupd", "--version"],
                          capture_output=True, text=True, timeout=60, check=True,
                          cwd=Path(__file__).resolve().parents[2])
-    assert re.fullmatch(r"nsqlookupd v1\.3\.0 \(built w/python[\d.]+\)\n", out.stdout)
+    assert re.fullmatch(r"nsqlookupd v1\.3\.0 \(built w/python[\d.]+ trio-nsq/[\w.+-]+\)\n", out.stdout)
 
 
 def test_bind_failure_exits_1() -> None:

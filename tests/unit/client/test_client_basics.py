@@ -192,17 +192,6 @@ def test_body_helpers() -> None:
 # ---------------------------------------------------------------------- exports
 
 
-def test_all_is_sorted_and_complete() -> None:
-    assert client.__all__ == sorted(client.__all__, key=str.casefold)
-    for name in ("Producer", "HTTPProducer", "Consumer", "Message", "ClientConfig", "NSQError",
-                 "ServerError", "PublishError", "PublishTimeoutError", "BadTopicError"):
-        assert name in client.__all__
-    for name in client.__all__:
-        assert getattr(client, name) is not None
-    public_errors = {n for n in errors.__all__ if n != "for_code"}
-    assert public_errors <= set(client.__all__)
-
-
 def test_importing_client_does_not_import_the_queue_framework() -> None:
     code = "import sys, client; print('client.queue' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -93,7 +93,8 @@ def test_parse_level():
 
 def test_version_string():
     assert NSQ_VERSION == "1.3.0" and PROJECT_VERSION
-    assert version_string("nsqd") == f"nsqd v1.3.0 (built w/python{platform.python_version()})"
+    assert version_string("nsqd") == (f"nsqd v1.3.0 (built w/python{platform.python_version()}"
+                                      f" trio-nsq/{PROJECT_VERSION})")
 
 
 @pytest.mark.parametrize(("addr", "expected"), [

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import client.queue
 
-SUBMODULES = ("executors", "interfaces", "pushers", "queue", "service_group")
+#: every public submodule of client.queue (private ones start with "_")
+SUBMODULES = sorted(m.name for m in pkgutil.iter_modules(client.queue.__path__)
+                    if not m.name.startswith("_"))
 
 
 def test_all_is_sorted_and_resolves() -> None:
@@ -18,8 +21,11 @@ def test_all_is_sorted_and_resolves() -> None:
 
 
 def test_every_public_submodule_name_is_reexported() -> None:
+    assert {"delay", "interfaces", "nsq_queue", "service_group"} <= set(SUBMODULES)
     exported = set(client.queue.__all__)
     for module_name in SUBMODULES:
         module = importlib.import_module(f"client.queue.{module_name}")
-        public = {n for n in module.__all__ if not n.startswith("DEFAULT_")}
+        public = set(module.__all__)
         assert public <= exported, (module_name, public - exported)
+        for name in public:
+            assert getattr(client.queue, name) is getattr(module, name), name
