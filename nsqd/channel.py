@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +34,8 @@ from .deferred_store import DeferredStore
 from .errors import ChannelError
 
 if TYPE_CHECKING:
+    from internal.quantile import WindowedQuantile
+
     from .topic import Topic
 
 __all__ = ["Channel", "Consumer", "InFlight"]
@@ -87,7 +90,8 @@ class Channel:
     """One channel of a topic. Created and owned by :class:`~nsqd.topic.Topic`."""
 
     def __init__(self, topic: Topic, name: str, backend: Backend, mem_queue_size: int,
-                 ephemeral: bool, deferred: DeferredStore | None = None) -> None:
+                 ephemeral: bool, deferred: DeferredStore | None = None,
+                 e2e: WindowedQuantile | None = None) -> None:
         self.topic = topic
         self.name = name
         self.backend = backend
@@ -108,6 +112,10 @@ class Channel:
         self.message_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
+        #: publish→FIN latencies (--e2e-processing-latency-percentile), else None
+        self.e2e = e2e
+        #: timestamps of the messages FIN'd since the last :meth:`fold_e2e`
+        self._fins: list[int] | None = [] if e2e is not None else None
 
     # ------------------------------------------------------------------ queries
     def depth(self) -> int:
@@ -304,6 +312,8 @@ class Channel:
 
     def fill(self, client: Consumer, now: float) -> None:
         """Give a consumer whose capacity grew (RDY, FIN, REQ, timeout) what is waiting."""
+        if self._fins:  # after a FIN batch: its latencies, one clock read for all
+            self.fold_e2e()
         if client.id not in self.clients:
             return
         spare = client.ready_count - client.in_flight
@@ -349,6 +359,17 @@ class Channel:
         client.in_flight -= 1
         if self._acking:
             self.backend.ack(msg_id)
+        fins = self._fins
+        if fins is not None:
+            fins.append(rec.timestamp)
+
+    def fold_e2e(self) -> None:
+        """Record the publish→FIN latency (ns) of the messages FIN'd since last time."""
+        fins = self._fins
+        if fins and self.e2e is not None:
+            now = time.time_ns()
+            self.e2e.add([now - ts for ts in fins])
+            fins.clear()
 
     def requeue(self, client: Consumer, msg_id: bytes, delay: float, now: float) -> None:
         """REQ: back to the queue now, or after ``delay`` seconds."""

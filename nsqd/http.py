@@ -18,6 +18,7 @@ Deviations from NSQ 1.3 (all deliberate):
 * ``PUT /config/nsqlookupd_tcp_addresses`` with ``null`` stores ``[]`` (Go stores a nil
   slice and answers ``null``);
 * no ``/debug/pprof`` endpoints (Go runtime specific);
+* ``GET /metrics`` serves Prometheus' text format (``docs/metrics.md``);
 * with ``--auth-http-address``, ``/pub`` and ``/mpub`` need the AUTH secret as
   ``Authorization: Bearer <secret>`` and a ``publish`` grant for the topic (NSQ leaves
   HTTP unchecked): 401 ``AUTH_REQUIRED`` without it, 401 ``AUTH_FAILED`` when the auth
@@ -55,6 +56,7 @@ from internal.http import (
     text,
 )
 from internal.logs import parse_level, set_level
+from internal.metrics import metrics_response
 from internal.netaddr import split_host_port
 from internal.options import OptionSpec, format_duration, option_specs
 from internal.version import NSQ_VERSION
@@ -62,6 +64,7 @@ from internal.version import NSQ_VERSION
 from .auth import AuthCache, AuthError, query_any_authd
 from .backend import BackendError
 from .errors import TopicError
+from .metrics import nsqd_metrics
 from .options import Options
 from .stats import get_stats, install_gc_monitor, memory_stats, render_text, stats_document
 from .tls import TLS_REQUIRED
@@ -312,6 +315,11 @@ class _API:
         memory = memory_stats() if include_mem else None
         return text(render_text(stats, memory, nsqd.health, nsqd.start_time))
 
+    def metrics(self, req: Request) -> Response:
+        """Prometheus' ``GET /metrics`` (not in NSQ)."""
+        nsqd = self.nsqd
+        return metrics_response(nsqd_metrics(nsqd, per_client=nsqd.options.metrics_per_client))
+
     # ------------------------------------------------------------------ topics
     def topic_create(self, req: Request) -> Response:
         self._topic_from_query(req)
@@ -481,6 +489,7 @@ def make_router(nsqd: NSQD, *, https: bool = False) -> Router:
     router.add("POST", "/pub", api.pub)
     router.add("POST", "/mpub", api.mpub)
     router.add("GET", "/stats", _logged(api.stats))
+    router.add("GET", "/metrics", _logged(api.metrics))
     router.add("POST", "/topic/create", _logged(api.topic_create))
     router.add("POST", "/topic/delete", _logged(api.topic_delete))
     router.add("POST", "/topic/empty", _logged(api.topic_empty))

@@ -41,6 +41,7 @@ from .fileio import write_atomic
 from .guid import IDGenerator
 from .options import Options
 from .protocol_v2 import ProtocolV2
+from .statsd import StatsdPusher
 from .syncer import Syncer
 from .tls import build_client_context, build_server_context
 from .topic import Topic
@@ -477,6 +478,8 @@ class NSQD:
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)
                 await nursery.start(self.lookup.run)
+                if opts.statsd_address:
+                    nursery.start_soon(StatsdPusher(self).run)
                 task_status.started(self.bound)
         finally:
             self._nursery = None

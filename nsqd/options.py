@@ -120,6 +120,32 @@ class Options:
                                 "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', "
                                 "'tls1.2' or 'tls1.3')", parse=parse_tls_min_version)
 
+    statsd_address: str = _opt("", "statsd-address",
+                               "UDP <addr>:<port> of a statsd daemon for pushing stats")
+    statsd_interval: float = _dur(60.0, "statsd-interval", "duration between pushing to statsd")
+    statsd_mem_stats: bool = _opt(True, "statsd-mem-stats",
+                                  "toggle sending memory and GC stats to statsd")
+    statsd_prefix: str = _opt("nsq.%s", "statsd-prefix",
+                              "prefix used for keys sent to statsd (%s for host replacement)")
+    statsd_udp_packet_size: int = _opt(508, "statsd-udp-packet-size",
+                                       "the size in bytes of statsd UDP packets")
+    statsd_exclude_ephemeral: bool = _opt(False, "statsd-exclude-ephemeral",
+                                          "Skip ephemeral topics and channels when sending "
+                                          "stats to statsd")
+
+    e2e_processing_latency_window_time: float = _dur(
+        600.0, "e2e-processing-latency-window-time",
+        "calculate end to end latency quantiles for this duration of time (ie: 60s would "
+        "only show quantile calculations from the past 60 seconds)")
+    e2e_processing_latency_percentiles: list[float] = _opt(
+        [], "e2e-processing-latency-percentile",
+        "message processing time percentiles (as float (0, 1.0]) to track (can be "
+        "specified multiple times or comma separated '1.0,0.99,0.95', default none)",
+        cfg="e2e_processing_latency_percentiles")
+
+    metrics_per_client: bool = _opt(False, "metrics-per-client",
+                                    "add per-client series (one per connection) to GET /metrics")
+
     def __post_init__(self) -> None:
         if self.node_id == -1:
             self.node_id = default_node_id()
@@ -137,4 +163,16 @@ class Options:
         self.lookupd_tcp_addresses = [a for a in self.lookupd_tcp_addresses if a]
         self.auth_http_addresses = [a for a in self.auth_http_addresses if a]
         self.auth_http_request_method = self.auth_http_request_method.lower()
+        for q in self.e2e_processing_latency_percentiles:
+            if not 0 < q <= 1:
+                raise ValueError(f"invalid E2E processing latency percentile: {q:g}")
+        # NSQ's FloatArray keeps them sorted, highest first
+        self.e2e_processing_latency_percentiles = sorted(
+            self.e2e_processing_latency_percentiles, reverse=True)
+        if self.e2e_processing_latency_window_time <= 0:
+            raise ValueError("--e2e-processing-latency-window-time must be > 0")
+        if self.statsd_interval <= 0:
+            raise ValueError("--statsd-interval must be > 0")
+        if self.statsd_udp_packet_size <= 0:
+            raise ValueError("--statsd-udp-packet-size must be > 0")
         validate_tls(self)

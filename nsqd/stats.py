@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from internal.options import format_duration
+from internal.quantile import e2e_result
 from internal.version import version_string
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .topic import Topic
 
 __all__ = [
+    "channel_e2e",
     "channel_stats",
     "client_stats",
     "format_client",
@@ -44,19 +46,34 @@ __all__ = [
     "memory_stats",
     "render_text",
     "stats_document",
+    "topic_e2e",
     "topic_stats",
 ]
 
 Stats = dict[str, Any]
 
 
-def _e2e() -> Stats:
-    """An e2e processing latency result when no percentiles are configured.
+def channel_e2e(channel: Channel) -> Stats:
+    """A channel's publish→FIN latency quantiles (NSQ's ``quantile.Result``).
 
-    NSQ only keeps latency streams with ``--e2e-processing-latency-percentile``; without
-    them its ``quantile.Result`` is empty and marshals as this.
+    Without ``--e2e-processing-latency-percentile`` NSQ keeps no stream and the result
+    is ``{"count": 0, "percentiles": null}``.
     """
-    return {"count": 0, "percentiles": None}
+    if channel.e2e is None:
+        return e2e_result((), ())
+    channel.fold_e2e()
+    return channel.e2e.result()
+
+
+def topic_e2e(topic: Topic) -> Stats:
+    """A topic's latency quantiles: its channels' windows merged, as NSQ's
+    ``AggregateChannelE2eProcessingLatency`` (empty while it has no channel)."""
+    windows = []
+    for channel in topic.channels.values():
+        if channel.e2e is not None:
+            channel.fold_e2e()
+            windows.append(channel.e2e)
+    return e2e_result(windows, windows[0].percentiles if windows else ())
 
 
 # --------------------------------------------------------------------------- clients
@@ -119,7 +136,7 @@ def channel_stats(channel: Channel, clients: list[Stats] | None) -> Stats:
         "client_count": len(channel.clients),
         "clients": clients,
         "paused": channel.paused,
-        "e2e_processing_latency": _e2e(),
+        "e2e_processing_latency": channel_e2e(channel),
     }
 
 
@@ -133,7 +150,7 @@ def topic_stats(topic: Topic, channels: list[Stats]) -> Stats:
         "message_count": topic.message_count,
         "message_bytes": topic.message_bytes,
         "paused": topic.paused,
-        "e2e_processing_latency": _e2e(),
+        "e2e_processing_latency": topic_e2e(topic),
     }
 
 
@@ -273,10 +290,18 @@ def _rfc3339(ts: float) -> str:
     return text[:-6] + "Z" if local.utcoffset() == datetime.timedelta(0) else text
 
 
+def _ns_to_human(ns: float) -> str:
+    """Go's ``stringy.NanoSecondToHuman``."""
+    for div, suffix in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
+        if ns > div:
+            return f"{ns / div:0.1f}{suffix}"
+    return f"{ns:0.1f}ns"
+
+
 def _e2e_text(result: Stats) -> str:
     """Go's ``quantile.Result.String()``: the percentile values, comma separated."""
     values = result.get("percentiles") or []
-    return ", ".join(format_duration(p["value"] / 1e9) for p in values)
+    return ", ".join(_ns_to_human(p["value"]) for p in values)
 
 
 def format_client(doc: Stats, now: float | None = None) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from client.protocol import is_ephemeral
+from internal.quantile import WindowedQuantile
 
 from .backend import Backend, BackendError, Msg
 from .channel import Channel
@@ -183,8 +184,12 @@ class Topic:
             ephemeral = is_ephemeral(name)
             backend = self._backend_factory(f"{self.name}:{name}", ephemeral)
             deferred = self.nsqd.deferred_store(f"{self.name}:{name}", ephemeral)
-            channel = Channel(self, name, backend, self.nsqd.options.mem_queue_size, ephemeral,
-                              deferred)
+            opts = self.nsqd.options
+            e2e = None
+            if opts.e2e_processing_latency_percentiles:
+                e2e = WindowedQuantile(opts.e2e_processing_latency_window_time,
+                                       opts.e2e_processing_latency_percentiles)
+            channel = Channel(self, name, backend, opts.mem_queue_size, ephemeral, deferred, e2e)
             self.channels[name] = channel
             self.nsqd.watch_deferred(channel)
             logger.info("TOPIC(%s): new channel(%s)", self.name, name)

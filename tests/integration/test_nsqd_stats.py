@@ -494,7 +494,7 @@ def test_render_text_exact() -> None:
         "\nTopics:"
         "\n*P [t              ] depth: 12    be-depth: 2     msgs: 123456   e2e%: \n"
         "      [c                        ] depth: 1     be-depth: 0     inflt: 2    def: 3    "
-        "re-q: 4     timeout: 5     msgs: 6        e2e%: 1.5ms, 2s\n"
+        "re-q: 4     timeout: 5     msgs: 6        e2e%: 1.5ms, 2.0s\n"
         "        [V2 host:4242            ] state: 3 inflt: 0    rdy: 1    fin: 0        "
         "re-q: 0        msgs: 0        connected: 1h0m23s\n"
         "\nProducers: None\n")
