@@ -18,11 +18,12 @@ from internal.netaddr import split_host_port
 from internal.options import parse_bool, parse_duration
 from internal.version import NSQ_VERSION
 
-from ._cli import UsageError
+from ._cli import ToolError, UsageError
 
 __all__ = [
     "check_lookupd_addresses",
     "check_names",
+    "check_reachable",
     "check_sources",
     "check_tcp_addresses",
     "client_config",
@@ -202,3 +203,56 @@ def check_names(topics: Iterable[str] = (), channel: str | None = None,
             raise UsageError(f"--{topic_flag} {topic!r} is invalid")
     if channel is not None and not is_valid_channel_name(channel):
         raise UsageError(f"--channel {channel!r} is invalid")
+
+
+# --- reachability -----------------------------------------------------------------------
+
+async def check_reachable(nsqd: Iterable[str] = (), lookupd: Iterable[str] = (),
+                          timeout: float = 2.0, http_client: Any = None) -> None:
+    """Fail early, as go-nsq's ``ConnectToNSQD`` does, when an address cannot be reached.
+
+    nsqd addresses must accept a TCP connection; nsqlookupd must answer ``/ping``.
+    (Outages after the start are ridden out by the client's reconnects.)
+
+    Raises:
+        ToolError: naming the first address that failed.
+    """
+    import httpx
+    import trio
+
+    for address in nsqd:
+        host, port = split_host_port(address)
+        try:
+            with trio.fail_after(timeout):
+                stream = await trio.open_tcp_stream(host or "127.0.0.1", port)
+            await stream.aclose()
+        except (OSError, trio.TooSlowError) as exc:
+            raise ToolError(f"failed to connect to nsqd {address} - {_reason(exc)}") from None
+    lookupd = list(lookupd)
+    if not lookupd:
+        return
+    client = http_client or httpx.AsyncClient()
+    try:
+        for address in lookupd:
+            url = address if "://" in address else f"http://{address}"
+            try:
+                response = await client.get(url.rstrip("/") + "/ping", timeout=timeout)
+            except httpx.HTTPError as exc:
+                raise ToolError(f"failed to reach nsqlookupd {address} - {_reason(exc)}") from None
+            if response.status_code != 200:
+                raise ToolError(f"nsqlookupd {address} answered /ping with {response.status_code}")
+    finally:
+        if http_client is None:
+            await client.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:  # the innermost cause says why: "[Errno 111] Connection refused"
+        while isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
+        if cause.__cause__ is None:
+            break
+        cause = cause.__cause__
+    text = str(cause) or str(exc)
+    return text or type(exc).__name__
