@@ -67,15 +67,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def run(prog: str, main: Callable[..., Awaitable[int | None]], *args: Any,
-        log_level: str = "info", client_log_level: int = logging.WARNING) -> NoReturn:
+        log_level: str = "info", client_log_level: int = logging.WARNING,
+        log_prefix: str | None = None) -> NoReturn:
     """Run ``main(*args)`` under Trio and exit with its status.
 
-    Logging goes to stderr in NSQ's format with the prefix ``[prog]``; the client
+    Logging goes to stderr in NSQ's format with the prefix ``[prog]`` (or
+    ``log_prefix``); the client
     library logs only from ``client_log_level`` up (unless ``log_level`` is debug). Exceptions
     become one line on stderr: :class:`UsageError` exits 2; :class:`ToolError`, NSQ
     and OS errors exit 1; Ctrl-C before the tool handles signals exits 130.
     """
-    setup_logging(f"[{prog}] ", log_level)
+    setup_logging(f"[{prog}] " if log_prefix is None else log_prefix, log_level)
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("client").setLevel(client_log_level)
     try:
