@@ -452,6 +452,11 @@ class Consumer:
         return len(self.flow.conns)
 
     @property
+    def buffered(self) -> int:
+        """Messages received and not handed out yet (the next ones come without waiting)."""
+        return len(self._buffer)
+
+    @property
     def addresses(self) -> list[str]:
         """nsqd addresses with a subscribed connection."""
         return [c.address for c in self.flow.conns]

@@ -208,6 +208,17 @@ class Producer:
 
     # ------------------------------------------------------------------ public API
 
+    async def connect(self) -> None:
+        """Connect now rather than on the first publish (go-nsq's ``Ping``).
+
+        Raises:
+            NotConnectedError: no nsqd could be reached (each address tried once).
+            IdentifyError: every nsqd refused the handshake for good.
+            PublishError: the producer is closed.
+        """
+        self._check_open()
+        await self._connection()
+
     async def publish(self, topic: str, body: bytes) -> None:
         """Publish one message and wait for nsqd's acknowledgement.
 

@@ -395,11 +395,18 @@ class GoFlagParser(argparse.ArgumentParser):
     not consumed, as in Go).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, brief_errors: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._go_bools: set[str] = set()
         self._go_values: set[str] = set()
+        self.brief_errors = brief_errors
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Exit 2 on a bad flag; with ``brief_errors`` one line, no usage text."""
+        if self.brief_errors:
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        super().error(message)
 
     def add_go_flag(self, flag: str, *, boolean: bool, **kwargs: Any) -> None:
         """Register ``--flag`` and remember whether it takes a value."""
@@ -419,6 +426,8 @@ class GoFlagParser(argparse.ArgumentParser):
                 break
             if len(tok) > 2 and tok[0] == "-" and tok[1].isalpha():
                 tok = "-" + tok  # Go's single-dash long flag
+            elif len(tok) == 2 and tok[0] == "-" and tok[1:] in self._go_values | self._go_bools:
+                tok = "-" + tok  # a one-letter Go flag (nsq_tail's -n)
             if not tok.startswith("--") or "=" in tok:
                 out.append(tok)
                 continue
@@ -440,7 +449,8 @@ class GoFlagParser(argparse.ArgumentParser):
         return super().parse_known_args(self.normalise(args), namespace)
 
 
-def build_parser(options_cls: type[Any], prog: str, description: str = "") -> GoFlagParser:
+def build_parser(options_cls: type[Any], prog: str, description: str = "", *,
+                 brief_errors: bool = False) -> GoFlagParser:
     """Build the command line parser for an options dataclass.
 
     Explicitly given flags are the only option attributes set on the parsed
@@ -451,11 +461,12 @@ def build_parser(options_cls: type[Any], prog: str, description: str = "") -> Go
         options_cls: The daemon's options dataclass.
         prog: Program name for usage and ``--version``.
         description: Text shown by ``--help``.
+        brief_errors: Report a bad flag in one line, without the usage text.
 
     Returns:
         The parser; its ``parse_args`` accepts Go flag spellings.
     """
-    parser = GoFlagParser(prog=prog, description=description)
+    parser = GoFlagParser(prog=prog, description=description, brief_errors=brief_errors)
     parser.add_go_flag("config", boolean=False, default=None, metavar="string",
                        help="path to config file")
     parser.add_go_flag("version", boolean=True, default=False,
@@ -535,6 +546,7 @@ def resolve(
     prog: str,
     description: str = "",
     exit_on_error: bool = True,
+    brief_errors: bool = False,
 ) -> tuple[T, argparse.Namespace]:
     """Parse flags, read ``--config`` and build the options instance.
 
@@ -551,6 +563,7 @@ def resolve(
         description: ``--help`` text.
         exit_on_error: Print config/validation errors to stderr and exit with
             status 1 (bad flags always exit 2, as Go's flag package does).
+        brief_errors: Report a bad flag in one line, without the usage text.
 
     Returns:
         ``(options, namespace)``; the namespace holds ``config``, ``version``
@@ -559,7 +572,7 @@ def resolve(
     Raises:
         OptionsError: When ``exit_on_error`` is false and resolution fails.
     """
-    parser = build_parser(options_cls, prog, description)
+    parser = build_parser(options_cls, prog, description, brief_errors=brief_errors)
     args = parser.parse_args(argv)
     if args.version:
         print(version_string(prog))

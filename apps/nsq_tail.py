@@ -1,0 +1,160 @@
+"""``nsq_tail``: print the bodies of a topic's messages (or several topics') to stdout.
+
+An ephemeral channel by default; ``-n N`` stops after N messages; SIGINT/SIGTERM
+close the consumers (unprinted messages go back to nsqd) and exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import trio
+
+from client import Consumer
+
+from ._cli import UsageError, fail, parse, run, watch_signals
+from ._nsq import (
+    check_names,
+    check_reachable,
+    check_sources,
+    client_config,
+    ephemeral_channel,
+    flag,
+    user_agent,
+)
+
+__all__ = ["Options", "main"]
+
+PROG = "nsq_tail"
+_FLUSH_INTERVAL = 0.1
+
+
+@dataclass
+class Options:
+    """nsq_tail's flags."""
+
+    channel: str = flag("channel", "", "NSQ channel (default: an ephemeral tailNNNNNN#ephemeral)")
+    max_in_flight: int = flag("max-in-flight", 200, "max number of messages to allow in flight")
+    n: int = flag("n", 0, "total messages to show (will wait if starved)")
+    print_topic: bool = flag("print-topic", False, "print topic name where message was received")
+    nsqd_tcp_addresses: list[str] = flag(
+        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
+    lookupd_http_addresses: list[str] = flag(
+        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
+    topics: list[str] = flag("topic", [], "NSQ topic (may be given multiple times)")
+    consumer_opts: list[str] = flag(
+        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple "
+        "times, go-nsq Config names, e.g. 'max_attempts,10')")
+
+
+class Tail:
+    """Consumes every topic and writes the bodies to ``out``."""
+
+    def __init__(self, opts: Options, out: BinaryIO) -> None:
+        self.opts = opts
+        self.out = out
+        self.shown = 0
+        self.consumers: list[Consumer] = []
+        self.stopping = False
+        self.broken_pipe = False
+
+    def stop(self, _signum: int = 0) -> None:
+        """Close every consumer (in the background)."""
+        self.stopping = True
+        for consumer in self.consumers:
+            consumer.stop()
+
+    async def tail(self, topic: str, channel: str, consumer: Consumer) -> None:
+        prefix = f"{topic} | ".encode() if self.opts.print_topic else b""
+        total = self.opts.n
+        write = self.out.write
+        async with consumer:
+            self.consumers.append(consumer)
+            if self.stopping:
+                consumer.stop()
+            async for message in consumer:
+                if total and self.shown >= total:
+                    await message.requeue(0, backoff=False)
+                    continue
+                try:
+                    if prefix:
+                        write(prefix)
+                    write(message.body)
+                    write(b"\n")
+                except BrokenPipeError:
+                    self.broken_pipe = True
+                    await message.requeue(0, backoff=False)
+                    self.stop()
+                    continue
+                self.shown += 1
+                await message.finish()
+                if total and self.shown >= total:
+                    self.stop()
+
+    async def flusher(self) -> None:
+        """Flush stdout every 100 ms (one write per burst, yet prompt on a terminal)."""
+        while True:
+            await trio.sleep(_FLUSH_INTERVAL)
+            self.flush()
+
+    def flush(self) -> None:
+        if self.broken_pipe:
+            return
+        try:
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken_pipe = True
+            self.stop()
+
+
+async def _main(opts: Options, channel: str) -> int:
+    max_in_flight = opts.max_in_flight
+    if 0 < opts.n < max_in_flight:
+        max_in_flight = opts.n  # don't ask for more messages than we want
+    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
+                           max_in_flight=max_in_flight)
+    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses, config.dial_timeout)
+    tail = Tail(opts, sys.stdout.buffer)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_signals, tail.stop)
+        nursery.start_soon(tail.flusher)
+        async with trio.open_nursery() as consumers:
+            for topic in opts.topics:
+                consumer = Consumer(topic, channel, nsqd_tcp_addresses=opts.nsqd_tcp_addresses,
+                                    lookupd_http_addresses=opts.lookupd_http_addresses, config=config)
+                consumers.start_soon(tail.tail, topic, channel, consumer)
+        nursery.cancel_scope.cancel()
+    tail.flush()
+    if tail.broken_pipe:
+        # like a Go program killed by SIGPIPE; keep Python from flushing stdout again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``nsq_tail`` console script."""
+    opts, _ = parse(Options, argv, PROG, "nsq_tail: print the messages of NSQ topics to stdout")
+    channel = opts.channel or ephemeral_channel()
+    try:
+        check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
+        if not opts.topics:
+            raise UsageError("--topic required")
+        check_names(opts.topics, channel)
+        if opts.max_in_flight < 1:
+            raise UsageError("--max-in-flight must be >= 1")
+        if opts.n < 0:
+            raise UsageError("-n must be >= 0")
+    except UsageError as exc:
+        fail(PROG, str(exc), 2)
+    run(PROG, _main, opts, channel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""``nsq_to_nsq``: consume topics from one cluster and publish them to other nsqd.
+
+Messages are queued on the destination producers, which send them as MPUB batches
+where they queue up; each message is FIN'd only once its destination acknowledged it,
+and REQ'd (with backoff) when publishing failed. ``--mode`` picks the destination of
+each message; the JSON filters are NSQ's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import trio
+from trio.lowlevel import ParkingLot
+
+from client import Consumer, Message, NSQError, Producer
+from client.accumulator import PublishReceipt
+
+from ._cli import ToolError, UsageError, fail, parse, run, watch_signals
+from ._json_filter import JSONFilter
+from ._nsq import (
+    check_names,
+    check_reachable,
+    check_sources,
+    check_tcp_addresses,
+    client_config,
+    flag,
+    user_agent,
+)
+from ._select import Selector, TimerMetrics, selector
+
+__all__ = ["Options", "main"]
+
+PROG = "nsq_to_nsq"
+
+logger = logging.getLogger("apps.nsq_to_nsq")
+
+
+@dataclass
+class Options:
+    """nsq_to_nsq's flags (NSQ 1.3's names and defaults)."""
+
+    channel: str = flag("channel", "nsq_to_nsq", "nsq channel")
+    destination_topic: str = flag(
+        "destination-topic", "", "use this destination topic for all consumed topics "
+        "(default is consumed topic name)")
+    max_in_flight: int = flag("max-in-flight", 200, "max number of messages to allow in flight")
+    status_every: int = flag("status-every", 250, "the # of requests between logging status "
+                             "(per destination), 0 disables")
+    mode: str = flag("mode", "hostpool", "the upstream request mode options: round-robin, "
+                     "hostpool (default), epsilon-greedy")
+    nsqd_tcp_addresses: list[str] = flag(
+        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
+    destination_nsqd_tcp_addresses: list[str] = flag(
+        "destination-nsqd-tcp-address", [], "destination nsqd TCP address (may be given multiple times)")
+    lookupd_http_addresses: list[str] = flag(
+        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
+    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
+    whitelist_json_fields: list[str] = flag(
+        "whitelist-json-field", [], "for JSON messages: pass this field (may be given multiple times)")
+    require_json_field: str = flag("require-json-field", "",
+                                   "for JSON messages: only pass messages that contain this field")
+    require_json_value: str = flag(
+        "require-json-value", "", "for JSON messages: only pass messages in which the required "
+        "field has this value")
+    consumer_opts: list[str] = flag(
+        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
+        "go-nsq Config names)")
+    producer_opts: list[str] = flag(
+        "producer-opt", [], "option to passthrough to the producers (may be given multiple times, "
+        "go-nsq Config names)")
+
+
+class Publisher:
+    """Publishes each message to a destination; a responder FINs or REQs it once the
+    destination answered."""
+
+    def __init__(self, opts: Options, producers: dict[str, Producer], select: Selector) -> None:
+        self.producers = producers
+        self.select = select
+        self.single = next(iter(producers.items())) if len(producers) == 1 else None
+        self.filter = JSONFilter(opts.require_json_field, opts.require_json_value,
+                                 opts.whitelist_json_fields)
+        self.metrics = TimerMetrics(opts.status_every, "[aggregate]:")
+        self.per_address = {a: TimerMetrics(opts.status_every if len(producers) > 1 else 0, f"[{a}]:")
+                            for a in producers}
+        self.forwarded = 0
+
+    async def forward(self, topic: str, consumer: Consumer) -> None:
+        """Forward ``consumer``'s messages to ``topic`` until it closes."""
+        queue: deque[tuple[Message, PublishReceipt, str, float]] = deque()
+        lot = ParkingLot()
+        done = False
+
+        async def responder() -> None:
+            metrics, per_address, mark = self.metrics, self.per_address, self.select.mark
+            while True:
+                while not queue:
+                    if done:
+                        return
+                    await lot.park()
+                message, receipt, address, start = queue.popleft()
+                error = receipt.error if receipt.done else None
+                if not receipt.done:
+                    try:
+                        await receipt.wait()
+                    except NSQError as exc:
+                        error = exc
+                ok = error is None
+                if not ok:
+                    logger.warning("publish to %s failed: %s", address, error)
+                mark(address, ok)
+                if ok:
+                    await message.finish()
+                    self.forwarded += 1
+                else:
+                    await message.requeue(backoff=True)
+                if metrics.every:
+                    now = time.monotonic()
+                    per_address[address].status(start, now)
+                    metrics.status(start, now)
+
+        filt = self.filter if self.filter.active else None
+        single, select, producers = self.single, self.select, self.producers
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(responder)
+            async with consumer:
+                async for message in consumer:
+                    body = message.body
+                    if filt is not None:
+                        verdict, body = filt.apply(body)
+                        if verdict == "drop":
+                            await message.finish()
+                            continue
+                        if verdict == "backoff":
+                            await message.requeue(backoff=True)
+                            continue
+                    if single is not None:
+                        address, producer = single
+                    else:
+                        address = select.get()
+                        producer = producers[address]
+                    start = time.monotonic()
+                    try:
+                        receipt = producer.send_nowait(topic, body)
+                    except trio.WouldBlock:
+                        receipt = await producer.send(topic, body)
+                    queue.append((message, receipt, address, start))
+                    if lot:
+                        lot.unpark()
+            done = True
+            lot.unpark_all()
+
+
+async def _main(opts: Options) -> int:
+    agent = user_agent(PROG)
+    consumer_config = client_config(opts.consumer_opts, "consumer-opt", user_agent=agent,
+                                    max_in_flight=opts.max_in_flight)
+    producer_config = client_config(opts.producer_opts, "producer-opt", user_agent=agent)
+    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses,
+                          consumer_config.dial_timeout)
+    select = selector(opts.mode, opts.destination_nsqd_tcp_addresses)
+    async with AsyncExitStack() as stack:
+        producers: dict[str, Producer] = {}
+        for address in opts.destination_nsqd_tcp_addresses:
+            producer = Producer(address, config=producer_config, batch_size=200,
+                                max_pending=max(2_000, 2 * opts.max_in_flight))
+            producers[address] = await stack.enter_async_context(producer)
+            try:
+                await producer.connect()
+            except NSQError as exc:
+                raise ToolError(f"failed to connect to destination nsqd {address} - {exc}") from None
+        publisher = Publisher(opts, producers, select)
+        consumers = [(topic, Consumer(topic, opts.channel, nsqd_tcp_addresses=opts.nsqd_tcp_addresses,
+                                      lookupd_http_addresses=opts.lookupd_http_addresses,
+                                      config=consumer_config))
+                     for topic in opts.topics]
+
+        def stop(_signum: int) -> None:
+            for _, consumer in consumers:
+                consumer.stop()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch_signals, stop)
+            async with trio.open_nursery() as pipes:
+                for topic, consumer in consumers:
+                    pipes.start_soon(publisher.forward, opts.destination_topic or topic, consumer)
+            nursery.cancel_scope.cancel()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``nsq_to_nsq`` console script."""
+    opts, _ = parse(Options, argv, PROG, "nsq_to_nsq: republish NSQ topics to other nsqd")
+    try:
+        if not opts.topics or not opts.channel:
+            raise UsageError("--topic and --channel are required")
+        check_names(opts.topics, opts.channel)
+        if opts.destination_topic:
+            check_names([opts.destination_topic], topic_flag="destination-topic")
+        check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
+        if not opts.destination_nsqd_tcp_addresses:
+            raise UsageError("--destination-nsqd-tcp-address required")
+        check_tcp_addresses(opts.destination_nsqd_tcp_addresses, "destination-nsqd-tcp-address")
+        selector(opts.mode, opts.destination_nsqd_tcp_addresses)
+        if opts.max_in_flight < 1:
+            raise UsageError("--max-in-flight must be >= 1")
+        if opts.status_every < 0:
+            raise UsageError("--status-every must be >= 0")
+    except UsageError as exc:
+        fail(PROG, str(exc), 2)
+    run(PROG, _main, opts)
+
+
+if __name__ == "__main__":
+    main()
