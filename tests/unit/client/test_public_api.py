@@ -46,7 +46,7 @@ def test_no_name_means_two_things() -> None:
 def test_consumer_plumbing_is_private() -> None:
     """Only what a user calls is public on Consumer; connection callbacks are not."""
     public = {n for n, _ in inspect.getmembers(client.Consumer) if not n.startswith("_")}
-    assert public == {"addresses", "change_max_in_flight", "close", "connection_count", "run",
+    assert public == {"addresses", "buffered", "change_max_in_flight", "close", "connection_count", "run",
                       "statistics", "stop", "wait_connected"}
     for name in ("deliver", "requeue_delay", "new_subscription", "subscribed", "lost"):
         assert hasattr(client.Consumer, f"_{name}")
