@@ -79,11 +79,22 @@ def go_json(obj: Any) -> bytes:
             for key, value in o.items():
                 if type(key) is not str:
                     key = _key(key)
-                add(opener + _quote(key) + ":")
+                kind = type(value)  # the common scalars inline: no call per value
+                if kind is str:
+                    add(f"{opener}{_quote(key)}:{_quote(value)}")
+                elif kind is int:
+                    add(f"{opener}{_quote(key)}:{int.__repr__(value)}")
+                else:
+                    add(f"{opener}{_quote(key)}:")
+                    encode(value)
                 opener = ","
-                encode(value)
             add("{}" if opener == "{" else "}")
         elif kind is list or kind is tuple:
+            try:  # a list of names (topics, channels): one join
+                add(f"[{','.join(map(_quote, o))}]")
+                return
+            except TypeError:
+                pass
             opener = "["
             for value in o:
                 add(opener)

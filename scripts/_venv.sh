@@ -1,5 +1,5 @@
 # Sourced by scripts/run and scripts/test: create/update .venv and install the project.
-# Re-installs only when pyproject.toml changed since the last install.
+# Re-installs only when pyproject.toml or the version changed since the last install.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -8,7 +8,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV" >&2
     "$PY" -m venv "$VENV"
 fi
-STAMP="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)-${1:-run}"
+# the version lives in internal/version.py (pyproject reads it): a change there reinstalls too
+STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/internal/version.py" | sha1sum | cut -c1-12)-${1:-run}"
 if [ ! -f "$STAMP" ]; then
     echo "installing trio-nsq into $VENV" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2 || true

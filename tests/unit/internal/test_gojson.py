@@ -17,6 +17,8 @@ from internal.gojson import go_float, go_json
     ([], b"[]"),
     ([True, False, 0, -12], b"[true,false,0,-12]"),
     ((1, "a"), b'[1,"a"]'),
+    (["a", 1, None, 2.0, ["<"]], b'["a",1,null,2,["\\u003c"]]'),
+    ({"k": [], "n": None, "f": 0.5, "l": ["x", "y"]}, b'{"k":[],"n":null,"f":0.5,"l":["x","y"]}'),
     ({"a": {"b": [{"c": 1}]}}, b'{"a":{"b":[{"c":1}]}}'),
     ({2: "x"}, b'{"2":"x"}'),  # integer map keys become strings
     # HTML-safe escaping and the JavaScript line terminators
