@@ -5,16 +5,15 @@ client every time; an error escaping a connection would fail the test's nursery.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
-from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
+from helpers import tls_client_hello
 from internal.http import Request, Response, Router, text
 from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
 
@@ -44,18 +43,6 @@ def router() -> Router:
     return r
 
 
-def client_hello() -> bytes:
-    """The first flight of a TLS client, as a browser would send it to an https:// URL."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
-
-
 def reset(client: RawClient) -> None:
     """Close with SO_LINGER 0: the peer gets a RST instead of a FIN."""
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -83,7 +70,7 @@ async def assert_serving(addr: tuple[str, int]) -> None:
 ERROR_REQUESTS = {
     "malformed": (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
     "long-header": (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * 8192, b"431"),
-    "tls-hello": (client_hello(), b"400"),
+    "tls-hello": (tls_client_hello(), b"400"),
     "too-big": (b"POST /big HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n" + b"z" * 65536,
                 b"413"),
 }
@@ -124,18 +111,13 @@ async def test_reset_mid_response(nursery, path):
         await assert_serving(addr)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not available")
-async def test_tls_listener_survives_resets(nursery, tmp_path: Path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
-        check=True, capture_output=True)
+async def test_tls_listener_survives_resets(nursery):
+    ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
     addr = await start_server(nursery, router(), ssl_context=server_ctx)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
-    client_ctx.check_hostname = False
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
 
     async def ping_tls() -> None:
         stream = await trio.open_ssl_over_tcp_stream(*addr, ssl_context=client_ctx)
@@ -144,7 +126,7 @@ async def test_tls_listener_survives_resets(nursery, tmp_path: Path):
             assert (await stream.receive_some()).startswith(b"HTTP/1.1 200")
         await stream.aclose()
 
-    for payload in (b"GET /ping HTTP/1.1\r\n\r\n", client_hello(), b"\x16\x03\x01\xff\xff"):
+    for payload in (b"GET /ping HTTP/1.1\r\n\r\n", tls_client_hello(), b"\x16\x03\x01\xff\xff"):
         client = await RawClient.connect(addr)
         await client.send(payload)
         reset(client)
@@ -273,3 +255,27 @@ async def test_connections_over_the_limit_are_refused_and_logged_once(nursery, c
                 break
             except (EOFError, ConnectionResetError):
                 await trio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------- server errors
+async def test_500s_carry_no_traceback_and_are_logged(nursery, caplog):
+    def sync_bug(req: Request) -> Response:
+        raise KeyError("secret detail")
+
+    def bad_header(req: Request) -> Response:
+        return Response(200, b"", headers=[("X-Bad", "line\r\nbreak")])
+
+    r = router()
+    r.add("GET", "/sync-bug", sync_bug)
+    r.add("GET", "/bad-header", bad_header)
+    addr = await start_server(nursery, r)
+    client = await RawClient.connect(addr)
+    await client.send(get("/sync-bug") + get("/bad-header") + get("/ping"))
+    bug, bad, ok = await client.responses(3)
+    for reply in (bug, bad):
+        assert reply.status == 500 and reply.body == b'{"message":"INTERNAL_ERROR"}'
+    assert ok.body == b"OK"
+    assert b"Traceback" not in client.raw and b"secret detail" not in client.raw
+    logged = [r for r in caplog.records if r.exc_info]
+    assert any("secret detail" in str(r.exc_info[1]) for r in logged)
+    assert any(isinstance(r.exc_info[1], ValueError) for r in logged)
