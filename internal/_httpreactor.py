@@ -110,6 +110,7 @@ class Reactor:
         pending = server.answer_ready(conn, out)
         if pending is not None:
             self.detach(conn)
+            conn.busy = True  # the sweep leaves it to the task from now on
             self.nursery.start_soon(self._answer_later, conn, out, pending)
             return
         server.finish(conn, out)
