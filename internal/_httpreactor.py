@@ -3,7 +3,7 @@
 A task per connection costs a scheduler round trip and two epoll registrations per
 request. Here one task waits for the epoll file descriptor to become readable, then
 reads, parses and answers every connection that has data — several requests per
-wakeup, no task switch between them (PERF.md rules 5 and 6).
+wakeup, no task switch between them.
 
 A handler that awaits must not stall the other connections: the connection is then
 *detached* (taken out of the epoll set) and finished by a task of its own, which

@@ -13,11 +13,12 @@ coroutine for its slow path) in a task of its own. Handlers raise :class:`HTTPEr
 other exception is logged and answered with 500 ``INTERNAL_ERROR``. The
 server supports keep-alive, pipelining (responses batched into one write),
 chunked request bodies, ``Expect: 100-continue``, body and header size
-limits, and closes idle keep-alive connections.
+limits (a body is refused on its headers), header, body, send and idle timeouts,
+and a cap on open connections. No error on one connection reaches the others.
 
 Plain TCP connections bypass Trio's stream wrappers: on Linux one reactor task
 serves all of them from a private epoll set (``internal._httpreactor``), calling
-the non-blocking socket's ``recv``/``send`` directly (PERF.md rules 5 and 6).
+the non-blocking socket's ``recv``/``send`` directly.
 TLS connections, and every connection elsewhere, get a task each
 (:class:`trio.SSLStream` for TLS).
 """
@@ -55,7 +56,6 @@ from internal.netaddr import join_host_port
 __all__ = [
     "HTTPError",
     "Handler",
-    "Limits",
     "Request",
     "Response",
     "Router",
@@ -333,6 +333,10 @@ async def serve_http(
     Each connection runs in its own task in a nursery owned by this call;
     cancelling the caller's scope closes the listener and every connection.
 
+    A timeout (None disables it) closes the connection without a response. Timeouts
+    are checked by a sweep over the connections every second (more often for
+    timeouts under 4 s), so a connection may outlive one by up to that interval.
+
     Args:
         handler: A :class:`Router` or a single ``async def handler(request)``.
         host: Interface to bind: ``""`` (all, dual-stack), ``"0.0.0.0"``,
@@ -354,10 +358,6 @@ async def serve_http(
             many seconds.
         max_connections: Open connections at most (0: no limit); further ones are
             closed at once (logged at most every 10 s).
-
-            Timeouts (None disables one) are checked by a sweep over the connections
-            every second (more often for timeouts under 4 s), so a connection may
-            live up to one sweep interval longer.
         ssl_context: Serve TLS with this server-side context.
         sock: An already bound, listening socket (e.g. ``AF_UNIX``) to serve
             on instead of binding ``host``/``port``.
