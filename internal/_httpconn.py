@@ -161,10 +161,10 @@ class Conn:
     """
 
     __slots__ = (
-        "body", "body_message", "body_size", "busy", "closing", "continue_sent", "error",
-        "expect_continue", "header_bytes", "headers", "in_body", "in_headers", "limits",
-        "linger", "max_body", "out", "parser", "ready", "remote", "requests", "scope",
-        "seen", "seen_at", "sending", "sock", "url",
+        "batched", "body", "body_message", "body_size", "busy", "closing", "continue_sent",
+        "error", "expect_continue", "header_bytes", "headers", "in_body", "in_headers",
+        "limits", "linger", "max_body", "out", "parser", "ready", "remote", "requests",
+        "scope", "seen", "seen_at", "sending", "sock", "url",
     )
 
     def __init__(self, remote: str, limits: Limits, sock: socket.socket | None = None) -> None:
@@ -193,6 +193,8 @@ class Conn:
         self.linger = False
         #: Unsent output waiting for the socket to become writable (reactor).
         self.out: memoryview | None = None
+        #: bytes of responses in the batch being built (see ``internal.http.BATCH_BYTES``)
+        self.batched = 0
         self.in_headers = False
         self.in_body = False
         self.header_bytes = 0

@@ -328,3 +328,23 @@ async def test_nsqlookupd_tcp_survives_resets_and_caps_connections(
     await daemon.wait_for(rb"TCP: 1 connection\(s\) refused: max-connections \(2\) reached")
     await assert_serving(daemon)
     assert b"Traceback" not in daemon.log
+
+
+async def test_pipelined_requests_for_large_answers_do_not_pile_up(
+        spawn: Callable[..., Any]) -> None:
+    """20 clients pipeline 1000 requests each for nsqadmin's 7.7 kB script and do not read."""
+    daemon = await spawn("nsqadmin")
+    await assert_serving(daemon)
+    before = daemon.rss()
+    requests = b"GET /static/nsqadmin.js HTTP/1.1\r\n\r\n" * 1000
+    socks = []
+    for _ in range(20):
+        sock = await connect(daemon, rcvbuf=4096)
+        with trio.move_on_after(1):  # until the daemon stops reading a client that does not
+            await send_all(sock, requests)
+        socks.append(sock)
+    await assert_serving(daemon)
+    assert daemon.rss() - before < 60 << 20  # ~300 MB if each read's answers were all built
+    for sock in socks:
+        reset(sock)
+    await assert_serving(daemon)

@@ -279,3 +279,39 @@ async def test_500s_carry_no_traceback_and_are_logged(nursery, caplog):
     logged = [r for r in caplog.records if r.exc_info]
     assert any("secret detail" in str(r.exc_info[1]) for r in logged)
     assert any(isinstance(r.exc_info[1], ValueError) for r in logged)
+
+
+# ---------------------------------------------------------------------------- pipelining
+async def test_pipelined_answers_are_sent_in_bounded_batches(nursery, monkeypatch):
+    from internal import http as ihttp
+
+    monkeypatch.setattr(ihttp, "BATCH_BYTES", 300_000)
+    batches: list[int] = []
+    finish = ihttp._Server.finish
+
+    def spy(self, conn, out):  # called once per batch, with the batch's answers
+        finish(self, conn, out)
+        batches.append(sum(map(len, out)))
+
+    monkeypatch.setattr(ihttp._Server, "finish", spy)
+
+    def hundred_k(req: Request) -> Response:
+        return Response(200, req.path.encode() * (100_000 // len(req.path)))
+
+    async def hundred_k_async(req: Request) -> Response:
+        await trio.lowlevel.checkpoint()
+        return hundred_k(req)
+
+    r = router()
+    r.add("GET", "/s/:n", hundred_k)
+    r.add("GET", "/a/:n", hundred_k_async)
+    addr = await start_server(nursery, r)
+    client = await RawClient.connect(addr, rcvbuf=4096)
+    paths = [f"/{'sa'[i % 3 == 0]}/{i:03d}" for i in range(60)]
+    # 60 answers of 100 kB, then a malformed request: answered in order, then 400
+    await client.send(b"".join(get(path) for path in paths) + b"BAD REQUEST\r\n\r\n")
+    replies = await client.responses(61, timeout=30)
+    assert [reply.body[:6] for reply in replies[:60]] == [p.encode() for p in paths]
+    assert replies[60].status == 400
+    assert await client.at_eof()
+    assert len(batches) >= 20 and max(batches) < 300_000 + 2 * 100_000
