@@ -19,7 +19,7 @@ from internal_http_client import RawClient, get, serving_mode, start_server  # n
 
 pytestmark = pytest.mark.usefixtures("serving_mode")
 
-BIG = 32 << 20
+BIG = 16 << 20
 
 
 def ping(req: Request) -> Response:
@@ -200,11 +200,11 @@ async def test_slow_body_is_cut_off_by_the_body_timeout(nursery):
 
 @pytest.mark.parametrize("path", ["/big", "/big-async"])
 async def test_client_that_does_not_read_is_cut_off(nursery, path):
-    addr = await start_server(nursery, router(), body_timeout=1.0)
+    addr = await start_server(nursery, router(), body_timeout=0.5)
     client = await RawClient.connect(addr, rcvbuf=4096)
     await client.send(get(path))
     assert (await client.read_raw(1)) == b"H"
-    await trio.sleep(2.5)  # the client reads nothing for longer than the send timeout
+    await trio.sleep(1.5)  # the client reads nothing for longer than the send timeout
     received = 0
     with trio.fail_after(10):
         while True:
@@ -220,11 +220,11 @@ async def test_client_that_does_not_read_is_cut_off(nursery, path):
 
 
 async def test_idle_timeout_and_header_timeout_are_separate(nursery):
-    addr = await start_server(nursery, router(), header_timeout=0.5, idle_timeout=3.0)
+    addr = await start_server(nursery, router(), header_timeout=0.3, idle_timeout=1.5)
     client = await RawClient.connect(addr)
     await client.send(get("/ping"))
     assert (await client.response()).status == 200
-    assert 2.5 < await closed_after(client) < 6
+    assert 1.2 < await closed_after(client) < 5
 
 
 # ---------------------------------------------------------------------------- connection limit
