@@ -50,6 +50,11 @@ class Limits:
     body_timeout: float | None = None
     idle_timeout: float | None = None
     path_body: Mapping[bytes, tuple[int, str]] = field(default_factory=dict)
+    #: the smallest of the body limits (set from the others)
+    min_body: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.min_body = min([self.max_body, *(size for size, _ in self.path_body.values())])
 
 
 #: phases of a connection, as :meth:`Conn.overdue` sees them
@@ -156,10 +161,10 @@ class Conn:
     """
 
     __slots__ = (
-        "body", "body_message", "body_size", "busy", "closing", "continue_sent", "error",
-        "expect_continue", "header_bytes", "headers", "in_body", "in_headers", "limits",
-        "linger", "max_body", "out", "parser", "ready", "remote", "requests", "scope",
-        "seen", "seen_at", "sending", "sock", "url",
+        "batched", "body", "body_message", "body_size", "busy", "closing", "continue_sent",
+        "error", "expect_continue", "header_bytes", "headers", "in_body", "in_headers",
+        "limits", "linger", "max_body", "out", "parser", "ready", "remote", "requests",
+        "scope", "seen", "seen_at", "sending", "sock", "url",
     )
 
     def __init__(self, remote: str, limits: Limits, sock: socket.socket | None = None) -> None:
@@ -188,6 +193,8 @@ class Conn:
         self.linger = False
         #: Unsent output waiting for the socket to become writable (reactor).
         self.out: memoryview | None = None
+        #: bytes of responses in the batch being built (see ``internal.http.BATCH_BYTES``)
+        self.batched = 0
         self.in_headers = False
         self.in_body = False
         self.header_bytes = 0
@@ -276,22 +283,32 @@ class Conn:
         self.in_headers = False
         self.in_body = True
         self.header_bytes = 0
-        path_body = self.limits.path_body
-        if path_body:
-            found = path_body.get(self.url.partition(b"?")[0])
-            if found is None:
-                self.max_body = self.limits.max_body
-                self.body_message = "BODY_TOO_BIG"
-            else:
-                self.max_body, self.body_message = found
         headers = self.headers
+        limits = self.limits
         length = headers.get("content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_body:
-            self.error = (413, self.body_message)
-            raise _Abort
+        if length is None:
+            if "transfer-encoding" in headers:  # chunked: on_body counts it against this
+                self.max_body, self.body_message = self._body_limit()
+        else:
+            # a Content-Length body cannot grow past its length: only that is checked
+            self.max_body = limits.max_body
+            if length.strip().isdigit() and int(length) > limits.min_body:
+                limit, message = self._body_limit()
+                if int(length) > limit:
+                    self.error = (413, message)
+                    raise _Abort
+                self.max_body = limit
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue":
             self.expect_continue = length not in (None, "0") or "transfer-encoding" in headers
+
+    def _body_limit(self) -> tuple[int, str]:
+        limits = self.limits
+        if limits.path_body:
+            found = limits.path_body.get(self.url.partition(b"?")[0])
+            if found is not None:
+                return found
+        return limits.max_body, "BODY_TOO_BIG"
 
     def on_body(self, data: bytes) -> None:
         self.body_size += len(data)

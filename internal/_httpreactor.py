@@ -105,26 +105,38 @@ class Reactor:
             self.close(conn)
             return
         conn.feed(data)
+        self._answer(conn)
+
+    def _answer(self, conn: Conn) -> None:
+        """Answer what is ready and send it, batch after batch, until the socket is full,
+        a handler awaits (then a task takes over) or nothing is left."""
+        sock = conn.sock
+        assert sock is not None
         server = self.server
-        out: list[bytes] = []
-        pending = server.answer_ready(conn, out)
-        if pending is not None:
-            self.detach(conn)
-            self.nursery.start_soon(self._answer_later, conn, out, pending)
-            return
-        server.finish(conn, out)
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data):
-                conn.out = memoryview(data)[sent:]
-                self.epoll.modify(sock.fileno(), _OUT)  # no reading until it is out
+        while True:
+            out: list[bytes] = []
+            pending = server.answer_ready(conn, out)
+            if pending is not None:
+                self.detach(conn)
+                conn.busy = True  # the sweep leaves it to the task from now on
+                self.nursery.start_soon(self._answer_later, conn, out, pending)
                 return
-        if conn.closing:
-            self._end(conn)
+            server.finish(conn, out)
+            if out:
+                data = out[0] if len(out) == 1 else b"".join(out)
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    conn.out = memoryview(data)[sent:]
+                    self.epoll.modify(sock.fileno(), _OUT)  # no reading until it is out
+                    return
+            if conn.closing:
+                self._end(conn)
+                return
+            if not conn.ready:
+                return
 
     def _flush(self, conn: Conn) -> None:
         sock = conn.sock
@@ -141,8 +153,10 @@ class Reactor:
         conn.out = None
         if conn.closing:
             self._end(conn)
-        else:
-            self.epoll.modify(sock.fileno(), _IN)
+            return
+        self.epoll.modify(sock.fileno(), _IN)
+        if conn.ready or conn.error is not None:
+            self._answer(conn)  # what waited for this batch to go out
 
     def _end(self, conn: Conn) -> None:
         if conn.linger:

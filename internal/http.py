@@ -13,7 +13,8 @@ coroutine for its slow path) in a task of its own. Handlers raise :class:`HTTPEr
 other exception is logged and answered with 500 ``INTERNAL_ERROR``. The
 server supports keep-alive, pipelining (responses batched into one write),
 chunked request bodies, ``Expect: 100-continue``, body and header size
-limits, and closes idle keep-alive connections.
+limits (a body is refused on its headers), header, body, send and idle timeouts,
+and a cap on open connections. No error on one connection reaches the others.
 
 Plain TCP connections bypass Trio's stream wrappers: on Linux one reactor task
 serves all of them from a private epoll set (``internal._httpreactor``), calling
@@ -58,7 +59,6 @@ __all__ = [
     "HTTPError",
     "Handler",
     "JSON_CONTENT_TYPE",
-    "Limits",
     "Request",
     "Response",
     "Router",
@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+#: Responses written in one go at most (roughly): pipelined requests beyond it wait.
+BATCH_BYTES = 1 << 18
 #: Serve plain TCP connections from one epoll reactor task (Linux); tests switch it off.
 USE_REACTOR = hasattr(select, "epoll")
 
@@ -203,11 +205,16 @@ class _Server:
         """Answer ``conn.ready`` in order into ``out``, up to the first handler that awaits.
 
         Returns that handler's pending response (to be appended once awaited), or None
-        when every ready request is answered. A response that ends the connection sets
-        ``conn.closing`` and drops any requests after it.
+        when every ready request is answered, or when ``out`` has reached
+        :data:`BATCH_BYTES` (the rest stays ready until this is sent: pipelined requests
+        for large responses cannot pile up answers in memory). A response that ends the
+        connection sets ``conn.closing`` and drops any requests after it.
         """
         ready = conn.ready
         if not ready:
+            return None
+        size = conn.batched if out else 0
+        if size >= BATCH_BYTES:
             return None
         date = http_date()
         while ready:
@@ -218,13 +225,21 @@ class _Server:
                 connection = CLOSE
             result = self.respond(request, date, connection)
             if type(result) is not bytes:
+                conn.batched = size
                 return result  # type: ignore[return-value]
             out.append(result)
+            size += len(result)  # type: ignore[arg-type]
+            if size >= BATCH_BYTES:
+                break
+        conn.batched = size
         return None
 
     def finish(self, conn: Conn, out: list[bytes]) -> None:
-        """After the answers: a parse error's response (then close) or ``100 Continue``."""
-        if conn.closing:
+        """After the answers: a parse error's response (then close) or ``100 Continue``.
+
+        Nothing while requests before it still wait for their answers.
+        """
+        if conn.closing or conn.ready:
             return
         if conn.error is not None:
             status, message = conn.error
@@ -236,19 +251,27 @@ class _Server:
 
     async def answer(self, io: SocketIO | StreamIO, conn: Conn, out: list[bytes],
                      pending: Awaitable[bytes] | None) -> None:
-        """Answer everything ready, awaiting handlers as needed, and send it in one write."""
-        conn.busy = True
-        try:
-            while pending is not None:
-                out.append(await pending)
-                pending = self.answer_ready(conn, out)
-        finally:
-            conn.busy = False
-        self.finish(conn, out)
-        if out:
-            conn.sending = True
-            await io.send(out[0] if len(out) == 1 else b"".join(out))
-            conn.sending = False
+        """Answer what is ready, awaiting handlers as needed, and send it in one write;
+        again until nothing is ready (each write at most about :data:`BATCH_BYTES`)."""
+        while True:
+            conn.busy = True
+            try:
+                while pending is not None:
+                    response = await pending
+                    out.append(response)
+                    conn.batched += len(response)
+                    pending = self.answer_ready(conn, out)
+            finally:
+                conn.busy = False
+            self.finish(conn, out)
+            if out:
+                conn.sending = True
+                await io.send(out[0] if len(out) == 1 else b"".join(out))
+                conn.sending = False
+            if not conn.ready or conn.closing:
+                return
+            out = []
+            pending = self.answer_ready(conn, out)
 
     # ------------------------------------------------------------------ one task per connection
 
@@ -336,6 +359,10 @@ async def serve_http(
     Each connection runs in its own task in a nursery owned by this call;
     cancelling the caller's scope closes the listener and every connection.
 
+    A timeout (None disables it) closes the connection without a response. Timeouts
+    are checked by a sweep over the connections every second (more often for
+    timeouts under 4 s), so a connection may outlive one by up to that interval.
+
     Args:
         handler: A :class:`Router` or a single ``async def handler(request)``.
         host: Interface to bind: ``""`` (all, dual-stack), ``"0.0.0.0"``,
@@ -357,10 +384,6 @@ async def serve_http(
             many seconds.
         max_connections: Open connections at most (0: no limit); further ones are
             closed at once (logged at most every 10 s).
-
-            Timeouts (None disables one) are checked by a sweep over the connections
-            every second (more often for timeouts under 4 s), so a connection may
-            live up to one sweep interval longer.
         ssl_context: Serve TLS with this server-side context.
         sock: An already bound, listening socket (e.g. ``AF_UNIX``) to serve
             on instead of binding ``host``/``port``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import trio
@@ -89,3 +90,17 @@ class RawConn:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def tls_client_hello() -> bytes:
+    """The first bytes a TLS client sends (its ClientHello), e.g. to a plain HTTP port."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        return outgoing.read()
+    raise AssertionError("handshake completed without a server")

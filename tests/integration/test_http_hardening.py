@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 import trio
+
+from helpers import tls_client_hello
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30
@@ -144,17 +145,6 @@ async def assert_serving(daemon: Daemon) -> None:
     assert daemon.alive()
 
 
-def client_hello() -> bytes:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
-
-
 #: a request whose many pipelined answers add up to megabytes, per daemon
 _LARGE = {
     "nsqd": b"POST /pub?topic=flood HTTP/1.1\r\nContent-Length: 1\r\n\r\nx" * 40000,
@@ -170,7 +160,7 @@ async def test_daemon_survives_resets_at_every_stage(spawn: Callable[..., Any], 
     errors = {
         "bad request": (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
         "long header": (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20) + b"a" * 4096, b"431"),
-        "TLS ClientHello": (client_hello(), b"400"),
+        "TLS ClientHello": (tls_client_hello(), b"400"),
     }
     for name, (payload, status) in errors.items():
         for _ in range(2):
@@ -338,3 +328,23 @@ async def test_nsqlookupd_tcp_survives_resets_and_caps_connections(
     await daemon.wait_for(rb"TCP: 1 connection\(s\) refused: max-connections \(2\) reached")
     await assert_serving(daemon)
     assert b"Traceback" not in daemon.log
+
+
+async def test_pipelined_requests_for_large_answers_do_not_pile_up(
+        spawn: Callable[..., Any]) -> None:
+    """20 clients pipeline 1000 requests each for nsqadmin's 7.7 kB script and do not read."""
+    daemon = await spawn("nsqadmin")
+    await assert_serving(daemon)
+    before = daemon.rss()
+    requests = b"GET /static/nsqadmin.js HTTP/1.1\r\n\r\n" * 1000
+    socks = []
+    for _ in range(20):
+        sock = await connect(daemon, rcvbuf=4096)
+        with trio.move_on_after(1):  # until the daemon stops reading a client that does not
+            await send_all(sock, requests)
+        socks.append(sock)
+    await assert_serving(daemon)
+    assert daemon.rss() - before < 60 << 20  # ~300 MB if each read's answers were all built
+    for sock in socks:
+        reset(sock)
+    await assert_serving(daemon)

@@ -5,22 +5,21 @@ client every time; an error escaping a connection would fail the test's nursery.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
-from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
+from helpers import tls_client_hello
 from internal.http import Request, Response, Router, text
 from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("serving_mode")
 
-BIG = 32 << 20
+BIG = 16 << 20
 
 
 def ping(req: Request) -> Response:
@@ -42,18 +41,6 @@ def router() -> Router:
     r.add(("GET", "POST"), "/big", big)
     r.add("GET", "/big-async", big_async)
     return r
-
-
-def client_hello() -> bytes:
-    """The first flight of a TLS client, as a browser would send it to an https:// URL."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 def reset(client: RawClient) -> None:
@@ -83,7 +70,7 @@ async def assert_serving(addr: tuple[str, int]) -> None:
 ERROR_REQUESTS = {
     "malformed": (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
     "long-header": (b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * 8192, b"431"),
-    "tls-hello": (client_hello(), b"400"),
+    "tls-hello": (tls_client_hello(), b"400"),
     "too-big": (b"POST /big HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n" + b"z" * 65536,
                 b"413"),
 }
@@ -124,18 +111,13 @@ async def test_reset_mid_response(nursery, path):
         await assert_serving(addr)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not available")
-async def test_tls_listener_survives_resets(nursery, tmp_path: Path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
-        check=True, capture_output=True)
+async def test_tls_listener_survives_resets(nursery):
+    ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
     addr = await start_server(nursery, router(), ssl_context=server_ctx)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
-    client_ctx.check_hostname = False
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
 
     async def ping_tls() -> None:
         stream = await trio.open_ssl_over_tcp_stream(*addr, ssl_context=client_ctx)
@@ -144,7 +126,7 @@ async def test_tls_listener_survives_resets(nursery, tmp_path: Path):
             assert (await stream.receive_some()).startswith(b"HTTP/1.1 200")
         await stream.aclose()
 
-    for payload in (b"GET /ping HTTP/1.1\r\n\r\n", client_hello(), b"\x16\x03\x01\xff\xff"):
+    for payload in (b"GET /ping HTTP/1.1\r\n\r\n", tls_client_hello(), b"\x16\x03\x01\xff\xff"):
         client = await RawClient.connect(addr)
         await client.send(payload)
         reset(client)
@@ -218,11 +200,11 @@ async def test_slow_body_is_cut_off_by_the_body_timeout(nursery):
 
 @pytest.mark.parametrize("path", ["/big", "/big-async"])
 async def test_client_that_does_not_read_is_cut_off(nursery, path):
-    addr = await start_server(nursery, router(), body_timeout=1.0)
+    addr = await start_server(nursery, router(), body_timeout=0.5)
     client = await RawClient.connect(addr, rcvbuf=4096)
     await client.send(get(path))
     assert (await client.read_raw(1)) == b"H"
-    await trio.sleep(2.5)  # the client reads nothing for longer than the send timeout
+    await trio.sleep(1.5)  # the client reads nothing for longer than the send timeout
     received = 0
     with trio.fail_after(10):
         while True:
@@ -238,11 +220,11 @@ async def test_client_that_does_not_read_is_cut_off(nursery, path):
 
 
 async def test_idle_timeout_and_header_timeout_are_separate(nursery):
-    addr = await start_server(nursery, router(), header_timeout=0.5, idle_timeout=3.0)
+    addr = await start_server(nursery, router(), header_timeout=0.3, idle_timeout=1.5)
     client = await RawClient.connect(addr)
     await client.send(get("/ping"))
     assert (await client.response()).status == 200
-    assert 2.5 < await closed_after(client) < 6
+    assert 1.2 < await closed_after(client) < 5
 
 
 # ---------------------------------------------------------------------------- connection limit
@@ -273,3 +255,63 @@ async def test_connections_over_the_limit_are_refused_and_logged_once(nursery, c
                 break
             except (EOFError, ConnectionResetError):
                 await trio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------- server errors
+async def test_500s_carry_no_traceback_and_are_logged(nursery, caplog):
+    def sync_bug(req: Request) -> Response:
+        raise KeyError("secret detail")
+
+    def bad_header(req: Request) -> Response:
+        return Response(200, b"", headers=[("X-Bad", "line\r\nbreak")])
+
+    r = router()
+    r.add("GET", "/sync-bug", sync_bug)
+    r.add("GET", "/bad-header", bad_header)
+    addr = await start_server(nursery, r)
+    client = await RawClient.connect(addr)
+    await client.send(get("/sync-bug") + get("/bad-header") + get("/ping"))
+    bug, bad, ok = await client.responses(3)
+    for reply in (bug, bad):
+        assert reply.status == 500 and reply.body == b'{"message":"INTERNAL_ERROR"}'
+    assert ok.body == b"OK"
+    assert b"Traceback" not in client.raw and b"secret detail" not in client.raw
+    logged = [r for r in caplog.records if r.exc_info]
+    assert any("secret detail" in str(r.exc_info[1]) for r in logged)
+    assert any(isinstance(r.exc_info[1], ValueError) for r in logged)
+
+
+# ---------------------------------------------------------------------------- pipelining
+async def test_pipelined_answers_are_sent_in_bounded_batches(nursery, monkeypatch):
+    from internal import http as ihttp
+
+    monkeypatch.setattr(ihttp, "BATCH_BYTES", 300_000)
+    batches: list[int] = []
+    finish = ihttp._Server.finish
+
+    def spy(self, conn, out):  # called once per batch, with the batch's answers
+        finish(self, conn, out)
+        batches.append(sum(map(len, out)))
+
+    monkeypatch.setattr(ihttp._Server, "finish", spy)
+
+    def hundred_k(req: Request) -> Response:
+        return Response(200, req.path.encode() * (100_000 // len(req.path)))
+
+    async def hundred_k_async(req: Request) -> Response:
+        await trio.lowlevel.checkpoint()
+        return hundred_k(req)
+
+    r = router()
+    r.add("GET", "/s/:n", hundred_k)
+    r.add("GET", "/a/:n", hundred_k_async)
+    addr = await start_server(nursery, r)
+    client = await RawClient.connect(addr, rcvbuf=4096)
+    paths = [f"/{'sa'[i % 3 == 0]}/{i:03d}" for i in range(60)]
+    # 60 answers of 100 kB, then a malformed request: answered in order, then 400
+    await client.send(b"".join(get(path) for path in paths) + b"BAD REQUEST\r\n\r\n")
+    replies = await client.responses(61, timeout=30)
+    assert [reply.body[:6] for reply in replies[:60]] == [p.encode() for p in paths]
+    assert replies[60].status == 400
+    assert await client.at_eof()
+    assert len(batches) >= 20 and max(batches) < 300_000 + 2 * 100_000

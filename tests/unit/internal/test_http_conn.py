@@ -154,7 +154,8 @@ def test_unsent_output_is_timed_with_the_body_timeout() -> None:
     assert conn.overdue(60.0) == "send"
 
 
-@pytest.mark.parametrize("data", [b"", b"GET / HT", b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"])
+@pytest.mark.parametrize(
+    "data", [b"", b"GET / HT", b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"])
 def test_no_timeout_when_disabled(data: bytes) -> None:
     conn = make(header_timeout=None, body_timeout=None, idle_timeout=None)
     conn.feed(data)
