@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
-from .records import scan_records
+from .records import scan_file
 from .syncer import SyncJob, Syncer
 
 __all__ = ["Segment", "SegmentFiles", "pack_pos", "unpack_pos"]
@@ -51,7 +51,7 @@ def unpack_pos(pos: int) -> tuple[int, int, int]:
 class Segment:
     """One segment file's record counts, ack log and restart state."""
 
-    __slots__ = ("acks", "acks_on_disk", "bad_tail", "done", "end", "num", "skip", "total")
+    __slots__ = ("acks", "acks_on_disk", "damaged", "done", "end", "num", "skip", "total")
 
     def __init__(self, num: int, total: int = 0) -> None:
         self.num = num
@@ -61,7 +61,8 @@ class Segment:
         self.skip: set[int] | None = None  # offsets acked before a restart, unread yet
         self.acks: AppendFile | None = None
         self.acks_on_disk = 0     # ack entries on disk not loaded into ``skip`` yet
-        self.bad_tail = False     # records past ``end`` are corrupt: quarantine when left
+        #: damaged byte ranges (start -> end) the reader skips; kept as ``.bad`` once read
+        self.damaged: dict[int, int] | None = None
 
 
 class SegmentFiles(SyncedFiles):
@@ -135,6 +136,8 @@ class SegmentFiles(SyncedFiles):
             roff = ridx = 0
             wseg_m, woff_m = rseg, 0
             totals = {}
+        if meta is not None:
+            self._missing_segments(set(nums), rseg, ridx, wseg_m, totals)
         for num in [n for n in nums if n < rseg]:
             logger.info("DISKQUEUE(%s) removing consumed segment %d", self.name, num)
             remove_file(self._seg_path(num))
@@ -154,19 +157,20 @@ class SegmentFiles(SyncedFiles):
                 base, start = 0, 0
                 if num == wseg_m and num in totals and woff_m <= size:
                     base, start = totals[num], woff_m
-                count, valid_end, clean = scan_records(path, start, self.max_msg_size)
-                seg.total = base + count
-                seg.end = valid_end
-                if not clean:
-                    if i == len(nums) - 1:
-                        logger.warning("DISKQUEUE(%s) cutting a torn record at %d of %s",
-                                       self.name, valid_end, path)
-                        os.truncate(path, valid_end)
-                    else:
-                        logger.error("DISKQUEUE(%s) corrupt data at %d of %s: %d records "
-                                     "before it kept, the rest will be quarantined",
-                                     self.name, valid_end, path, seg.total)
-                        seg.bad_tail = True
+                scan = scan_file(path, start, self.max_msg_size)
+                seg.total = base + scan.count
+                seg.end = size
+                if scan.damaged and i == len(nums) - 1 and scan.damaged[-1][1] == size:
+                    # the newest segment ends in a torn record (a crash mid-write)
+                    cut = scan.damaged.pop()[0]
+                    scan.estimates.pop()
+                    logger.warning("DISKQUEUE(%s) cutting a torn record at %d of %s",
+                                   self.name, cut, path)
+                    os.truncate(path, cut)
+                    seg.end = cut
+                if scan.damaged:
+                    seg.damaged = dict(scan.damaged)
+                    self._log_damage(path, scan.damaged, scan.lost_estimate(), exact=False)
             try:
                 acks_size = os.path.getsize(self._ack_path(num))
             except FileNotFoundError:
@@ -206,6 +210,26 @@ class SegmentFiles(SyncedFiles):
         if self._depth:
             logger.info("DISKQUEUE(%s) restored %d messages in %d segment(s)",
                         self.name, self._depth, len(self._segs))
+
+    def _missing_segments(self, present: set[int], rseg: int, ridx: int, wseg: int,
+                          totals: dict[int, int]) -> None:
+        """Warn about segments the metadata counts but the data path no longer has."""
+        for num in sorted(totals):
+            if num < rseg or num > wseg or num in present:
+                continue
+            unread = totals[num] - (ridx if num == rseg else 0)
+            if unread > 0 or num < wseg:
+                logger.warning("DISKQUEUE(%s) segment file %s is missing: %d message(s) "
+                               "lost", self.name, self._seg_path(num), max(0, unread))
+
+    def _log_damage(self, path: str, ranges: list[tuple[int, int]], lost: int, *,
+                    exact: bool) -> None:
+        nbytes = sum(b - a for a, b in ranges)
+        where = ", ".join(f"{a}-{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
+        logger.warning("DISKQUEUE(%s) damaged data in %s (bytes %s, %d in all): %s%d "
+                       "message(s) lost, the records around it are kept; the file is "
+                       "saved as %s.bad once read", self.name, path, where, nbytes,
+                       "" if exact else "about ", lost, path)
 
     def _load_acks(self, num: int) -> list[int]:
         try:
@@ -270,7 +294,10 @@ class SegmentFiles(SyncedFiles):
             self._retired.remove(writer)
             writer.buf.clear()
             self._closing.append(writer)
-        self._unlinks.append(self._seg_path(num))
+        if seg.damaged:
+            self._keep_bad(self._seg_path(num))
+        else:
+            self._unlinks.append(self._seg_path(num))
         self._unlinks.append(self._ack_path(num))
         self._meta_dirty = True
         if self.syncer is not None:
@@ -278,13 +305,15 @@ class SegmentFiles(SyncedFiles):
         else:
             self._run_unlinks()
 
-    def _quarantine_file(self, seg: Segment) -> None:
-        self._segs.pop(seg.num, None)
-        path = self._seg_path(seg.num)
+    def _keep_bad(self, path: str) -> None:
         try:
             os.rename(path, path + ".bad")
         except OSError as exc:
             logger.error("DISKQUEUE(%s) failed to rename bad file %s - %s", self.name, path, exc)
+
+    def _quarantine_file(self, seg: Segment) -> None:
+        self._segs.pop(seg.num, None)
+        self._keep_bad(self._seg_path(seg.num))
         if seg.acks is not None:
             self._dirty_acks.pop(seg.num, None)
             self._closing.append(seg.acks)

@@ -21,8 +21,8 @@ from typing import Any
 
 from .backend import Msg
 
-__all__ = ["CorruptRecord", "decode_record", "encode_due_records", "encode_record",
-           "encode_records", "scan_records"]
+__all__ = ["CorruptRecord", "FileScan", "decode_record", "encode_due_records", "encode_record",
+           "encode_records", "find_record", "record_end", "scan_file", "scan_records"]
 
 #: size, crc, ts, attempts, id
 HEADER = struct.Struct("<IIqH16s")
@@ -117,6 +117,147 @@ def decode_record(buf: bytes | memoryview, off: int, limit: int, max_size: int
         return (msg_id, bytes(buf[p + FIXED:end]), ts, attempts, due_ns), end
     ts, attempts, msg_id = _MID.unpack_from(buf, p)
     return (msg_id, bytes(buf[p + FIXED:end]), ts, attempts), end
+
+
+def record_end(buf: bytes | memoryview, off: int, limit: int, max_size: int) -> int:
+    """Where the record at ``off`` ends if a whole valid one starts there: its end;
+    0 when its header is plausible but the record runs past ``limit``; -1 otherwise."""
+    if off + 8 > limit:
+        return 0
+    size, crc = _LEN_CRC.unpack_from(buf, off)
+    fixed = FIXED + 8 if size & DUE_FLAG else FIXED
+    size &= ~DUE_FLAG
+    if size < fixed or size > max_size + fixed:
+        return -1
+    end = off + 8 + size
+    if end > limit:
+        return 0
+    return end if _crc32(buf[off + 8:end]) == crc else -1
+
+
+def find_record(buf: bytes | memoryview, start: int, limit: int, max_size: int,
+                eof: bool) -> tuple[int, bool]:
+    """Resynchronise after damage: the first offset from ``start`` where a whole record
+    with a sane length and a valid crc starts.
+
+    Returns ``(offset, True)`` when found; else ``(offset, False)``: no record starts
+    before ``offset``, and the search resumes there once more data follows ``limit``
+    (at ``eof`` the offset is ``limit``: nothing valid is left). A random byte sequence
+    passes for a record header only if its length is sane and its crc matches the
+    bytes it claims (odds about 2^-32 per candidate).
+    """
+    unpack = _LEN_CRC.unpack_from
+    lo, hi = FIXED, max_size + FIXED
+    lo_due, hi_due = FIXED + 8, max_size + FIXED + 8
+    i = start
+    last = limit - 8
+    while i <= last:
+        size = unpack(buf, i)[0]
+        if size & DUE_FLAG:
+            ok = lo_due <= size & ~DUE_FLAG <= hi_due
+        else:
+            ok = lo <= size <= hi
+        if ok:
+            end = record_end(buf, i, limit, max_size)
+            if end > 0:
+                return i, True
+            if end == 0 and not eof:
+                return i, False  # plausible: read on before judging it
+        i += 1
+    return (limit, False) if eof else (max(start, last + 1), False)
+
+
+class FileScan:
+    """What :func:`scan_file` found: valid records, and the damaged byte ranges skipped."""
+
+    __slots__ = ("count", "damaged", "estimates", "valid_bytes", "valid_end")
+
+    def __init__(self, start: int) -> None:
+        self.count = 0
+        self.valid_end = start          # end of the last valid record
+        self.valid_bytes = 0
+        #: ``(start, end)`` of each damaged range, in file order
+        self.damaged: list[tuple[int, int]] = []
+        #: records each damaged range held, where its first header tells (else None)
+        self.estimates: list[int | None] = []
+
+    def lost_estimate(self) -> int:
+        """Records in the damaged ranges: exact where a header tells, else estimated
+        from the mean valid record size (at least one per range)."""
+        mean = self.valid_bytes / self.count if self.count else 0
+        total = 0
+        for (a, b), known in zip(self.damaged, self.estimates):
+            total += known if known is not None else max(1, round((b - a) / mean) if mean else 1)
+        return total
+
+
+def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> FileScan:
+    """Walk the records of a file from ``start`` (to ``end`` or end-of-file), skipping
+    damaged data: after a bad record the scan resumes at the next valid one
+    (:func:`find_record`). Never raises on bad data (OSError on I/O errors)."""
+    scan = FileScan(start)
+    pos = start
+    bad = -1          # start of the damaged range being skipped
+    bad_hint: int | None = None
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf = b""
+        base = start
+        eof = False
+
+        def more() -> bool:
+            nonlocal buf, base, eof
+            want = READ_CHUNK if end is None else min(READ_CHUNK, end - base - len(buf))
+            chunk = f.read(want) if want > 0 else b""
+            if not chunk:
+                eof = True
+                return False
+            buf = buf[pos - base:] + chunk
+            base = pos
+            return True
+
+        while True:
+            i = pos - base
+            n = len(buf)
+            if bad < 0:
+                e = record_end(buf, i, n, max_size)
+                if e > 0:
+                    scan.count += 1
+                    scan.valid_bytes += e - i
+                    pos = base + e
+                    scan.valid_end = pos
+                    continue
+                if e == 0 and not eof:
+                    more()
+                    continue
+                if i >= n:
+                    break  # clean end
+                bad = pos
+                bad_hint = _chain_hint(buf, i, n)
+                pos += 1
+                continue
+            j, found = find_record(buf, i, n, max_size, eof)
+            pos = base + j
+            if found:
+                scan.damaged.append((bad, pos))
+                scan.estimates.append(1 if bad_hint is not None and bad + bad_hint == pos
+                                      else None)
+                bad = -1
+                continue
+            if not eof:
+                more()
+                continue
+            scan.damaged.append((bad, pos))
+            scan.estimates.append(None)
+            break
+    return scan
+
+
+def _chain_hint(buf: bytes | memoryview, off: int, limit: int) -> int | None:
+    """The length the (damaged) record at ``off`` claims, if its header is there."""
+    if off + 8 > limit:
+        return None
+    return 8 + (_LEN_CRC.unpack_from(buf, off)[0] & ~DUE_FLAG)
 
 
 def scan_records(path: str, start: int, max_size: int) -> tuple[int, int, bool]:
