@@ -22,7 +22,7 @@ from typing import Any
 from .backend import Msg
 
 __all__ = ["CorruptRecord", "FileScan", "decode_record", "encode_due_records", "encode_record",
-           "encode_records", "find_record", "record_end", "scan_file", "scan_records"]
+           "encode_records", "find_record", "record_end", "scan_file"]
 
 #: size, crc, ts, attempts, id
 HEADER = struct.Struct("<IIqH16s")
@@ -258,34 +258,3 @@ def _chain_hint(buf: bytes | memoryview, off: int, limit: int) -> int | None:
     if off + 8 > limit:
         return None
     return 8 + (_LEN_CRC.unpack_from(buf, off)[0] & ~DUE_FLAG)
-
-
-def scan_records(path: str, start: int, max_size: int) -> tuple[int, int, bool]:
-    """Count the valid records of a file from ``start``: ``(count, valid_end, clean)``.
-
-    ``clean`` is False when something other than end-of-file stopped the scan.
-    """
-    count = 0
-    pos = start
-    with open(path, "rb") as f:
-        f.seek(start)
-        buf = b""
-        buf_start = start
-        while True:
-            chunk = f.read(READ_CHUNK)
-            if not chunk:
-                return count, pos, pos - buf_start == len(buf)
-            buf = buf[pos - buf_start:] + chunk
-            buf_start = pos
-            i = 0
-            n = len(buf)
-            while True:
-                try:
-                    rec, end = decode_record(buf, i, n, max_size)
-                except CorruptRecord:
-                    return count, pos, False
-                if rec is None:
-                    break
-                count += 1
-                i = end
-                pos = buf_start + i

@@ -18,7 +18,7 @@ from nsqd.records import (
     decode_record,
     encode_record,
     encode_records,
-    scan_records,
+    scan_file,
 )
 
 
@@ -327,13 +327,15 @@ def test_empty_and_delete(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_scan_records(tmp_path: Path) -> None:
+def test_scan_file(tmp_path: Path) -> None:
     path = tmp_path / "f"
     data = b"".join(encode_records(msgs(10)))
     path.write_bytes(data + b"\x01\x02")
-    assert scan_records(str(path), 0, 1024) == (10, len(data), False)
+    scan = scan_file(str(path), 0, 1024)
+    assert (scan.count, scan.valid_end, scan.damaged) == (10, len(data), [(len(data), len(data) + 2)])
     path.write_bytes(data)
-    assert scan_records(str(path), 0, 1024) == (10, len(data), True)
+    scan = scan_file(str(path), 0, 1024)
+    assert (scan.count, scan.valid_end, scan.damaged) == (10, len(data), [])
 
 
 async def test_deferred_topic_entries_keep_due(tmp_path: Path) -> None:
