@@ -482,44 +482,46 @@ def _parse_binary_mpub(body: bytes, max_msg_size: int, max_body_size: int) -> li
     return parse_mpub_body(body[:pos], max_msg_size, max_body_size)
 
 
+class _RequestLog:
+    """Logs a request's status and duration when its ``with`` block ends (0: not yet)."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.start = time.perf_counter()
+        self.status = 500
+
+    def __enter__(self) -> _RequestLog:
+        return self
+
+    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, HTTPError):
+            self.status = exc.status
+        if self.status and logger.isEnabledFor(logging.INFO):
+            req = self.req
+            uri = f"{req.path}?{req.query_string}" if req.query_string else req.path
+            logger.info("%d %s %s (%s) %s", self.status, req.method, uri, req.remote_addr,
+                        format_duration(time.perf_counter() - self.start))
+
+
 def _logged(handler: Callable[[Request], Response | Awaitable[Response]]) -> Handler:
     """NSQ's ``http_api.Log``: one INFO line per request (handlers that answer inline,
     or now and then after an await: a create waiting for the metadata write)."""
 
-    def log(req: Request, status: int, start: float) -> None:
-        if logger.isEnabledFor(logging.INFO):
-            uri = f"{req.path}?{req.query_string}" if req.query_string else req.path
-            logger.info("%d %s %s (%s) %s", status, req.method, uri, req.remote_addr,
-                        format_duration(time.perf_counter() - start))
-
-    async def finish(req: Request, pending: Awaitable[Response], start: float) -> Response:
-        status = 500
-        try:
+    async def finish(entry: _RequestLog, pending: Awaitable[Response]) -> Response:
+        entry.status = 500
+        with entry:
             response = await pending
-            status = response.status
+            entry.status = response.status
             return response
-        except HTTPError as exc:
-            status = exc.status
-            raise
-        finally:
-            log(req, status, start)
 
     def logged(req: Request) -> Response | Awaitable[Response]:
-        start = time.perf_counter()
-        status = 500
-        try:
+        with _RequestLog(req) as entry:
             response = handler(req)
             if not isinstance(response, Response):
-                status = 0
-                return finish(req, response, start)
-            status = response.status
+                entry.status = 0  # logged once answered
+                return finish(entry, response)
+            entry.status = response.status
             return response
-        except HTTPError as exc:
-            status = exc.status
-            raise
-        finally:
-            if status:
-                log(req, status, start)
 
     return logged
 

@@ -12,20 +12,9 @@ import pytest
 
 from nsqd.deferred_store import DeferredStore
 from nsqd.records import encode_record
+from test_diskqueue_deferred import Clocks
 
-NS = 1_000_000_000
 N = 6
-
-
-class Clocks:
-    def __init__(self) -> None:
-        self.t = 500.0
-
-    def mono(self) -> float:
-        return self.t
-
-    def wall(self) -> int:
-        return int((self.t + 1_700_000_000) * NS)
 
 
 def msg(i: int) -> tuple[bytes, bytes, int, int]:
