@@ -94,6 +94,7 @@ class NSQD:
         self.meta = MetadataFile(os.path.join(self.data_path, METADATA_FILE), self.metadata)
         self._data_lock: int | None = None
         self._loading = False
+        self._loaded = False  # metadata restored: the shutdown may write it back
         #: group commit and periodic syncs of every disk queue and deferred store
         self.syncer = Syncer(sync_timeout=options.sync_timeout)
         self._deferred_channels: dict[int, Channel] = {}
@@ -430,6 +431,7 @@ class NSQD:
                         channel.pause()
         finally:
             self._loading = False
+        self._loaded = True
         try:
             self.persist_metadata()
         except OSError as exc:
@@ -528,10 +530,11 @@ class NSQD:
         for client in list(self.clients.values()):
             client.close()
         self.syncer.close()
-        try:
-            self.persist_metadata()
-        except OSError as exc:
-            logger.error("failed to persist metadata - %s", exc)
+        if self._loaded:  # a start that failed before must leave nsqd.dat as it was
+            try:
+                self.persist_metadata()
+            except OSError as exc:
+                logger.error("failed to persist metadata - %s", exc)
         for topic in list(self.topics.values()):
             topic.close(delete=False)
         if self._data_lock is not None:

@@ -122,6 +122,7 @@ async def test_garbage_metadata_stops_with_the_way_out(tmp_path: Path) -> None:
 
     out = _run_nsqd(tmp_path)
     assert out.returncode == 1
+    assert (tmp_path / "nsqd.dat").read_bytes() == b"\x00garbage{"  # left as it was
     fatal = [line for line in out.stderr.splitlines() if "FATAL" in line]
     assert len(fatal) == 1, out.stderr
     assert str(tmp_path / "nsqd.dat") in fatal[0] and "failed to parse metadata" in fatal[0]
@@ -154,8 +155,12 @@ def test_missing_data_path_is_named(tmp_path: Path) -> None:
     assert "listen" not in out.stderr
 
 
-def test_busy_addresses_are_named_and_version_logged(tmp_path: Path) -> None:
+async def test_busy_addresses_are_named_and_version_logged(tmp_path: Path) -> None:
     import socket
+    daemon = await Daemon(tmp_path).start()
+    await _fill(daemon, 1)
+    assert await daemon.stop() == 0
+    metadata = (tmp_path / "nsqd.dat").read_bytes()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -171,6 +176,8 @@ def test_busy_addresses_are_named_and_version_logged(tmp_path: Path) -> None:
             assert f"FATAL: listen (127.0.0.1:{port}) failed - Address already in use" \
                 in out.stderr, out.stderr
             assert "Trio nursery" not in out.stderr
+    # a failed start leaves the metadata alone
+    assert (tmp_path / "nsqd.dat").read_bytes() == metadata
 
 
 async def test_metadata_write_failure_is_an_error_to_the_creator(tmp_path: Path) -> None:
