@@ -78,6 +78,8 @@ class MetadataFile:
                                f"{exc.strerror or exc}") from exc
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
             topics = doc.get("topics") or []
             if not isinstance(topics, list) or not all(isinstance(t, dict) for t in topics):
                 raise ValueError("\"topics\" is not a list of objects")
@@ -86,7 +88,7 @@ class MetadataFile:
                 if not isinstance(channels, list) or not all(isinstance(c, dict)
                                                              for c in channels):
                     raise ValueError("\"channels\" is not a list of objects")
-        except (ValueError, AttributeError) as exc:
+        except ValueError as exc:
             raise RuntimeError(
                 f"failed to parse metadata in {self.path} - {exc}; move the file aside "
                 f"to start without it: nsqd then keeps the topic and channel queues it "

@@ -402,7 +402,10 @@ class NSQD:
         Raises:
             RuntimeError: the metadata file is unreadable, or cannot be written back.
         """
-        topics = self.meta.load()
+        try:
+            topics = self.meta.load()
+        except RuntimeError as exc:
+            raise RuntimeError(f"failed to load metadata - {exc}") from exc
         if topics is None:
             found = discover_queues(self.data_path)
             if found:
@@ -431,12 +434,12 @@ class NSQD:
                         channel.pause()
         finally:
             self._loading = False
-        self._loaded = True
         try:
             self.persist_metadata()
         except OSError as exc:
-            raise RuntimeError(f"failed to persist metadata to {self.meta.path} - "
-                               f"{exc.strerror or exc}") from exc
+            raise RuntimeError(f"failed to persist metadata - {exc.filename or self.meta.path}"
+                               f": {exc.strerror or exc}") from exc
+        self._loaded = True
 
     def _lock_data_path(self) -> None:
         path = self.data_path
@@ -475,10 +478,7 @@ class NSQD:
             tcp_addr = (sockname[0], sockname[1])
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                try:
-                    self.load_metadata()
-                except RuntimeError as exc:
-                    raise RuntimeError(f"failed to load metadata - {exc}") from exc
+                self.load_metadata()
                 logger.info("TCP: listening on %s", join_host_port(*tcp_addr))
                 nursery.start_soon(self._serve_tcp, listeners)
                 from .http import serve_nsqd_http
