@@ -14,6 +14,8 @@ header lets the reader validate the length before it trusts anything else.
 
 from __future__ import annotations
 
+import functools
+import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -149,9 +151,14 @@ def find_record(buf: bytes | memoryview, start: int, limit: int, max_size: int,
     unpack = _LEN_CRC.unpack_from
     lo, hi = FIXED, max_size + FIXED
     lo_due, hi_due = FIXED + 8, max_size + FIXED + 8
+    search = _header_pattern(max_size).search
     i = start
     last = limit - 8
     while i <= last:
+        m = search(buf, i, last + 4)  # C speed over bytes that cannot start a header
+        if m is None:
+            break
+        i = m.start()
         size = unpack(buf, i)[0]
         if size & DUE_FLAG:
             ok = lo_due <= size & ~DUE_FLAG <= hi_due
@@ -165,6 +172,28 @@ def find_record(buf: bytes | memoryview, start: int, limit: int, max_size: int,
                 return i, False  # plausible: read on before judging it
         i += 1
     return (limit, False) if eof else (max(start, last + 1), False)
+
+
+@functools.lru_cache(maxsize=8)
+def _header_pattern(max_size: int) -> re.Pattern[bytes]:
+    """Four bytes that may be a record's little-endian size (with or without the due
+    flag): not below ``FIXED``, not above a due record's largest size. A superset: the
+    caller checks the numbers; the pattern lets ``re`` skip the rest at C speed."""
+    top = max_size + FIXED + 8
+
+    def byte_range(lo: int, hi: int) -> bytes:
+        return b"\\x%02x-\\x%02x" % (lo, hi)
+
+    b3 = min(top >> 24, 0x7F)
+    b2_max = 0xFF if b3 else (top >> 16) & 0xFF
+    b2 = b"[" + byte_range(0, b2_max) + b"]"
+    b3_any = b"[" + byte_range(0, b3) + byte_range(0x80, 0x80 + b3) + b"]"
+    alts = [b"[\\x1a-\\xff]." + b2 + b3_any, b".[\\x01-\\xff]" + b2 + b3_any]
+    if b2_max:
+        alts.append(b"..[" + byte_range(1, b2_max) + b"]" + b3_any)
+    if b3:
+        alts.append(b"...[" + byte_range(1, b3) + byte_range(0x81, 0x80 + b3) + b"]")
+    return re.compile(b"(?:" + b"|".join(alts) + b")", re.DOTALL)
 
 
 class FileScan:
