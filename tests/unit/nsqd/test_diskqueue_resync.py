@@ -172,3 +172,22 @@ def test_scan_file_counts_and_ranges(tmp_path: Path) -> None:
     assert scan.damaged == [spans[2], (spans[-1][1], spans[-1][1] + 5)]
     assert scan.valid_end == spans[-1][1]
     assert scan.estimates[0] == 1
+
+
+@pytest.mark.parametrize("max_size", [1024, 1024 * 1024, 1 << 30])
+def test_header_pattern_admits_every_valid_size(max_size: int) -> None:
+    import random
+    import struct
+
+    from nsqd.records import FIXED, _header_pattern
+
+    pattern = _header_pattern(max_size)
+    top = max_size + FIXED + 8
+    rng = random.Random(max_size)
+    sizes = [*range(FIXED, min(top, 70_000) + 1), top,
+             *(rng.randint(FIXED, top) for _ in range(5000))]
+    for size in sizes:
+        for flag in (0, 0x80000000):
+            assert pattern.fullmatch(struct.pack("<I", size | flag)), (size, flag)
+    for size in range(FIXED):  # zero-filled or small: skipped without a look
+        assert not pattern.fullmatch(struct.pack("<I", size))
