@@ -139,7 +139,13 @@ class BucketFiles(SyncedFiles):
                          self.directory, exc)
             meta = {}
         restored = 0
-        for fn in sorted(os.listdir(self.directory)):
+        names = sorted(os.listdir(self.directory))
+        for name, known in meta.items() if isinstance(meta, dict) else ():
+            if f"{name}.dat" not in names and isinstance(known, list) and known:
+                logger.warning("DEFERRED(%s) bucket file %s.dat is missing: up to %s deferred "
+                               "message(s) lost", self.directory,
+                               os.path.join(self.directory, name), known[0])
+        for fn in names:
             m = _NAME.fullmatch(fn)
             if not m:
                 continue

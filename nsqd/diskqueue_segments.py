@@ -6,10 +6,11 @@ Files, in the data path, for a queue named ``NAME`` (``topic`` or ``topic:channe
     NAME.tdq.000000.acks    offsets of records consumed out of order (durable mode)
     NAME.tdq.meta.json      read cursor, flushed write end, records per segment
 
-At start-up, segments before the read cursor are removed, sealed segments the metadata
+At start-up, segments before the read cursor are removed, a segment the metadata counts
+but the data path lacks is reported with its message count, sealed segments the metadata
 knows are trusted and the others are scanned: a torn record at the very end of the
-newest segment (a crash mid-write) is cut off, corrupt data in an older one is left for
-the reader to quarantine. :class:`SegmentFiles` also writes buffers out, rolls segments,
+newest segment (a crash mid-write) is cut off, damaged records elsewhere are noted for
+the reader to skip (:func:`~nsqd.records.scan_file` resynchronises past them). :class:`SegmentFiles` also writes buffers out, rolls segments,
 logs acks, deletes consumed segments and takes part in the group commit for
 :class:`~nsqd.diskqueue.DiskQueue`, which reads and writes the records.
 """

@@ -80,3 +80,20 @@ def test_each_flipped_byte_loses_only_its_record(tmp_path: Path, meta: bool,
             assert name in caplog.text
         assert len(store) == 0
         store.close()
+
+
+def test_missing_bucket_file_is_a_warning(tmp_path: Path, caplog: Any) -> None:
+    clocks = Clocks()
+    store = make(tmp_path, clocks)
+    for i in range(N):
+        store.push(msg(i), clocks.t + 30)
+    store.push(msg(99), clocks.t + 90)
+    store.close()
+    d = tmp_path / "c.deferred"
+    victim = sorted(f for f in os.listdir(d) if f.endswith(".dat"))[0]
+    os.unlink(d / victim)
+    caplog.set_level(logging.WARNING)
+    store = make(tmp_path, clocks)
+    assert len(store) == 1
+    assert f"{victim} is missing: up to {N} deferred message(s) lost" in caplog.text
+    store.close()
