@@ -191,3 +191,37 @@ def test_header_pattern_admits_every_valid_size(max_size: int) -> None:
             assert pattern.fullmatch(struct.pack("<I", size | flag)), (size, flag)
     for size in range(FIXED):  # zero-filled or small: skipped without a look
         assert not pattern.fullmatch(struct.pack("<I", size))
+
+
+def test_ack_mode_damage_keeps_counts_and_drops_the_segment(tmp_path: Path,
+                                                             caplog: Any) -> None:
+    data = msgs(60)
+    q = make(tmp_path, sync_every=1, max_bytes_per_file=1024)
+    for m in data:
+        q.put([m])
+    got = q.read(4)
+    for m in got[::2]:
+        q.ack(m[0])  # 0 and 2 acked before the restart, 1 and 3 replayed
+    q.close()
+    first = sorted(f for f in os.listdir(tmp_path) if f.endswith(".dat"))[0]
+    spans = bounds(data)
+    raw = bytearray((tmp_path / first).read_bytes())
+    raw[spans[5][0] + 30] ^= 0x08  # record 5
+    raw[spans[2][0] + 30] ^= 0x08  # record 2, acked already: not a loss
+    (tmp_path / first).write_bytes(bytes(raw))
+    caplog.set_level(logging.WARNING)
+    q = make(tmp_path, sync_every=1, max_bytes_per_file=1024)
+    assert q.depth() == 58
+    got = drain(q)
+    assert got == [data[1], data[3], data[4]] + data[6:]
+    assert "1 message(s) lost" in caplog.text and first in caplog.text
+    assert q.depth() == 0
+    for m in got:
+        q.ack(m[0])
+    q.sync_now()
+    assert (tmp_path / (first + ".bad")).exists()
+    assert not (tmp_path / first).exists()
+    q.close()
+    q = make(tmp_path, sync_every=1, max_bytes_per_file=1024)
+    assert q.depth() == 0 and q.read(5) == []
+    q.close()
