@@ -29,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE = "nsqd.dat"
 
-#: pause after a write, so that a burst of creations shares the next one
-COALESCE = 0.05
 #: pause before retrying a failed write
 RETRY = 1.0
 
@@ -160,7 +158,9 @@ class MetadataFile:
             self._tried = gen
             self._written.set()
             self._written = trio.Event()
-            await trio.sleep(RETRY if self._error is not None else COALESCE)
+            # changes made during a write share the next one: no pause needed for that
+            if self._error is not None:
+                await trio.sleep(RETRY)
 
 
 def discover_queues(data_path: str) -> dict[str, list[str]]:
