@@ -11,9 +11,10 @@ Files, in the channel's deferred directory::
 was loaded). At start-up every bucket is reloaded without its released records; a file
 whose size is not the one in the metadata is rescanned: a torn record at its end is cut
 off, damaged records elsewhere are skipped (loading resynchronises on the next valid
-record) and their loss logged. :class:`BucketFiles` appends the records, writes the release logs and
-takes part in the group commit for :class:`~nsqd.deferred_store.DeferredStore`, which
-holds the heap and the runs.
+record) and their loss logged, as is a bucket file the metadata lists but the directory
+lacks. :class:`BucketFiles` appends the records, writes the release logs and takes part
+in the group commit for :class:`~nsqd.deferred_store.DeferredStore`, which holds the
+heap and the runs.
 """
 
 from __future__ import annotations

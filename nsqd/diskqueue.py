@@ -20,8 +20,9 @@ A damaged record (bad length or crc) costs only itself: the reader resynchronise
 next valid record of the segment (a sane length and a matching crc, searched byte by
 byte), logs how many records the damage took and, once the segment is read, keeps the
 file as ``.bad``. A read error quarantines the rest of its segment. A torn record at the
-very end of the newest segment (a crash mid-write) is cut off at start-up. A write error (disk full, EFBIG) makes :meth:`DiskQueue.put` raise
-:class:`~nsqd.backend.BackendError` until a retried write succeeds.
+very end of the newest segment (a crash mid-write) is cut off at start-up. A write error
+(disk full, EFBIG) makes :meth:`DiskQueue.put` raise :class:`~nsqd.backend.BackendError`
+until a retried write succeeds.
 """
 
 from __future__ import annotations

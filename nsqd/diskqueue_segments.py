@@ -10,8 +10,9 @@ At start-up, segments before the read cursor are removed, a segment the metadata
 but the data path lacks is reported with its message count, sealed segments the metadata
 knows are trusted and the others are scanned: a torn record at the very end of the
 newest segment (a crash mid-write) is cut off, damaged records elsewhere are noted for
-the reader to skip (:func:`~nsqd.records.scan_file` resynchronises past them). :class:`SegmentFiles` also writes buffers out, rolls segments,
-logs acks, deletes consumed segments and takes part in the group commit for
+the reader to skip (:func:`~nsqd.records.scan_file` resynchronises past them).
+:class:`SegmentFiles` also writes buffers out, rolls segments, logs acks, deletes
+consumed segments and takes part in the group commit for
 :class:`~nsqd.diskqueue.DiskQueue`, which reads and writes the records.
 """
 
