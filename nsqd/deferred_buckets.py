@@ -170,7 +170,7 @@ class BucketFiles(SyncedFiles):
                     size = cut
                 if scan.damaged:
                     damaged = dict(scan.damaged)
-                    self._log_damage(path, scan.damaged, scan.lost_estimate())
+                    self._log_damage(path, scan.describe(scan.damaged), scan.lost_estimate())
             bucket = Bucket(level, idx, gen, AppendFile(path, size), records)
             bucket.damaged = damaged
             rel_path = self._path(bucket, "rel")
@@ -201,9 +201,8 @@ class BucketFiles(SyncedFiles):
             logger.info("DEFERRED(%s) restored %d deferred messages in %d bucket(s)",
                         self.directory, restored, len(self._buckets))
 
-    def _log_damage(self, path: str, ranges: list[tuple[int, int]], lost: int) -> None:
-        where = ", ".join(f"{a}-{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
-        logger.warning("DEFERRED(%s) damaged data in %s (bytes %s): about %d deferred "
+    def _log_damage(self, path: str, where: str, lost: int) -> None:
+        logger.warning("DEFERRED(%s) damaged data in %s (%s): about %d deferred "
                        "message(s) lost, the records around it are kept", self.directory,
                        path, where, lost)
 
@@ -225,7 +224,7 @@ class BucketFiles(SyncedFiles):
         new = [r for r in scan.damaged if r[0] not in old]
         skip = bucket.skip
         released = {o for o in skip if any(a <= o < b for a, b in new)} if skip else set()
-        lost = max(0, scan.lost_estimate() - len(released))
+        lost = max(0, scan.lost_estimate(old) - len(released))
         if skip:
             skip -= released
             bucket.rel_count -= len(released)
@@ -235,7 +234,7 @@ class BucketFiles(SyncedFiles):
         tail = scan.damaged[-1]
         if tail[0] >= scan.valid_end and tail[1] < bucket.end:
             bucket.end = tail[1]  # the file is shorter than it was
-        self._log_damage(bucket.file.path, new, lost)
+        self._log_damage(bucket.file.path, scan.describe(new), lost)
         return scan.damaged[0][1]
 
     # ------------------------------------------------------------------ appending

@@ -425,7 +425,7 @@ class DiskQueue(SegmentFiles):
             skip -= acked
         dropped = seg.total - self._ridx - scan.count
         exact = dropped >= len(new)
-        lost = dropped - len(acked) if exact else scan.lost_estimate()
+        lost = dropped - len(acked) if exact else scan.lost_estimate(known)
         self._depth = max(0, self._depth - max(0, dropped - len(acked)))
         seg.total = self._ridx + scan.count
         seg.done = max(0, seg.done - len(acked))
@@ -433,7 +433,7 @@ class DiskQueue(SegmentFiles):
         tail = scan.damaged[-1]
         if seg.end is not None and tail[0] >= scan.valid_end and tail[1] < seg.end:
             seg.end = tail[1]  # the file is shorter than it was
-        self._log_damage(path, new, max(lost, 0), exact=exact)
+        self._log_damage(path, scan.describe(new), max(lost, 0), exact=exact)
         return scan.damaged[0][1]
 
     def _quarantine(self, seg: Segment, reason: str) -> None:

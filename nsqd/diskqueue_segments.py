@@ -172,7 +172,8 @@ class SegmentFiles(SyncedFiles):
                     seg.end = cut
                 if scan.damaged:
                     seg.damaged = dict(scan.damaged)
-                    self._log_damage(path, scan.damaged, scan.lost_estimate(), exact=False)
+                    self._log_damage(path, scan.describe(scan.damaged), scan.lost_estimate(),
+                                     exact=False)
             try:
                 acks_size = os.path.getsize(self._ack_path(num))
             except FileNotFoundError:
@@ -224,14 +225,10 @@ class SegmentFiles(SyncedFiles):
                 logger.warning("DISKQUEUE(%s) segment file %s is missing: %d message(s) "
                                "lost", self.name, self._seg_path(num), max(0, unread))
 
-    def _log_damage(self, path: str, ranges: list[tuple[int, int]], lost: int, *,
-                    exact: bool) -> None:
-        nbytes = sum(b - a for a, b in ranges)
-        where = ", ".join(f"{a}-{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
-        logger.warning("DISKQUEUE(%s) damaged data in %s (bytes %s, %d in all): %s%d "
-                       "message(s) lost, the records around it are kept; the file is "
-                       "saved as %s.bad once read", self.name, path, where, nbytes,
-                       "" if exact else "about ", lost, path)
+    def _log_damage(self, path: str, where: str, lost: int, *, exact: bool) -> None:
+        logger.warning("DISKQUEUE(%s) damaged data in %s (%s): %s%d message(s) lost, the "
+                       "records around it are kept; the file is saved as %s.bad once read",
+                       self.name, path, where, "" if exact else "about ", lost, path)
 
     def _load_acks(self, num: int) -> list[int]:
         try:

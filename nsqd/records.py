@@ -210,14 +210,22 @@ class FileScan:
         #: records each damaged range held, where its first header tells (else None)
         self.estimates: list[int | None] = []
 
-    def lost_estimate(self) -> int:
-        """Records in the damaged ranges: exact where a header tells, else estimated
-        from the mean valid record size (at least one per range)."""
+    def lost_estimate(self, skip: dict[int, int] | None = None) -> int:
+        """Records in the damaged ranges (but those starting in ``skip``): exact where a
+        header tells, else estimated from the mean valid record size (at least one per
+        range)."""
         mean = self.valid_bytes / self.count if self.count else 0
         total = 0
         for (a, b), known in zip(self.damaged, self.estimates):
+            if skip and a in skip:
+                continue
             total += known if known is not None else max(1, round((b - a) / mean) if mean else 1)
         return total
+
+    def describe(self, ranges: list[tuple[int, int]]) -> str:
+        """``ranges`` for a log line: the first few ``start-end``, and the byte total."""
+        where = ", ".join(f"{a}-{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
+        return f"bytes {where}, {sum(b - a for a, b in ranges)} in all"
 
 
 def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> FileScan:
