@@ -4,6 +4,7 @@ exception group; then exit status 1."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -14,8 +15,11 @@ import trio
 __all__ = ["failure_messages", "listen_failed", "run_daemon"]
 
 
-def listen_failed(address: str, exc: OSError) -> OSError:
-    """The error of binding ``address``, as NSQ words it: ``listen (ADDR) failed - why``."""
+def listen_failed(address: str, exc: OSError | ValueError) -> OSError:
+    """The error of binding ``address`` (or of parsing it: ValueError), as NSQ words it:
+    ``listen (ADDR) failed - why``."""
+    if isinstance(exc, ValueError):
+        return OSError(errno.EINVAL, f"listen ({address}) failed - {exc}")
     reason = os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 \
         else (exc.strerror or str(exc))
     return OSError(exc.errno, f"listen ({address}) failed - {reason}")

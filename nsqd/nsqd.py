@@ -469,10 +469,10 @@ class NSQD:
         logger.info("%s", version_string("nsqd"))
         logger.info("ID: %d", opts.node_id)
         try:
-            tcp_host, tcp_port = split_host_port(opts.tcp_address)
             try:
+                tcp_host, tcp_port = split_host_port(opts.tcp_address)
                 listeners = await trio.open_tcp_listeners(tcp_port, host=tcp_host or None)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise listen_failed(opts.tcp_address, exc) from exc
             sockname = listeners[0].socket.getsockname()
             tcp_addr = (sockname[0], sockname[1])
@@ -488,13 +488,13 @@ class NSQD:
                     try:
                         https_addr = await nursery.start(partial(serve_nsqd_http, self,
                                                                  https=True))
-                    except OSError as exc:
+                    except (OSError, ValueError) as exc:
                         raise listen_failed(opts.https_address, exc) from exc
                 http_addr = None
                 if opts.http_address:
                     try:
                         http_addr = await nursery.start(serve_nsqd_http, self)
-                    except OSError as exc:
+                    except (OSError, ValueError) as exc:
                         raise listen_failed(opts.http_address, exc) from exc
                 self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
                 nursery.start_soon(self._scan_loop)

@@ -51,3 +51,8 @@ def test_run_daemon_logs_fatal_lines_and_returns_1(caplog: Any) -> None:
         "failed to lock data-path: open /nope: No such file"]
     assert "Trio nursery" not in caplog.text
     assert run_daemon(log, fine) == 0
+
+
+def test_listen_failed_on_a_bad_address() -> None:
+    exc = listen_failed("h:99999", ValueError("port out of range in address 'h:99999'"))
+    assert exc.strerror == "listen (h:99999) failed - port out of range in address 'h:99999'"
