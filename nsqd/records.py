@@ -230,8 +230,10 @@ class FileScan:
 
 def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> FileScan:
     """Walk the records of a file from ``start`` (to ``end`` or end-of-file), skipping
-    damaged data: after a bad record the scan resumes at the next valid one
-    (:func:`find_record`). Never raises on bad data (OSError on I/O errors)."""
+    damaged data: after a bad record the scan resumes where its length says the next one
+    starts if a valid record is there (damage in the body), else at the next valid one
+    byte by byte (:func:`find_record`). Never raises on bad data (OSError on I/O
+    errors)."""
     scan = FileScan(start)
     pos = start
     bad = -1          # start of the damaged range being skipped
@@ -270,15 +272,31 @@ def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> F
                 if i >= n:
                     break  # clean end
                 bad = pos
-                bad_hint = _chain_hint(buf, i, n)
+                bad_hint = _chain_hint(buf, i, n, max_size)
                 pos += 1
                 continue
+            if bad_hint is not None:
+                # the header may be intact and the damage in the body: the record after
+                # it is where its length says (a record stored inside a body cannot
+                # then pass for the resync point)
+                target = bad + bad_hint - base
+                e = record_end(buf, target, n, max_size) if target + 8 <= n else 0
+                if e == 0 and not eof:
+                    more()
+                    continue
+                if e > 0:
+                    scan.damaged.append((bad, base + target))
+                    scan.estimates.append(1)
+                    pos = base + target
+                    bad = -1
+                    bad_hint = None
+                    continue
+                bad_hint = None
             j, found = find_record(buf, i, n, max_size, eof)
             pos = base + j
             if found:
                 scan.damaged.append((bad, pos))
-                scan.estimates.append(1 if bad_hint is not None and bad + bad_hint == pos
-                                      else None)
+                scan.estimates.append(None)
                 bad = -1
                 continue
             if not eof:
@@ -290,8 +308,10 @@ def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> F
     return scan
 
 
-def _chain_hint(buf: bytes | memoryview, off: int, limit: int) -> int | None:
-    """The length the (damaged) record at ``off`` claims, if its header is there."""
+def _chain_hint(buf: bytes | memoryview, off: int, limit: int, max_size: int) -> int | None:
+    """The length the (damaged) record at ``off`` claims, if its header is there and the
+    length is sane."""
     if off + 8 > limit:
         return None
-    return 8 + (_LEN_CRC.unpack_from(buf, off)[0] & ~DUE_FLAG)
+    size = _LEN_CRC.unpack_from(buf, off)[0] & ~DUE_FLAG
+    return 8 + size if FIXED <= size <= max_size + FIXED + 8 else None

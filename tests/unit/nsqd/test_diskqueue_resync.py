@@ -225,3 +225,19 @@ def test_ack_mode_damage_keeps_counts_and_drops_the_segment(tmp_path: Path,
     q = make(tmp_path, sync_every=1, max_bytes_per_file=1024)
     assert q.depth() == 0 and q.read(5) == []
     q.close()
+
+
+def test_a_record_inside_a_body_is_not_taken_for_the_resync_point(tmp_path: Path) -> None:
+    inner = b"".join(encode_records([(b"I" * 16, b"inner", 1, 0)]))
+    data = msgs(3) + [(b"%016d" % 7, b"wrapped:" + inner + b"tail", 7, 0)] + msgs(3, 10)
+    q = make(tmp_path)
+    q.put(data)
+    q.close()
+    seg = tmp_path / "t:c.tdq.000000.dat"
+    raw = bytearray(seg.read_bytes())
+    a, _ = bounds(data)[3]
+    raw[a + 34 + 2] ^= 0x01  # the outer record's body, before the inner record
+    seg.write_bytes(bytes(raw))
+    q = make(tmp_path)
+    assert drain(q) == data[:3] + data[4:]
+    q.close()
