@@ -12,6 +12,7 @@ import trio
 
 from internal.logs import setup_logging
 from internal.options import OptionsError, resolve
+from internal.startup import run_daemon
 
 from .nsqadmin import NSQAdmin
 from .options import Options
@@ -27,13 +28,6 @@ async def _serve(admin: NSQAdmin) -> None:
                 logger.info("received signal %s, exiting", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
-
-
-def _leaves(group: BaseExceptionGroup[OSError]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,14 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         logger.critical("failed to instantiate nsqadmin - %s", exc)
         return 1
-    status = 0
-    try:
-        trio.run(_serve, admin)
-    except* OSError as group:
-        for err in _leaves(group):
-            logger.critical("%s", err.strerror if isinstance(err, OSError) and err.strerror else err)
-        status = 1
-    return status
+    return run_daemon(logger, _serve, admin)
 
 
 if __name__ == "__main__":

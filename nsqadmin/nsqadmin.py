@@ -13,6 +13,7 @@ import trio
 
 from internal.http import serve_http
 from internal.netaddr import split_host_port
+from internal.startup import listen_failed
 from internal.version import version_string
 
 from .clusterinfo import ClusterInfo
@@ -105,7 +106,7 @@ class NSQAdmin:
                         serve_http, make_router(self), host, port, name="HTTP",
                         max_connections=opts.max_connections))
                 except OSError as exc:
-                    raise OSError(exc.errno, f"listen ({opts.http_address}) failed - {exc}") from None
+                    raise listen_failed(opts.http_address, exc) from None
                 self.http_address = bound
                 nursery.start_soon(self.notifier.run)
                 nursery.start_soon(self.sampler.run)

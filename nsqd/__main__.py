@@ -11,6 +11,7 @@ import trio
 
 from internal.logs import setup_logging
 from internal.options import resolve
+from internal.startup import run_daemon
 
 from .nsqd import NSQD
 from .options import Options
@@ -46,20 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.set_threshold(5_000, 10, 100)
     # past RLIMIT_FSIZE a write must fail with EFBIG (E_PUB_FAILED), not kill the daemon
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    failed = False
-    try:
-        trio.run(_run, options)
-    except* RuntimeError as group:  # failed to lock data-path, bad metadata
-        for exc in group.exceptions:
-            logger.critical("%s", exc)
-        failed = True
-    except* OSError as group:  # listen failed
-        for exc in group.exceptions:
-            logger.critical("listen failed - %s", exc)
-        failed = True
-    if failed:
-        sys.exit(1)
-
+    sys.exit(run_daemon(logger, _run, options))
 
 if __name__ == "__main__":
     main()

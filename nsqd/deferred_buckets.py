@@ -9,10 +9,12 @@ Files, in the channel's deferred directory::
 
 ``GEN`` makes each file name unique (a bucket can be written again after its first file
 was loaded). At start-up every bucket is reloaded without its released records; a file
-whose size is not the one in the metadata is rescanned, and torn or corrupt data at its
-end is cut off. :class:`BucketFiles` appends the records, writes the release logs and
-takes part in the group commit for :class:`~nsqd.deferred_store.DeferredStore`, which
-holds the heap and the runs.
+whose size is not the one in the metadata is rescanned: a torn record at its end is cut
+off, damaged records elsewhere are skipped (loading resynchronises on the next valid
+record) and their loss logged, as is a bucket file the metadata lists but the directory
+lacks. :class:`BucketFiles` appends the records, writes the release logs and takes part
+in the group commit for :class:`~nsqd.deferred_store.DeferredStore`, which holds the
+heap and the runs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 
 from .backend import Msg
 from .fileio import AppendFile, SyncedFiles, remove_file
-from .records import encode_due_records, encode_record, scan_records
+from .records import encode_due_records, encode_record, scan_file
 from .syncer import SyncJob, Syncer
 
 __all__ = ["Bucket", "BucketFiles", "Entry"]
@@ -51,8 +53,8 @@ Entry = tuple
 class Bucket:
     """One time bucket's file, release log and loading state."""
 
-    __slots__ = ("end", "entries", "file", "gen", "idx", "level", "load_off", "loaded",
-                 "opened", "records", "rel", "rel_count", "skip")
+    __slots__ = ("damaged", "end", "entries", "file", "gen", "idx", "level", "load_off",
+                 "loaded", "opened", "records", "rel", "rel_count", "skip")
 
     def __init__(self, level: int, idx: int, gen: int, file: AppendFile,
                  records: int = 0) -> None:
@@ -69,6 +71,8 @@ class Bucket:
         self.load_off = 0
         self.end = 0
         self.entries: list[Entry] = []  # loaded so far, sorted into a run once complete
+        #: damaged byte ranges (start -> end) loading skips
+        self.damaged: dict[int, int] | None = None
 
     @property
     def start_ns(self) -> int:
@@ -136,7 +140,13 @@ class BucketFiles(SyncedFiles):
                          self.directory, exc)
             meta = {}
         restored = 0
-        for fn in sorted(os.listdir(self.directory)):
+        names = sorted(os.listdir(self.directory))
+        for name, known in meta.items() if isinstance(meta, dict) else ():
+            if f"{name}.dat" not in names and isinstance(known, list) and known:
+                logger.warning("DEFERRED(%s) bucket file %s.dat is missing: up to %s deferred "
+                               "message(s) lost", self.directory,
+                               os.path.join(self.directory, name), known[0])
+        for fn in names:
             m = _NAME.fullmatch(fn)
             if not m:
                 continue
@@ -145,16 +155,24 @@ class BucketFiles(SyncedFiles):
             path = os.path.join(self.directory, fn)
             size = os.path.getsize(path)
             known = meta.get(fn[:-4])
+            damaged = None
             if isinstance(known, list) and len(known) == 2 and known[1] == size:
                 records = int(known[0])
             else:
-                records, valid_end, clean = scan_records(path, 0, self.max_msg_size)
-                if not clean:
-                    logger.warning("DEFERRED(%s) cutting torn or corrupt data at %d of %s",
-                                   self.directory, valid_end, path)
-                    os.truncate(path, valid_end)
-                    size = valid_end
+                scan = scan_file(path, 0, self.max_msg_size)
+                records = scan.count
+                if scan.damaged and scan.damaged[-1][1] == size:
+                    cut = scan.damaged.pop()[0]
+                    scan.estimates.pop()
+                    logger.warning("DEFERRED(%s) cutting a torn record at %d of %s",
+                                   self.directory, cut, path)
+                    os.truncate(path, cut)
+                    size = cut
+                if scan.damaged:
+                    damaged = dict(scan.damaged)
+                    self._log_damage(path, scan.describe(scan.damaged), scan.lost_estimate())
             bucket = Bucket(level, idx, gen, AppendFile(path, size), records)
+            bucket.damaged = damaged
             rel_path = self._path(bucket, "rel")
             try:
                 with open(rel_path, "rb") as f:
@@ -182,6 +200,42 @@ class BucketFiles(SyncedFiles):
         if restored:
             logger.info("DEFERRED(%s) restored %d deferred messages in %d bucket(s)",
                         self.directory, restored, len(self._buckets))
+
+    def _log_damage(self, path: str, where: str, lost: int) -> None:
+        logger.warning("DEFERRED(%s) damaged data in %s (%s): about %d deferred "
+                       "message(s) lost, the records around it are kept", self.directory,
+                       path, where, lost)
+
+    def _damage_at(self, bucket: Bucket, off: int) -> int | None:
+        """The record at ``off`` of ``bucket`` is damaged: where loading resumes (None:
+        the file cannot be read; quarantine it). New damage is logged and counted."""
+        known = bucket.damaged.get(off) if bucket.damaged else None
+        if known is not None:
+            return known
+        try:
+            scan = scan_file(bucket.file.path, off, self.max_msg_size, bucket.end)
+        except OSError as exc:
+            logger.error("DEFERRED(%s) failed to read %s - %s", self.directory,
+                         bucket.file.path, exc)
+            return None
+        if not scan.damaged or scan.damaged[0][0] != off:
+            return None
+        old = bucket.damaged or {}
+        new = [r for r in scan.damaged if r[0] not in old]
+        skip = bucket.skip
+        released = {o for o in skip if any(a <= o < b for a, b in new)} if skip else set()
+        lost = max(0, scan.lost_estimate(old) - len(released))
+        if skip:
+            skip -= released
+            bucket.rel_count -= len(released)
+        bucket.records = max(bucket.rel_count, bucket.records - lost - len(released))
+        self._count = max(0, self._count - lost)
+        bucket.damaged = {**old, **dict(scan.damaged)}
+        tail = scan.damaged[-1]
+        if tail[0] >= scan.valid_end and tail[1] < bucket.end:
+            bucket.end = tail[1]  # the file is shorter than it was
+        self._log_damage(bucket.file.path, scan.describe(new), lost)
+        return scan.damaged[0][1]
 
     # ------------------------------------------------------------------ appending
     def _bucket(self, level: int, idx: int) -> Bucket:

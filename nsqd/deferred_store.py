@@ -385,21 +385,24 @@ class DeferredStore(BucketFiles):
         unpack = DUE_HEADER.unpack_from
         crc32 = zlib.crc32
         max_size = self.max_msg_size + DUE_FIXED
-        bad = want > 0 and len(data) < min(want, DUE_HEADER.size)
+        bad = False
+        if want > 0 and len(data) < min(want, DUE_HEADER.size):
+            data = b""  # the file is shorter than it was
+            limit = 0
         while i + DUE_HEADER.size <= limit:
             size, crc, due_ns, ts, attempts, msg_id = unpack(data, i)
-            if not size & DUE_FLAG or not DUE_FIXED <= size & ~DUE_FLAG <= max_size:
-                logger.error("DEFERRED(%s) corrupt record at %d of %s - invalid size; "
-                             "saving it as %s.bad", self.directory, base + i, f.path, f.path)
-                bad = True
-                break
             e = i + 8 + (size & ~DUE_FLAG)
+            if not size & DUE_FLAG or not DUE_FIXED <= size & ~DUE_FLAG <= max_size \
+                    or base + e > bucket.end or (e <= limit and crc32(mv[i + 8:e]) != crc):
+                resume = self._damage_at(bucket, base + i)
+                if resume is None:
+                    logger.error("DEFERRED(%s) unreadable record at %d of %s; saving it as "
+                                 "%s.bad", self.directory, base + i, f.path, f.path)
+                    bad = True
+                    break
+                i = resume - base
+                continue
             if e > limit:
-                break
-            if crc32(mv[i + 8:e]) != crc:
-                logger.error("DEFERRED(%s) corrupt record at %d of %s - checksum mismatch; "
-                             "saving it as %s.bad", self.directory, base + i, f.path, f.path)
-                bad = True
                 break
             off = base + i
             msg = (msg_id, data[i + DUE_HEADER.size:e], ts, attempts)
@@ -417,7 +420,12 @@ class DeferredStore(BucketFiles):
             else:
                 entries.append((due, next(seq), msg, None, 0))
         if not bad and i == 0 and n == 0 and want > 0:
-            bad = True  # not even one whole record where the file says there is one
+            # not even one whole record where the file says there is one
+            resume = self._damage_at(bucket, base)
+            if resume is None:
+                bad = True
+            else:
+                i = resume - base
         bucket.load_off = base + i
         if bad:
             self._quarantine(bucket)

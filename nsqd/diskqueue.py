@@ -16,11 +16,13 @@ cycles. Two consumption modes:
   retire reached the OS), a segment is deleted once every record in it is acked, and a
   restart replays every record of the remaining segments that has no ack.
 
-A corrupt record (bad length or crc) quarantines the rest of its segment: the file is
-renamed ``.bad``, the loss is logged and reading resumes with the next segment. A
-torn record at the very end of the newest segment (a crash mid-write) is cut off at
-start-up. A write error (disk full, EFBIG) makes :meth:`DiskQueue.put` raise
-:class:`~nsqd.backend.BackendError` until a retried write succeeds.
+A damaged record (bad length or crc) costs only itself: the reader resynchronises on the
+next valid record of the segment (a sane length and a matching crc, searched byte by
+byte), logs how many records the damage took and, once the segment is read, keeps the
+file as ``.bad``. A read error quarantines the rest of its segment. A torn record at the
+very end of the newest segment (a crash mid-write) is cut off at start-up. A write error
+(disk full, EFBIG) makes :meth:`DiskQueue.put` raise :class:`~nsqd.backend.BackendError`
+until a retried write succeeds.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .records import (
     decode_record,
     encode_record,
     encode_records,
+    scan_file,
 )
 from .syncer import Syncer
 
@@ -252,7 +255,8 @@ class DiskQueue(SegmentFiles):
                 self._depth = 0
                 break
             if end - self._rpos < HEADER_SIZE:
-                self._quarantine(seg, "truncated record")
+                if not self._skip_damage(seg, "truncated record"):
+                    break
                 continue
             buf = self._rbuf
             start = self._rbuf_start
@@ -316,12 +320,14 @@ class DiskQueue(SegmentFiles):
             self._rpos = start + i
             self._ridx = idx
             if corrupt is not None:
-                self._quarantine(seg, corrupt)
+                if not self._skip_damage(seg, corrupt):
+                    break
                 continue
             if need and len(out) < n and self._depth and self._rpos < end:
                 if self._rpos + need > end:
                     # whole records are appended: one that overruns the end is corrupt
-                    self._quarantine(seg, "truncated record")
+                    if not self._skip_damage(seg, "truncated record"):
+                        break
                     continue
                 if not self._refill(seg, end, need):
                     break
@@ -349,8 +355,7 @@ class DiskQueue(SegmentFiles):
             self._quarantine(seg, str(exc))
             return True
         if len(data) < need:
-            self._quarantine(seg, "unexpected end of file")
-            return True
+            return self._skip_damage(seg, "unexpected end of file")
         self._rbuf = data
         self._rmv = memoryview(data)
         self._rbuf_start = pos
@@ -368,13 +373,68 @@ class DiskQueue(SegmentFiles):
         seg = self._segs.get(num)
         self._close_reader()
         if seg is not None:
-            if seg.bad_tail:
-                self._quarantine_file(seg)
-            elif not self.ack_mode or seg.done >= seg.total:
+            if not self.ack_mode or seg.done >= seg.total:
                 self._drop_segment(num)
         self._rseg = num + 1
         self._rpos = self._ridx = 0
         self._enter_segment()
+
+    def _skip_damage(self, seg: Segment, reason: str) -> bool:
+        """The record at the read position is damaged: move on to the next valid record
+        of the segment. False when the data is not readable yet (stop reading)."""
+        pos = self._rpos
+        resume = seg.damaged.get(pos) if seg.damaged else None
+        if resume is None:
+            resume = self._find_damage(seg, reason)
+            if resume is None:
+                return False
+            if resume < 0:
+                return True  # quarantined instead
+        self._rpos = resume
+        self._cache = None
+        self._cache_pos.clear()
+        return True
+
+    def _find_damage(self, seg: Segment, reason: str) -> int | None:
+        """Scan the rest of the segment past the damage at the read position: drop the
+        damaged records from the counts, log the loss; return where reading resumes
+        (-1: quarantined; None: unwritten data, not damage)."""
+        pos = self._rpos
+        path = self._seg_path(seg.num)
+        end = seg.end if seg.end is not None else self._wfile.size
+        writer = self._writer_of(seg.num)
+        if writer is not None and writer.flushed < end:
+            try:
+                self._flush_buffers()
+            except OSError as exc:
+                self._write_failed(exc)
+                return None
+        try:
+            scan = scan_file(path, pos, self.max_msg_size, end)
+        except OSError as exc:
+            scan = None
+            reason = f"{reason}; {exc}"
+        if scan is None or not scan.damaged or scan.damaged[0][0] != pos:
+            self._quarantine(seg, reason)
+            return -1
+        known = seg.damaged or {}
+        new = [r for r in scan.damaged if r[0] not in known]
+        skip = seg.skip
+        acked = {o for o in skip if any(a <= o < b for a, b in new)} if skip else set()
+        if skip:
+            skip -= acked
+        dropped = seg.total - self._ridx - scan.count
+        exact = dropped >= len(new)
+        lost = dropped - len(acked) if exact else scan.lost_estimate(known)
+        self._depth = max(0, self._depth - max(0, dropped - len(acked)))
+        seg.total = self._ridx + scan.count
+        seg.done = max(0, seg.done - len(acked))
+        seg.damaged = {**known, **dict(scan.damaged)}
+        tail = scan.damaged[-1]
+        if seg.end is not None and tail[0] >= scan.valid_end and tail[1] < seg.end:
+            seg.end = tail[1]  # the file is shorter than it was
+        self._log_damage(path, scan.describe(new), max(lost, 0), exact=exact)
+        return scan.damaged[0][1]
 
     def _quarantine(self, seg: Segment, reason: str) -> None:
         num = seg.num

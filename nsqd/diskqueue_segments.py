@@ -6,11 +6,13 @@ Files, in the data path, for a queue named ``NAME`` (``topic`` or ``topic:channe
     NAME.tdq.000000.acks    offsets of records consumed out of order (durable mode)
     NAME.tdq.meta.json      read cursor, flushed write end, records per segment
 
-At start-up, segments before the read cursor are removed, sealed segments the metadata
+At start-up, segments before the read cursor are removed, a segment the metadata counts
+but the data path lacks is reported with its message count, sealed segments the metadata
 knows are trusted and the others are scanned: a torn record at the very end of the
-newest segment (a crash mid-write) is cut off, corrupt data in an older one is left for
-the reader to quarantine. :class:`SegmentFiles` also writes buffers out, rolls segments,
-logs acks, deletes consumed segments and takes part in the group commit for
+newest segment (a crash mid-write) is cut off, damaged records elsewhere are noted for
+the reader to skip (:func:`~nsqd.records.scan_file` resynchronises past them).
+:class:`SegmentFiles` also writes buffers out, rolls segments, logs acks, deletes
+consumed segments and takes part in the group commit for
 :class:`~nsqd.diskqueue.DiskQueue`, which reads and writes the records.
 """
 
@@ -25,7 +27,7 @@ import time
 from typing import Any
 
 from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
-from .records import scan_records
+from .records import scan_file
 from .syncer import SyncJob, Syncer
 
 __all__ = ["Segment", "SegmentFiles", "pack_pos", "unpack_pos"]
@@ -51,7 +53,7 @@ def unpack_pos(pos: int) -> tuple[int, int, int]:
 class Segment:
     """One segment file's record counts, ack log and restart state."""
 
-    __slots__ = ("acks", "acks_on_disk", "bad_tail", "done", "end", "num", "skip", "total")
+    __slots__ = ("acks", "acks_on_disk", "damaged", "done", "end", "num", "skip", "total")
 
     def __init__(self, num: int, total: int = 0) -> None:
         self.num = num
@@ -61,7 +63,8 @@ class Segment:
         self.skip: set[int] | None = None  # offsets acked before a restart, unread yet
         self.acks: AppendFile | None = None
         self.acks_on_disk = 0     # ack entries on disk not loaded into ``skip`` yet
-        self.bad_tail = False     # records past ``end`` are corrupt: quarantine when left
+        #: damaged byte ranges (start -> end) the reader skips; kept as ``.bad`` once read
+        self.damaged: dict[int, int] | None = None
 
 
 class SegmentFiles(SyncedFiles):
@@ -135,6 +138,8 @@ class SegmentFiles(SyncedFiles):
             roff = ridx = 0
             wseg_m, woff_m = rseg, 0
             totals = {}
+        if meta is not None:
+            self._missing_segments(set(nums), rseg, ridx, wseg_m, totals)
         for num in [n for n in nums if n < rseg]:
             logger.info("DISKQUEUE(%s) removing consumed segment %d", self.name, num)
             remove_file(self._seg_path(num))
@@ -154,19 +159,21 @@ class SegmentFiles(SyncedFiles):
                 base, start = 0, 0
                 if num == wseg_m and num in totals and woff_m <= size:
                     base, start = totals[num], woff_m
-                count, valid_end, clean = scan_records(path, start, self.max_msg_size)
-                seg.total = base + count
-                seg.end = valid_end
-                if not clean:
-                    if i == len(nums) - 1:
-                        logger.warning("DISKQUEUE(%s) cutting a torn record at %d of %s",
-                                       self.name, valid_end, path)
-                        os.truncate(path, valid_end)
-                    else:
-                        logger.error("DISKQUEUE(%s) corrupt data at %d of %s: %d records "
-                                     "before it kept, the rest will be quarantined",
-                                     self.name, valid_end, path, seg.total)
-                        seg.bad_tail = True
+                scan = scan_file(path, start, self.max_msg_size)
+                seg.total = base + scan.count
+                seg.end = size
+                if scan.damaged and i == len(nums) - 1 and scan.damaged[-1][1] == size:
+                    # the newest segment ends in a torn record (a crash mid-write)
+                    cut = scan.damaged.pop()[0]
+                    scan.estimates.pop()
+                    logger.warning("DISKQUEUE(%s) cutting a torn record at %d of %s",
+                                   self.name, cut, path)
+                    os.truncate(path, cut)
+                    seg.end = cut
+                if scan.damaged:
+                    seg.damaged = dict(scan.damaged)
+                    self._log_damage(path, scan.describe(scan.damaged), scan.lost_estimate(),
+                                     exact=False)
             try:
                 acks_size = os.path.getsize(self._ack_path(num))
             except FileNotFoundError:
@@ -206,6 +213,22 @@ class SegmentFiles(SyncedFiles):
         if self._depth:
             logger.info("DISKQUEUE(%s) restored %d messages in %d segment(s)",
                         self.name, self._depth, len(self._segs))
+
+    def _missing_segments(self, present: set[int], rseg: int, ridx: int, wseg: int,
+                          totals: dict[int, int]) -> None:
+        """Warn about segments the metadata counts but the data path no longer has."""
+        for num in sorted(totals):
+            if num < rseg or num > wseg or num in present:
+                continue
+            unread = totals[num] - (ridx if num == rseg else 0)
+            if unread > 0 or num < wseg:
+                logger.warning("DISKQUEUE(%s) segment file %s is missing: %d message(s) "
+                               "lost", self.name, self._seg_path(num), max(0, unread))
+
+    def _log_damage(self, path: str, where: str, lost: int, *, exact: bool) -> None:
+        logger.warning("DISKQUEUE(%s) damaged data in %s (%s): %s%d message(s) lost, the "
+                       "records around it are kept; the file is saved as %s.bad once read",
+                       self.name, path, where, "" if exact else "about ", lost, path)
 
     def _load_acks(self, num: int) -> list[int]:
         try:
@@ -270,7 +293,10 @@ class SegmentFiles(SyncedFiles):
             self._retired.remove(writer)
             writer.buf.clear()
             self._closing.append(writer)
-        self._unlinks.append(self._seg_path(num))
+        if seg.damaged:
+            self._keep_bad(self._seg_path(num))
+        else:
+            self._unlinks.append(self._seg_path(num))
         self._unlinks.append(self._ack_path(num))
         self._meta_dirty = True
         if self.syncer is not None:
@@ -278,13 +304,15 @@ class SegmentFiles(SyncedFiles):
         else:
             self._run_unlinks()
 
-    def _quarantine_file(self, seg: Segment) -> None:
-        self._segs.pop(seg.num, None)
-        path = self._seg_path(seg.num)
+    def _keep_bad(self, path: str) -> None:
         try:
             os.rename(path, path + ".bad")
         except OSError as exc:
             logger.error("DISKQUEUE(%s) failed to rename bad file %s - %s", self.name, path, exc)
+
+    def _quarantine_file(self, seg: Segment) -> None:
+        self._segs.pop(seg.num, None)
+        self._keep_bad(self._seg_path(seg.num))
         if seg.acks is not None:
             self._dirty_acks.pop(seg.num, None)
             self._closing.append(seg.acks)

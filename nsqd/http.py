@@ -203,6 +203,23 @@ class _API:
             raise HTTPError(500, "PUB_FAILED") from None
         return _OK
 
+    def _when_saved(self, mark: int, result: Response | Awaitable[Response]
+                    ) -> Response | Awaitable[Response]:
+        """``result``, once the metadata is written if this request created a topic or
+        channel: one the next start would not know is a 500, not a 200."""
+        if not self.nsqd.meta.changed_since(mark):
+            return result
+        return self._saved(result)
+
+    async def _saved(self, result: Response | Awaitable[Response]) -> Response:
+        response = result if isinstance(result, Response) else await result
+        try:
+            await self.nsqd.meta.saved()
+        except BackendError as exc:
+            logger.error("HTTP: topic or channel not persisted - %s", exc)
+            raise HTTPError(500, "PERSIST_METADATA_FAILED") from None
+        return response
+
     async def _authorized(self, req: Request,
                           publish: Callable[[Request], Response | Awaitable[Response]],
                           ) -> Response:
@@ -251,6 +268,10 @@ class _API:
         return self._pub(req)
 
     def _pub(self, req: Request) -> Response | Awaitable[Response]:
+        mark = self.nsqd.meta.mark()
+        return self._when_saved(mark, self._pub_to(req))
+
+    def _pub_to(self, req: Request) -> Response | Awaitable[Response]:
         opts = self.nsqd.options
         topic = self._topic_from_query(req)
         deferred = req.query.get("defer")
@@ -279,6 +300,10 @@ class _API:
         return self._mpub(req)
 
     def _mpub(self, req: Request) -> Response | Awaitable[Response]:
+        mark = self.nsqd.meta.mark()
+        return self._when_saved(mark, self._mpub_to(req))
+
+    def _mpub_to(self, req: Request) -> Response | Awaitable[Response]:
         opts = self.nsqd.options
         topic = self._topic_from_query(req)
         binary = False
@@ -321,9 +346,10 @@ class _API:
         return metrics_response(nsqd_metrics(nsqd, per_client=nsqd.options.metrics_per_client))
 
     # ------------------------------------------------------------------ topics
-    def topic_create(self, req: Request) -> Response:
+    def topic_create(self, req: Request) -> Response | Awaitable[Response]:
+        mark = self.nsqd.meta.mark()
         self._topic_from_query(req)
-        return _EMPTY
+        return self._when_saved(mark, _EMPTY)
 
     def topic_delete(self, req: Request) -> Response:
         name = req.arg("topic")
@@ -365,13 +391,14 @@ class _API:
         return _EMPTY
 
     # ------------------------------------------------------------------ channels
-    def channel_create(self, req: Request) -> Response:
+    def channel_create(self, req: Request) -> Response | Awaitable[Response]:
         topic, name = self._existing_topic_and_channel_name(req)
+        mark = self.nsqd.meta.mark()
         try:
             topic.get_channel(name)
         except TopicError:
             raise _exiting() from None
-        return _EMPTY
+        return self._when_saved(mark, _EMPTY)
 
     def channel_delete(self, req: Request) -> Response:
         topic, name = self._existing_topic_and_channel_name(req)
@@ -458,24 +485,46 @@ def _parse_binary_mpub(body: bytes, max_msg_size: int, max_body_size: int) -> li
         raise HTTPError(413, exc.code[2:]) from None
 
 
-def _logged(handler: Callable[[Request], Response]) -> Handler:
-    """NSQ's ``http_api.Log``: one INFO line per request (handlers that answer inline)."""
+class _RequestLog:
+    """Logs a request's status and duration when its ``with`` block ends (0: not yet)."""
 
-    def logged(req: Request) -> Response:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = handler(req)
-            status = response.status
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.start = time.perf_counter()
+        self.status = 500
+
+    def __enter__(self) -> _RequestLog:
+        return self
+
+    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, HTTPError):
+            self.status = exc.status
+        if self.status and logger.isEnabledFor(logging.INFO):
+            req = self.req
+            uri = f"{req.path}?{req.query_string}" if req.query_string else req.path
+            logger.info("%d %s %s (%s) %s", self.status, req.method, uri, req.remote_addr,
+                        format_duration(time.perf_counter() - self.start))
+
+
+def _logged(handler: Callable[[Request], Response | Awaitable[Response]]) -> Handler:
+    """NSQ's ``http_api.Log``: one INFO line per request (handlers that answer inline,
+    or now and then after an await: a create waiting for the metadata write)."""
+
+    async def finish(entry: _RequestLog, pending: Awaitable[Response]) -> Response:
+        entry.status = 500
+        with entry:
+            response = await pending
+            entry.status = response.status
             return response
-        except HTTPError as exc:
-            status = exc.status
-            raise
-        finally:
-            if logger.isEnabledFor(logging.INFO):
-                uri = f"{req.path}?{req.query_string}" if req.query_string else req.path
-                logger.info("%d %s %s (%s) %s", status, req.method, uri, req.remote_addr,
-                            format_duration(time.perf_counter() - start))
+
+    def logged(req: Request) -> Response | Awaitable[Response]:
+        with _RequestLog(req) as entry:
+            response = handler(req)
+            if not isinstance(response, Response):
+                entry.status = 0  # logged once answered
+                return finish(entry, response)
+            entry.status = response.status
+            return response
 
     return logged
 

@@ -8,8 +8,8 @@ bound addresses (port 0 picks free ports).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
-import json
 import logging
 import math
 import os
@@ -29,7 +29,8 @@ from client.protocol import (
     is_valid_topic_name,
 )
 from internal.netaddr import join_host_port, split_host_port
-from internal.version import NSQ_VERSION
+from internal.startup import listen_failed
+from internal.version import NSQ_VERSION, version_string
 
 from .backend import Backend, DummyBackend
 from .channel import Channel
@@ -37,8 +38,8 @@ from .client_v2 import ClientV2
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
-from .fileio import write_atomic
 from .guid import IDGenerator
+from .metadata import METADATA_FILE, MetadataFile, discover_queues
 from .options import Options
 from .protocol_v2 import ProtocolV2
 from .statsd import StatsdPusher
@@ -49,8 +50,6 @@ from .topic import Topic
 __all__ = ["NSQD", "BoundAddresses"]
 
 logger = logging.getLogger(__name__)
-
-METADATA_FILE = "nsqd.dat"
 
 #: the deferred loop's shortest and longest sleep (release granularity / idle re-check)
 DEFERRED_TICK = 0.005
@@ -92,10 +91,11 @@ class NSQD:
         self.health = "OK"
         self._client_seq = 0
         self._nursery: trio.Nursery | None = None
-        self._meta_lot = trio.lowlevel.ParkingLot()
-        self._meta_dirty = False
+        #: nsqd.dat: written after each change; creators wait for it (see nsqd.metadata)
+        self.meta = MetadataFile(os.path.join(self.data_path, METADATA_FILE), self.metadata)
         self._data_lock: int | None = None
         self._loading = False
+        self._loaded = False  # metadata restored: the shutdown may write it back
         #: group commit and periodic syncs of every disk queue and deferred store
         self.syncer = Syncer(sync_timeout=options.sync_timeout)
         self._deferred_channels: dict[int, Channel] = {}
@@ -385,63 +385,79 @@ class NSQD:
         return {"topics": topics, "version": NSQ_VERSION}
 
     def persist_metadata(self) -> None:
-        """Write the metadata atomically (temp file, fsync, rename)."""
-        data = json.dumps(self.metadata(), separators=(",", ":")).encode()
-        write_atomic(os.path.join(self.data_path, METADATA_FILE), data, mode=0o644, sync_dir=True)
+        """Write the metadata now, atomically (temp file, fsync, rename).
+
+        Raises:
+            OSError: the write failed.
+        """
+        self.meta.write_now()
 
     def persist_metadata_soon(self) -> None:
-        self._meta_dirty = True
-        self._meta_lot.unpark_all()
-
-    async def _metadata_writer(self) -> None:
-        while True:
-            if not self._meta_dirty:
-                await self._meta_lot.park()
-                continue
-            self._meta_dirty = False
-            try:
-                self.persist_metadata()
-            except OSError as exc:
-                logger.error("failed to persist metadata - %s", exc)
-            await trio.sleep(0.05)  # coalesce bursts of creates into one write
+        """The metadata changed: the writer task rewrites the file."""
+        self.meta.changed()
 
     def load_metadata(self) -> None:
-        """Restore topics and channels (and their paused state) from the data path."""
-        path = os.path.join(self.data_path, METADATA_FILE)
+        """Restore topics and channels (and their paused state) from the data path; with
+        no metadata file, the topics and channels whose queue files are there.
+
+        Raises:
+            RuntimeError: the metadata file is unreadable, or cannot be written back.
+        """
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            return
-        try:
-            doc = json.loads(raw)
-            topics = doc.get("topics") or []
-        except (ValueError, AttributeError) as exc:
-            raise RuntimeError(f"failed to parse metadata in {path} - {exc}") from exc
+            topics = self.meta.load()
+        except RuntimeError as exc:
+            raise RuntimeError(f"failed to load metadata - {exc}") from exc
+        if topics is None:
+            found = discover_queues(self.data_path)
+            if found:
+                logger.warning("NSQ: no metadata in %s: restoring the %d topic(s) whose "
+                               "queue files are there (paused flags are not known)",
+                               self.data_path, len(found))
+            topics = [{"name": t, "channels": [{"name": c} for c in cs]}
+                      for t, cs in found.items()]
         self._loading = True
         try:
             for t in topics:
                 name = t.get("name", "")
-                if not is_valid_topic_name(name):
+                if not isinstance(name, str) or not is_valid_topic_name(name):
                     logger.warning("skipping creation of invalid topic %s", name)
                     continue
                 topic = self.get_topic(name)
                 if t.get("paused"):
                     topic.pause()
                 for c in t.get("channels") or []:
-                    channel = topic.get_channel(c.get("name", ""))
+                    cname = c.get("name", "")
+                    if not isinstance(cname, str) or not is_valid_channel_name(cname):
+                        logger.warning("skipping creation of invalid channel %s", cname)
+                        continue
+                    channel = topic.get_channel(cname)
                     if c.get("paused"):
                         channel.pause()
         finally:
             self._loading = False
+        try:
+            self.persist_metadata()
+        except OSError as exc:
+            raise RuntimeError(f"failed to persist metadata - {exc.filename or self.meta.path}"
+                               f": {exc.strerror or exc}") from exc
+        self._loaded = True
 
     def _lock_data_path(self) -> None:
-        fd = os.open(self.data_path, os.O_RDONLY)
+        path = self.data_path
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            hint = " (--data-path must be an existing directory)" \
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR) else ""
+            raise RuntimeError(f"failed to lock data-path: open {path}: "
+                               f"{exc.strerror}{hint}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise RuntimeError(f"failed to lock data-path: {exc}") from exc
+            raise RuntimeError(f"failed to lock data-path: cannot flock directory {path} - "
+                               f"{exc.strerror} (possibly in use by another instance of "
+                               f"nsqd)") from exc
         self._data_lock = fd
 
     # ------------------------------------------------------------------ run
@@ -451,9 +467,14 @@ class NSQD:
 
         opts = self.options
         self._lock_data_path()
+        logger.info("%s", version_string("nsqd"))
+        logger.info("ID: %d", opts.node_id)
         try:
-            tcp_host, tcp_port = split_host_port(opts.tcp_address)
-            listeners = await trio.open_tcp_listeners(tcp_port, host=tcp_host or None)
+            try:
+                tcp_host, tcp_port = split_host_port(opts.tcp_address)
+                listeners = await trio.open_tcp_listeners(tcp_port, host=tcp_host or None)
+            except (OSError, ValueError) as exc:
+                raise listen_failed(opts.tcp_address, exc) from exc
             sockname = listeners[0].socket.getsockname()
             tcp_addr = (sockname[0], sockname[1])
             async with trio.open_nursery() as nursery:
@@ -465,16 +486,23 @@ class NSQD:
 
                 https_addr = None
                 if self.tls_context is not None and opts.https_address:
-                    https_addr = await nursery.start(partial(serve_nsqd_http, self, https=True))
+                    try:
+                        https_addr = await nursery.start(partial(serve_nsqd_http, self,
+                                                                 https=True))
+                    except (OSError, ValueError) as exc:
+                        raise listen_failed(opts.https_address, exc) from exc
                 http_addr = None
                 if opts.http_address:
-                    http_addr = await nursery.start(serve_nsqd_http, self)
+                    try:
+                        http_addr = await nursery.start(serve_nsqd_http, self)
+                    except (OSError, ValueError) as exc:
+                        raise listen_failed(opts.http_address, exc) from exc
                 self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
                 nursery.start_soon(self._scan_loop)
                 nursery.start_soon(self.syncer.run)
                 nursery.start_soon(self._deferred_loop)
                 nursery.start_soon(self._deferred_loader)
-                nursery.start_soon(self._metadata_writer)
+                nursery.start_soon(self.meta.run)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)
                 await nursery.start(self.lookup.run)
@@ -505,10 +533,11 @@ class NSQD:
         for client in list(self.clients.values()):
             client.close()
         self.syncer.close()
-        try:
-            self.persist_metadata()
-        except OSError as exc:
-            logger.error("failed to persist metadata - %s", exc)
+        if self._loaded:  # a start that failed before must leave nsqd.dat as it was
+            try:
+                self.persist_metadata()
+            except OSError as exc:
+                logger.error("failed to persist metadata - %s", exc)
         for topic in list(self.topics.values()):
             topic.close(delete=False)
         if self._data_lock is not None:

@@ -220,20 +220,32 @@ class ProtocolV2(PublishCommands):
         client.send(encode_error(err.wire()))
         return closing
 
-    def _hold_responses(self, client: ClientV2) -> int:
+    def _hold_responses(self, client: ClientV2) -> tuple[int, int]:
         """Collect this batch's responses apart (group commit, see ``nsqd/syncer.py``)."""
         client.held = []
-        return self.nsqd.durable_token()
+        return self.nsqd.durable_token(), self.nsqd.meta.mark()
 
-    async def _release_responses(self, client: ClientV2, token: int) -> bool:
-        """Send the batch's responses; after an fsync if it published in durable mode.
+    async def _release_responses(self, client: ClientV2, token: tuple[int, int]) -> bool:
+        """Send the batch's responses; after an fsync if it published in durable mode,
+        after the metadata write if it created a topic or channel (PUB, SUB).
 
-        Returns False (after sending E_PUB_FAILED) when the disk failed to store them.
+        Returns False (after sending E_PUB_FAILED or E_SUB_FAILED) when the disk failed
+        to store them.
         """
         held, client.held = client.held, None
-        if self.nsqd.syncer.pending(token):
+        durable, mark = token
+        if self.nsqd.meta.changed_since(mark):
             try:
-                await self.nsqd.wait_durable(token)
+                await self.nsqd.meta.saved()
+            except BackendError as exc:
+                # a consumer's batch created its channel; a publisher's its topic
+                cmd = "SUB" if client.channel is not None and not client.pub_counts else "PUB"
+                logger.error("PROTOCOL(V2): [%s] %s - %s", client, cmd, exc)
+                client.send(encode_error(f"E_{cmd}_FAILED {cmd} failed {exc}".encode()))
+                return False
+        if self.nsqd.syncer.pending(durable):
+            try:
+                await self.nsqd.wait_durable(durable)
             except BackendError as exc:
                 logger.error("PROTOCOL(V2): [%s] publish not stored - %s", client, exc)
                 client.send(encode_error(f"E_PUB_FAILED PUB failed {exc}".encode()))

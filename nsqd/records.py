@@ -14,6 +14,8 @@ header lets the reader validate the length before it trusts anything else.
 
 from __future__ import annotations
 
+import functools
+import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -21,8 +23,8 @@ from typing import Any
 
 from .backend import Msg
 
-__all__ = ["CorruptRecord", "decode_record", "encode_due_records", "encode_record",
-           "encode_records", "scan_records"]
+__all__ = ["CorruptRecord", "FileScan", "decode_record", "encode_due_records", "encode_record",
+           "encode_records", "find_record", "record_end", "scan_file"]
 
 #: size, crc, ts, attempts, id
 HEADER = struct.Struct("<IIqH16s")
@@ -119,32 +121,197 @@ def decode_record(buf: bytes | memoryview, off: int, limit: int, max_size: int
     return (msg_id, bytes(buf[p + FIXED:end]), ts, attempts), end
 
 
-def scan_records(path: str, start: int, max_size: int) -> tuple[int, int, bool]:
-    """Count the valid records of a file from ``start``: ``(count, valid_end, clean)``.
+def record_end(buf: bytes | memoryview, off: int, limit: int, max_size: int) -> int:
+    """Where the record at ``off`` ends if a whole valid one starts there: its end;
+    0 when its header is plausible but the record runs past ``limit``; -1 otherwise."""
+    if off + 8 > limit:
+        return 0
+    size, crc = _LEN_CRC.unpack_from(buf, off)
+    fixed = FIXED + 8 if size & DUE_FLAG else FIXED
+    size &= ~DUE_FLAG
+    if size < fixed or size > max_size + fixed:
+        return -1
+    end = off + 8 + size
+    if end > limit:
+        return 0
+    return end if _crc32(buf[off + 8:end]) == crc else -1
 
-    ``clean`` is False when something other than end-of-file stopped the scan.
+
+def find_record(buf: bytes | memoryview, start: int, limit: int, max_size: int,
+                eof: bool) -> tuple[int, bool]:
+    """Resynchronise after damage: the first offset from ``start`` where a whole record
+    with a sane length and a valid crc starts.
+
+    Returns ``(offset, True)`` when found; else ``(offset, False)``: no record starts
+    before ``offset``, and the search resumes there once more data follows ``limit``
+    (at ``eof`` the offset is ``limit``: nothing valid is left). A random byte sequence
+    passes for a record header only if its length is sane and its crc matches the
+    bytes it claims (odds about 2^-32 per candidate).
     """
-    count = 0
+    unpack = _LEN_CRC.unpack_from
+    lo, hi = FIXED, max_size + FIXED
+    lo_due, hi_due = FIXED + 8, max_size + FIXED + 8
+    search = _header_pattern(max_size).search
+    i = start
+    last = limit - 8
+    while i <= last:
+        m = search(buf, i, last + 4)  # C speed over bytes that cannot start a header
+        if m is None:
+            break
+        i = m.start()
+        size = unpack(buf, i)[0]
+        if size & DUE_FLAG:
+            ok = lo_due <= size & ~DUE_FLAG <= hi_due
+        else:
+            ok = lo <= size <= hi
+        if ok:
+            end = record_end(buf, i, limit, max_size)
+            if end > 0:
+                return i, True
+            if end == 0 and not eof:
+                return i, False  # plausible: read on before judging it
+        i += 1
+    return (limit, False) if eof else (max(start, last + 1), False)
+
+
+@functools.lru_cache(maxsize=8)
+def _header_pattern(max_size: int) -> re.Pattern[bytes]:
+    """Four bytes that may be a record's little-endian size (with or without the due
+    flag): not below ``FIXED``, not above a due record's largest size. A superset: the
+    caller checks the numbers; the pattern lets ``re`` skip the rest at C speed."""
+    top = max_size + FIXED + 8
+
+    def byte_range(lo: int, hi: int) -> bytes:
+        return b"\\x%02x-\\x%02x" % (lo, hi)
+
+    b3 = min(top >> 24, 0x7F)
+    b2_max = 0xFF if b3 else (top >> 16) & 0xFF
+    b2 = b"[" + byte_range(0, b2_max) + b"]"
+    b3_any = b"[" + byte_range(0, b3) + byte_range(0x80, 0x80 + b3) + b"]"
+    alts = [b"[\\x1a-\\xff]." + b2 + b3_any, b".[\\x01-\\xff]" + b2 + b3_any]
+    if b2_max:
+        alts.append(b"..[" + byte_range(1, b2_max) + b"]" + b3_any)
+    if b3:
+        alts.append(b"...[" + byte_range(1, b3) + byte_range(0x81, 0x80 + b3) + b"]")
+    return re.compile(b"(?:" + b"|".join(alts) + b")", re.DOTALL)
+
+
+class FileScan:
+    """What :func:`scan_file` found: valid records, and the damaged byte ranges skipped."""
+
+    __slots__ = ("count", "damaged", "estimates", "valid_bytes", "valid_end")
+
+    def __init__(self, start: int) -> None:
+        self.count = 0
+        self.valid_end = start          # end of the last valid record
+        self.valid_bytes = 0
+        #: ``(start, end)`` of each damaged range, in file order
+        self.damaged: list[tuple[int, int]] = []
+        #: records each damaged range held, where its first header tells (else None)
+        self.estimates: list[int | None] = []
+
+    def lost_estimate(self, skip: dict[int, int] | None = None) -> int:
+        """Records in the damaged ranges (but those starting in ``skip``): exact where a
+        header tells, else estimated from the mean valid record size (at least one per
+        range)."""
+        mean = self.valid_bytes / self.count if self.count else 0
+        total = 0
+        for (a, b), known in zip(self.damaged, self.estimates):
+            if skip and a in skip:
+                continue
+            total += known if known is not None else max(1, round((b - a) / mean) if mean else 1)
+        return total
+
+    def describe(self, ranges: list[tuple[int, int]]) -> str:
+        """``ranges`` for a log line: the first few ``start-end``, and the byte total."""
+        where = ", ".join(f"{a}-{b}" for a, b in ranges[:5]) + (" ..." if len(ranges) > 5 else "")
+        return f"bytes {where}, {sum(b - a for a, b in ranges)} in all"
+
+
+def scan_file(path: str, start: int, max_size: int, end: int | None = None) -> FileScan:
+    """Walk the records of a file from ``start`` (to ``end`` or end-of-file), skipping
+    damaged data: after a bad record the scan resumes where its length says the next one
+    starts if a valid record is there (damage in the body), else at the next valid one
+    byte by byte (:func:`find_record`). Never raises on bad data (OSError on I/O
+    errors)."""
+    scan = FileScan(start)
     pos = start
+    bad = -1          # start of the damaged range being skipped
+    bad_hint: int | None = None
     with open(path, "rb") as f:
         f.seek(start)
         buf = b""
-        buf_start = start
-        while True:
-            chunk = f.read(READ_CHUNK)
+        base = start
+        eof = False
+
+        def more() -> bool:
+            nonlocal buf, base, eof
+            want = READ_CHUNK if end is None else min(READ_CHUNK, end - base - len(buf))
+            chunk = f.read(want) if want > 0 else b""
             if not chunk:
-                return count, pos, pos - buf_start == len(buf)
-            buf = buf[pos - buf_start:] + chunk
-            buf_start = pos
-            i = 0
+                eof = True
+                return False
+            buf = buf[pos - base:] + chunk
+            base = pos
+            return True
+
+        while True:
+            i = pos - base
             n = len(buf)
-            while True:
-                try:
-                    rec, end = decode_record(buf, i, n, max_size)
-                except CorruptRecord:
-                    return count, pos, False
-                if rec is None:
-                    break
-                count += 1
-                i = end
-                pos = buf_start + i
+            if bad < 0:
+                e = record_end(buf, i, n, max_size)
+                if e > 0:
+                    scan.count += 1
+                    scan.valid_bytes += e - i
+                    pos = base + e
+                    scan.valid_end = pos
+                    continue
+                if e == 0 and not eof:
+                    more()
+                    continue
+                if i >= n:
+                    break  # clean end
+                bad = pos
+                bad_hint = _chain_hint(buf, i, n, max_size)
+                pos += 1
+                continue
+            if bad_hint is not None:
+                # the header may be intact and the damage in the body: the record after
+                # it is where its length says (a record stored inside a body cannot
+                # then pass for the resync point)
+                target = bad + bad_hint - base
+                e = record_end(buf, target, n, max_size) if target + 8 <= n else 0
+                if e == 0 and not eof:
+                    more()
+                    continue
+                if e > 0:
+                    scan.damaged.append((bad, base + target))
+                    scan.estimates.append(1)
+                    pos = base + target
+                    bad = -1
+                    bad_hint = None
+                    continue
+                bad_hint = None
+            j, found = find_record(buf, i, n, max_size, eof)
+            pos = base + j
+            if found:
+                scan.damaged.append((bad, pos))
+                scan.estimates.append(None)
+                bad = -1
+                continue
+            if not eof:
+                more()
+                continue
+            scan.damaged.append((bad, pos))
+            scan.estimates.append(None)
+            break
+    return scan
+
+
+def _chain_hint(buf: bytes | memoryview, off: int, limit: int, max_size: int) -> int | None:
+    """The length the (damaged) record at ``off`` claims, if its header is there and the
+    length is sane."""
+    if off + 8 > limit:
+        return None
+    size = _LEN_CRC.unpack_from(buf, off)[0] & ~DUE_FLAG
+    return 8 + size if FIXED <= size <= max_size + FIXED + 8 else None

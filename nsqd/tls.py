@@ -128,16 +128,18 @@ def build_server_context(opts: Any) -> ssl.SSLContext | None:
     """
     if not opts.tls_cert and not opts.tls_key:
         return None
+    files = f"--tls-cert {opts.tls_cert}, --tls-key {opts.tls_key}"
     try:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         _min_version(ctx, opts.tls_min_version)
         ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
+        files = f"--tls-root-ca-file {opts.tls_root_ca_file}"
         if opts.tls_root_ca_file:
             ctx.load_verify_locations(cafile=opts.tls_root_ca_file)
         else:
             ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"failed to build TLS config - {exc}") from exc
+        raise ValueError(f"failed to build TLS config - {exc} ({files})") from exc
     policy = opts.tls_client_auth_policy
     # Go's default is VerifyClientCertIfGiven: ask, verify only what is sent
     ctx.verify_mode = ssl.CERT_REQUIRED if policy in ("require", "require-verify") else ssl.CERT_OPTIONAL
@@ -156,7 +158,8 @@ def build_client_context(opts: Any) -> ssl.SSLContext:
         if opts.tls_root_ca_file:
             ctx.load_verify_locations(cafile=opts.tls_root_ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"failed to build client TLS config - {exc}") from exc
+        raise ValueError(f"failed to build client TLS config - {exc} (--tls-root-ca-file "
+                         f"{opts.tls_root_ca_file})") from exc
     return ctx
 
 

@@ -11,6 +11,7 @@ import trio
 
 from internal.logs import setup_logging
 from internal.options import resolve
+from internal.startup import run_daemon
 
 from .nsqlookupd import NSQLookupd
 from .options import Options
@@ -34,14 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, _ = resolve(Options, argv, prog="nsqlookupd",
                          description="nsqlookupd: the NSQ directory service")
     setup_logging(options.log_prefix, options.log_level)
-    status = 0
-    try:
-        trio.run(_serve, options)
-    except* OSError as group:  # binding failed
-        for err in group.exceptions:
-            logger.critical("%s", err.strerror if isinstance(err, OSError) else err)
-        status = 1
-    return status
+    return run_daemon(logger, _serve, options)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable
 from functools import partial
@@ -13,6 +12,7 @@ import trio
 from internal.connlimit import ConnectionLimit
 from internal.http import serve_http
 from internal.netaddr import join_host_port, split_host_port
+from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
 
 from .http import LookupdHTTP
@@ -127,5 +127,4 @@ def _bind(address: str) -> socket.socket:
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         return socket.create_server(sockaddr[:2], family=family, backlog=socket.SOMAXCONN)
     except OSError as err:
-        reason = os.strerror(err.errno) if isinstance(err.errno, int) and err.errno > 0 else str(err)
-        raise OSError(err.errno, f"listen ({address}) failed - {reason}") from err
+        raise listen_failed(address, err) from err

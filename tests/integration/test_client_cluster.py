@@ -186,6 +186,10 @@ async def test_rdy_distribution_five_nsqd_max_in_flight_three(
     for i, server in enumerate(servers):
         async with Producer(tcp(server)) as producer:
             await producer.multi_publish("rdy", [b"%d-%02d" % (i, j) for j in range(30)])
+        # the channel exists before the consumer comes: its SUBs are answered at once
+        # (a SUB that creates one waits for the metadata write), so all five connections
+        # get their RDY share together, as the assertions below expect
+        server.nsqd.topics["rdy"].get_channel("c")
     config = ClientConfig(rdy_redistribute_interval=0.05, low_rdy_idle_timeout=0.1, low_rdy_timeout=0.3)
     held = 0
     max_held = 0

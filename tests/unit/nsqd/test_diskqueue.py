@@ -18,7 +18,7 @@ from nsqd.records import (
     decode_record,
     encode_record,
     encode_records,
-    scan_records,
+    scan_file,
 )
 
 
@@ -156,7 +156,7 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
     q2.close()
 
 
-def test_corrupt_segment_quarantined(tmp_path: Path, caplog: Any) -> None:
+def test_corrupt_record_costs_only_itself(tmp_path: Path, caplog: Any) -> None:
     q = make(tmp_path)
     data = msgs(300)
     for i in range(0, 300, 30):
@@ -169,9 +169,9 @@ def test_corrupt_segment_quarantined(tmp_path: Path, caplog: Any) -> None:
     q = make(tmp_path)
     got = drain(q)
     assert (tmp_path / (first.name + ".bad")).exists()
-    assert "corrupt data" in caplog.text
-    # everything after the bad segment is still served, in order
-    assert got and got == data[len(data) - len(got):]
+    assert "damaged data" in caplog.text and "1 message(s) lost" in caplog.text
+    # everything but the damaged record is still served, in order
+    assert got == data[1:]
     assert q.depth() == 0
     q.put(data[:2])
     assert q.read(5) == data[:2]
@@ -186,8 +186,8 @@ def test_bad_length_in_write_segment(tmp_path: Path) -> None:
     raw = bytearray(seg.read_bytes())
     raw[0:4] = (10 ** 8).to_bytes(4, "little")
     seg.write_bytes(bytes(raw))
-    q = make(tmp_path, max_bytes_per_file=1 << 20)  # start-up scan cuts it all
-    assert q.read(10) == []
+    q = make(tmp_path, max_bytes_per_file=1 << 20)  # the reader skips the bad record
+    assert q.read(10) == msgs(5)[1:]
     q.put(msgs(2, 50))
     assert q.read(10) == msgs(2, 50)
     q.close()
@@ -327,13 +327,15 @@ def test_empty_and_delete(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_scan_records(tmp_path: Path) -> None:
+def test_scan_file(tmp_path: Path) -> None:
     path = tmp_path / "f"
     data = b"".join(encode_records(msgs(10)))
     path.write_bytes(data + b"\x01\x02")
-    assert scan_records(str(path), 0, 1024) == (10, len(data), False)
+    scan = scan_file(str(path), 0, 1024)
+    assert (scan.count, scan.valid_end, scan.damaged) == (10, len(data), [(len(data), len(data) + 2)])
     path.write_bytes(data)
-    assert scan_records(str(path), 0, 1024) == (10, len(data), True)
+    scan = scan_file(str(path), 0, 1024)
+    assert (scan.count, scan.valid_end, scan.damaged) == (10, len(data), [])
 
 
 async def test_deferred_topic_entries_keep_due(tmp_path: Path) -> None:
