@@ -172,7 +172,7 @@ async def test_busy_addresses_are_named_and_version_logged(tmp_path: Path) -> No
                  "--data-path", str(tmp_path)],
                 capture_output=True, text=True, timeout=60, cwd=ROOT)
             assert out.returncode == 1
-            assert re.search(r"INFO: nsqd v1\.3\.0 \(built w/python[\d.]+\)", out.stderr)
+            assert re.search(r"INFO: nsqd v1\.3\.0 \(built w/python[\d.]+ trio-nsq/[\w.]+\)", out.stderr)
             assert f"FATAL: listen (127.0.0.1:{port}) failed - Address already in use" \
                 in out.stderr, out.stderr
             assert "Trio nursery" not in out.stderr
