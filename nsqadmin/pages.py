@@ -8,7 +8,7 @@ page body, and the animated counter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +46,9 @@ class Context:
     store: SeriesStore
 
 
-def _url_for(ctx: Context) -> Callable[[str], str]:
-    """``path`` under ``--base-path``."""
-    base = ctx.base_path
-
-    def url(path: str) -> str:
-        if base == "/":
-            return path
-        return base if path == "/" else base + path
-    return url
+def _prefix(ctx: Context) -> str:
+    """What every link but the home page's (``ctx.base_path``) starts with."""
+    return "" if ctx.base_path == "/" else ctx.base_path
 
 
 def _page(ctx: Context, template: str, title: str, *, warning: str = "", error: str = "",
@@ -72,7 +66,7 @@ def _page(ctx: Context, template: str, title: str, *, warning: str = "", error: 
         point = store.latest(key)
         return None if point is None else point.rate
 
-    return render(template, ctx=ctx, url=_url_for(ctx), title=title, warning=warning,
+    return render(template, ctx=ctx, base=_prefix(ctx), title=title, warning=warning,
                   error=error, live=live, sparks=sparks, latest_rate=latest_rate, **variables)
 
 
@@ -94,8 +88,8 @@ def chart(store: SeriesStore, key: SeriesKey, metric: str, label: str) -> str:
 
 def _charts(ctx: Context, key: SeriesKey, src: str, label: str,
             metrics: Sequence[str] = ("depth", "rate")) -> list[tuple[str, charts.Chart]]:
-    url = _url_for(ctx)
-    return [(url(src + metric), _chart(ctx.store, key, metric, label)) for metric in metrics]
+    base = _prefix(ctx)
+    return [(base + src + metric, _chart(ctx.store, key, metric, label)) for metric in metrics]
 
 
 def _percentiles(e2e: Doc | None) -> list[str]:

@@ -1,7 +1,7 @@
 """The Jinja2 environment that renders every nsqadmin page and chart.
 
-Templates live in ``nsqadmin/templates`` (package data) and are loaded once, when the
-first page is rendered. Autoescaping is on for every template, so data is never
+Templates live in ``nsqadmin/templates`` (package data) and are compiled once, when
+nsqadmin starts (:func:`load_templates`). Autoescaping is on for every template, so data is never
 escaped by hand, and an undefined variable is an error rather than an empty string.
 
 Templates are written indented, one element per line; the loader joins each line to
@@ -25,7 +25,7 @@ from internal.version import NSQ_VERSION
 
 from .charts import format_number
 
-__all__ = ["environment", "render", "render_macro", "url_segment"]
+__all__ = ["environment", "load_templates", "render", "render_macro", "url_segment"]
 
 _LINE_BREAK = re.compile(r"\n\s*")
 
@@ -98,6 +98,13 @@ def environment() -> jinja2.Environment:
                        plural=_plural, q=url_segment, g=_general, json=json.dumps)
     env.globals["NSQ_VERSION"] = NSQ_VERSION
     return env
+
+
+def load_templates() -> None:
+    """Compile every template now, so a missing or broken one fails at startup."""
+    env = environment()
+    for name in env.list_templates():
+        env.get_template(name)
 
 
 def render(template: str, /, **variables: Any) -> str:
