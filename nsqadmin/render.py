@@ -1,8 +1,9 @@
 """The Jinja2 environment that renders every nsqadmin page and chart.
 
 Templates live in ``nsqadmin/templates`` (package data) and are compiled once, when
-nsqadmin starts (:func:`load_templates`). Autoescaping is on for every template, so data is never
-escaped by hand, and an undefined variable is an error rather than an empty string.
+nsqadmin starts (:func:`load_templates`). Autoescaping is on for every template, so
+data is never escaped by hand, and an undefined variable is an error rather than an
+empty string.
 
 Templates are written indented, one element per line; the loader joins each line to
 the next with its leading whitespace removed, so the served HTML stays compact. A
