@@ -1,7 +1,7 @@
 """Inline SVG charts: sparklines for tables and time-series charts with axes.
 
-Pure string building (no I/O, no JavaScript needed to draw). Values that are None
-are gaps: the line stops and restarts after them.
+The geometry is computed here; ``templates/charts.svg`` draws it (no JavaScript
+needed). Values that are None are gaps: the line stops and restarts after them.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from html import escape
+from dataclasses import dataclass
 
-__all__ = ["format_number", "line_chart", "nice_max", "sparkline"]
+__all__ = ["Chart", "Spark", "chart", "format_number", "line_chart", "nice_max", "spark",
+           "sparkline"]
 
 
 def nice_max(value: float) -> float:
@@ -51,23 +52,63 @@ def _path(xs: Sequence[float], ys: Sequence[float | None]) -> str:
     return "".join(parts)
 
 
-def sparkline(values: Sequence[float | None], *, width: int = 120, height: int = 20,
-              css_class: str = "spark", title: str = "") -> str:
-    """A small line with no axes; an empty box when there is nothing to draw."""
+@dataclass(frozen=True, slots=True)
+class Spark:
+    """What a sparkline draws: its box and the line (``d`` is empty with no data)."""
+
+    css_class: str
+    width: int
+    height: int
+    title: str
+    d: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """What a time-series chart draws; coordinates are preformatted text."""
+
+    css_class: str
+    width: int
+    height: int
+    title: str
+    data_points: int
+    data_series: str
+    left: int
+    top: int
+    plot_width: int
+    plot_height: int
+    title_x: int
+    latest: str | None
+    grid: list[tuple[str, str, str]]  # (line y, label y, label)
+    d: str
+    dot: tuple[str, str] | None  # (cx, cy) when there is a single point
+    times: list[tuple[str, str, str]]  # (x, text-anchor, label)
+    empty: tuple[str, str] | None  # (x, y) of the "waiting" text when nothing is drawn
+    axis_x: int
+    time_y: int
+
+
+def spark(values: Sequence[float | None], *, width: int = 120, height: int = 20,
+          css_class: str = "spark", title: str = "") -> Spark:
+    """The geometry of a sparkline: a small line with no axes."""
     n = len(values)
     real = [v for v in values if v is not None]
-    head = (f'<svg class="{css_class}" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img">')
-    if title:
-        head += f"<title>{escape(title)}</title>"
     if not real:
-        return head + "</svg>"
+        return Spark(css_class, width, height, title, "")
     top = max(real)
     top = top if top > 0 else 1.0
     step = (width - 2) / max(n - 1, 1)
     xs = [1 + i * step for i in range(n)]
     ys = [None if v is None else (height - 2) - (height - 4) * v / top for v in values]
-    return head + f'<path d="{_path(xs, ys)}"/></svg>'
+    return Spark(css_class, width, height, title, _path(xs, ys))
+
+
+def sparkline(values: Sequence[float | None], *, width: int = 120, height: int = 20,
+              css_class: str = "spark", title: str = "") -> str:
+    """A sparkline as SVG text; an empty box when there is nothing to draw."""
+    from .render import render_macro
+    return render_macro("charts.svg", "sparkline")(
+        spark(values, width=width, height=height, css_class=css_class, title=title))
 
 
 def _time_label(t: float, span: float) -> str:
@@ -75,11 +116,11 @@ def _time_label(t: float, span: float) -> str:
     return time.strftime(fmt, time.localtime(t))
 
 
-def line_chart(times: Sequence[float], values: Sequence[float | None], *, title: str,
-               unit: str = "", width: int = 560, height: int = 180,
-               css_class: str = "chart", data_series: str = "") -> str:
-    """A time-series chart with a y axis (0 to a round maximum), time labels and the
-    latest value in the title line.
+def chart(times: Sequence[float], values: Sequence[float | None], *, title: str,
+          unit: str = "", width: int = 560, height: int = 180,
+          css_class: str = "chart", data_series: str = "") -> Chart:
+    """The geometry of a time-series chart: a y axis from 0 to a round maximum, time
+    labels and the latest value in the title line.
 
     Args:
         times: Sample times (epoch seconds), ascending.
@@ -94,50 +135,46 @@ def line_chart(times: Sequence[float], values: Sequence[float | None], *, title:
     left, right, top, bottom = 48, 12, 24, 22
     pw, ph = width - left - right, height - top - bottom
     real = [v for v in values if v is not None]
-    latest = next((v for v in reversed(values) if v is not None), None)
+    last = next((v for v in reversed(values) if v is not None), None)
+    latest = None if last is None else format_number(last) + (" " + unit if unit else "")
     ymax = nice_max(max(real) if real else 0.0)
-    attrs = f' data-series="{escape(data_series)}"' if data_series else ""
-    out = [f'<svg class="{css_class}" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" data-points="{len(real)}"{attrs}>',
-           f"<title>{escape(title)}</title>",
-           f'<text class="chart-title" x="{left}" y="15">{escape(title)}</text>']
-    if latest is not None:
-        out.append(f'<text class="chart-latest" x="{width - right}" y="15" text-anchor="end">'
-                   f'{escape(format_number(latest))}{" " + escape(unit) if unit else ""}</text>')
-    # grid and y labels
+    grid = []
     for i in range(5):
-        frac = i / 4
-        y = top + ph - ph * frac
-        out.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}"/>')
-        out.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                   f"{escape(format_number(ymax * frac))}</text>")
-    out.append(f'<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>')
+        y = top + ph - ph * (i / 4)
+        grid.append((f"{y:.1f}", f"{y + 4:.1f}", format_number(ymax * (i / 4))))
+    d, dot, labels, empty = "", None, [], None
     if len(times) >= 1 and real:
         t0, t1 = times[0], times[-1]
         span = max(t1 - t0, 1e-9)
         xs = [left + pw * ((t - t0) / span if len(times) > 1 else 1.0) for t in times]
         ys = [None if v is None else top + ph - ph * min(v / ymax, 1.0) for v in values]
         d = _path(xs, ys)
-        out.append(f'<path class="line" d="{d}"/>')
         if len(real) == 1:
             i = next(i for i, v in enumerate(ys) if v is not None)
             dot_y = ys[i]
             assert dot_y is not None
-            out.append(f'<circle class="dot" cx="{xs[i]:.1f}" cy="{dot_y:.1f}" r="2.5"/>')
-        labels = 4 if len(times) > 1 else 1
+            dot = (f"{xs[i]:.1f}", f"{dot_y:.1f}")
+        count = 4 if len(times) > 1 else 1
         shown: set[str] = set()
-        for i in range(labels):
-            frac = i / (labels - 1) if labels > 1 else 1.0
+        for i in range(count):
+            frac = i / (count - 1) if count > 1 else 1.0
             label = _time_label(t0 + span * frac, span)
             if label in shown:
                 continue
             shown.add(label)
-            x = left + pw * frac
-            anchor = "start" if i == 0 and labels > 1 else "end" if frac == 1.0 else "middle"
-            out.append(f'<text class="axis" x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}">'
-                       f"{escape(label)}</text>")
+            anchor = "start" if i == 0 and count > 1 else "end" if frac == 1.0 else "middle"
+            labels.append((f"{left + pw * frac:.1f}", anchor, label))
     else:
-        out.append(f'<text class="empty" x="{left + pw / 2}" y="{top + ph / 2 + 4}" '
-                   f'text-anchor="middle">waiting for samples…</text>')
-    out.append("</svg>")
-    return "".join(out)
+        empty = (f"{left + pw / 2}", f"{top + ph / 2 + 4}")
+    return Chart(css_class, width, height, title, len(real), data_series, left, top, pw, ph,
+                 width - right, latest, grid, d, dot, labels, empty, left - 6, height - 6)
+
+
+def line_chart(times: Sequence[float], values: Sequence[float | None], *, title: str,
+               unit: str = "", width: int = 560, height: int = 180,
+               css_class: str = "chart", data_series: str = "") -> str:
+    """A time-series chart as SVG text (arguments as for :func:`chart`)."""
+    from .render import render_macro
+    return render_macro("charts.svg", "line_chart")(
+        chart(times, values, title=title, unit=unit, width=width, height=height,
+              css_class=css_class, data_series=data_series))

@@ -20,6 +20,7 @@ from .clusterinfo import ClusterInfo
 from .graphs import Sampler, SeriesStore
 from .notify import Notifier
 from .options import Options
+from .render import load_templates
 
 __all__ = ["NSQAdmin"]
 
@@ -59,6 +60,7 @@ class NSQAdmin:
     """
 
     def __init__(self, options: Options) -> None:
+        load_templates()
         self.options = options
         self.store = SeriesStore(options.graph_capacity, options.graph_max_series)
         self.http_address: tuple[str, int] | None = None
