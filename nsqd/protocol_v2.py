@@ -110,8 +110,9 @@ class ProtocolV2(PublishCommands):
     async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
         """Run the connection until the client leaves, errs fatally or is closed."""
         opts = self.nsqd.options
-        reader = CommandReader(V2_BODY_COMMANDS,
-                               max_body_size=max(opts.max_body_size, opts.max_msg_size),
+        # sizes are refused on the size header, before any of the body is buffered
+        reader = CommandReader(V2_BODY_COMMANDS, max_body_size=opts.max_body_size,
+                               body_limits={b"PUB": opts.max_msg_size, b"DPUB": opts.max_msg_size},
                                early_reject=lambda name, params: self._rejects(client, name, params))
         reader.feed(initial)
         handlers = self._handlers_for(client)
