@@ -28,9 +28,13 @@ def msg_id_param(param: bytes) -> bytes:
     return param
 
 
+#: Python refuses to parse longer decimal numbers (and NSQ's uint64 cannot hold them)
+_MAX_DIGITS = 4300
+
+
 def base10(param: bytes) -> int | None:
-    """NSQ's ByteToBase10: digits only, no sign."""
-    return int(param) if param.isdigit() else None
+    """NSQ's ByteToBase10: digits only, no sign (None if not a number)."""
+    return int(param) if param.isdigit() and len(param) <= _MAX_DIGITS else None
 
 
 def sized_body(cmd: Command, name: str, max_body_size: int) -> bytes:

@@ -82,6 +82,15 @@ def _fin_failed(msg_id: bytes, exc: ChannelError) -> ClientError:
     return ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
 
 
+def _internal_error(name: bytes, exc: Exception) -> FatalClientError:
+    return FatalClientError("E_INVALID", f"{name.decode('latin-1')} failed", exc)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Go's decoder refuses them too)."""
+    raise ValueError(f"invalid JSON constant {name}")
+
+
 class ProtocolV2(PublishCommands):
     """Runs protocol V2 for the connections of one nsqd."""
 
@@ -192,6 +201,10 @@ class ProtocolV2(PublishCommands):
                     closing = self._report(client, err)
                     if closing:
                         break
+                except Exception as exc:  # a bug: still an error frame, then close
+                    logger.exception("PROTOCOL(V2): [%s] %s failed", client, cmd.name)
+                    closing = self._report(client, _internal_error(cmd.name, exc))
+                    break
             if not await self._release_responses(client, token):
                 return
             if client.needs_fill:
@@ -250,7 +263,7 @@ class ProtocolV2(PublishCommands):
             self._handlers[name](client, Command(name, params))
         except (NeedBody, _Await):
             return False
-        except ClientError:
+        except Exception:  # ClientError, or a bug the command loop then reports
             return True
         return False
 
@@ -282,11 +295,13 @@ class ProtocolV2(PublishCommands):
             raise fatal("E_INVALID", "cannot IDENTIFY in current state")
         body = sized_body(cmd, "IDENTIFY", opts.max_body_size)
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_no_constant)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             ident = IdentifyData(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser goes;
+            # OverflowError: a number beyond float range given for an integer field
             raise FatalClientError("E_BAD_BODY", "IDENTIFY failed to decode JSON body", exc)
         logger.debug("PROTOCOL(V2): [%s] %r", client, data)
         try:
