@@ -267,7 +267,9 @@ async def test_second_auth_server_used_when_first_is_down(start_nsqd, authd):
 
 async def test_auth_over_tls_sends_common_name(start_nsqd, authd, tmp_path):
     tls = make_tls_files(tmp_path)
-    server = await start_nsqd(**tls.nsqd_options(tls_root_ca_file=tls.ca_path),
+    # a client certificate is only asked for with a --tls-client-auth-policy
+    server = await start_nsqd(**tls.nsqd_options(tls_root_ca_file=tls.ca_path,
+                                                 tls_client_auth_policy="require-verify"),
                               auth_http_addresses=[authd.host_port])
     leaf = tls.ca.issue_cert("worker.example", common_name="worker.example")
     conn = await open_upgrading(server.tcp_address)
