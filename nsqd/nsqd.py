@@ -29,6 +29,7 @@ from client.protocol import (
     is_valid_topic_name,
 )
 from internal.netaddr import join_host_port, split_host_port
+from internal.refusals import RefusalLog
 from internal.version import NSQ_VERSION
 
 from .backend import Backend, DummyBackend
@@ -90,6 +91,9 @@ class NSQD:
         self.lookup: Any = None  # nsqd.lookup.LookupPeers once running
         self.health = "OK"
         self._client_seq = 0
+        #: TCP connections open now (bounded by --max-connections)
+        self.tcp_connections = 0
+        self._refused = RefusalLog("TCP", "--max-connections")
         self._nursery: trio.Nursery | None = None
         self._meta_lot = trio.lowlevel.ParkingLot()
         self._meta_dirty = False
@@ -267,7 +271,21 @@ class NSQD:
         self.clients.pop(client.id, None)
 
     async def handle_tcp(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection: read the protocol magic, then run V2."""
+        """Serve one TCP connection: read the protocol magic, then run V2.
+
+        Beyond ``--max-connections`` open ones the connection is closed at once.
+        """
+        if self.tcp_connections >= self.options.max_connections:
+            self._refused.refused(self.tcp_connections)
+            await trio.aclose_forcefully(stream)
+            return
+        self.tcp_connections += 1
+        try:
+            await self._serve_connection(stream)
+        finally:
+            self.tcp_connections -= 1
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         try:
             peer = stream.socket.getpeername()
             remote = join_host_port(peer[0], peer[1])

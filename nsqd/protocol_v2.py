@@ -142,16 +142,31 @@ class ProtocolV2(PublishCommands):
     async def _read_loop(self, stream: trio.abc.Stream, client: ClientV2,
                          reader: CommandReader, handlers: dict) -> None:
         pending = reader.buffered > 0
+        received = trio.current_time()
+        started = received if pending else None  # first byte of the incomplete command
         while True:
             if not pending:
-                hb = client.heartbeat_interval
-                with trio.move_on_after(2 * hb if hb > 0 else math.inf) as cs:
+                limit = self._read_limit(client)
+                if started is None:
+                    deadline = trio.current_time() + limit
+                else:
+                    # every command must be complete within the limit of its first byte,
+                    # however slowly it trickles in (--client-timeout without heartbeats)
+                    if limit == math.inf:
+                        limit = self.nsqd.options.client_timeout
+                    deadline = started + limit
+                with trio.move_on_at(deadline) as cs:
                     data = await stream.receive_some(RECV_SIZE)
                 if cs.cancelled_caught:
-                    logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+                    if started is None:
+                        logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+                    else:
+                        logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
+                                    client, trio.current_time() - started)
                     return
                 if not data:
                     return
+                received = trio.current_time()
                 reader.feed(data)
             pending = False
             try:
@@ -159,6 +174,10 @@ class ProtocolV2(PublishCommands):
             except RemoteProtocolError as exc:
                 logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
                 return
+            if not reader.buffered:
+                started = None
+            elif commands or started is None:
+                started = received  # the rest began in the last read
             closing = False
             upgrade = None
             runs = self._runs
@@ -224,6 +243,11 @@ class ProtocolV2(PublishCommands):
                 handlers = self._handlers_for(client)
                 continue
             await client.wait_output_drained()
+
+    def _read_limit(self, client: ClientV2) -> float:
+        """How long a client may stay silent: NSQ's read deadline of two heartbeats."""
+        hb = client.heartbeat_interval
+        return 2 * hb if hb > 0 else math.inf
 
     def _report(self, client: ClientV2, err: ClientError) -> bool:
         """Log and send a command's error frame; return whether it closes the connection."""

@@ -103,3 +103,72 @@ async def test_fifty_oversized_publishers_leave_rss_flat(daemon):
     conn = await RawConn.open(daemon.tcp)
     await conn.pub("t", b"fine")
     await conn.aclose()
+
+
+# ------------------------------------------------------------------ slow clients
+async def _trickle(conn: RawConn, data: bytes, interval: float) -> None:
+    """Send ``data`` a byte at a time until nsqd closes the connection."""
+    try:
+        for i in range(len(data)):
+            await conn.send(data[i:i + 1])
+            await trio.sleep(interval)
+    except trio.BrokenResourceError:
+        pass
+
+
+async def _eof(conn: RawConn, timeout: float = 10) -> bytes:
+    """Everything nsqd sends until it closes (heartbeats are not answered)."""
+    got = b""
+    with trio.fail_after(timeout):
+        while chunk := await conn.stream.receive_some(65536):
+            got += chunk
+    return got
+
+
+@pytest.mark.parametrize("identify", [{}, {"heartbeat_interval": -1}])
+async def test_trickled_command_times_out(start_nsqd, identify):
+    # every byte arrives well within the timeout, the command as a whole does not
+    server = await start_nsqd(client_timeout=1.0, http_address="")
+    conn = await RawConn.open(server.tcp_address)
+    await conn.identify(**identify)
+    t0 = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_trickle, conn, commands.pub("t", b"x" * 40), 0.1)
+        assert b"E_" not in await _eof(conn)  # closed without an error frame, as NSQ
+        nursery.cancel_scope.cancel()
+    elapsed = trio.current_time() - t0
+    assert 0.9 < elapsed < 3.5, elapsed
+    assert "t" not in server.nsqd.topics
+
+
+async def test_slow_but_complete_commands_stay_connected(start_nsqd):
+    server = await start_nsqd(client_timeout=1.0, http_address="")
+    conn = await RawConn.open(server.tcp_address)
+    await conn.identify()
+    # each PUB trickles in within the timeout; together they take 3 timeouts
+    for _ in range(6):
+        with trio.fail_after(5):
+            await _trickle(conn, commands.pub("slow", b"ab"), 0.03)
+        assert await conn.response() == b"OK"
+    assert server.nsqd.topics["slow"].message_count == 6
+
+
+async def test_max_connections(start_nsqd, caplog):
+    server = await start_nsqd(max_connections=3, http_address="")
+    conns = [await RawConn.open(server.tcp_address) for _ in range(3)]
+    for i, conn in enumerate(conns):
+        await conn.pub("limited", b"%d" % i)
+    refused = [await RawConn.open(server.tcp_address) for _ in range(5)]
+    for conn in refused:
+        assert await conn.closed()
+    # one log line for the burst, not one per connection
+    lines = [r for r in caplog.records if "--max-connections" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    # the clients already connected are unaffected; a freed slot is usable again
+    await conns[0].pub("limited", b"again")
+    await conns[0].aclose()
+    with trio.fail_after(10):
+        while server.nsqd.tcp_connections >= 3:
+            await trio.sleep(0.01)
+    again = await RawConn.open(server.tcp_address)
+    await again.pub("limited", b"freed")
