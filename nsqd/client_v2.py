@@ -2,8 +2,9 @@
 
 Everything the protocol decides is appended to the client's output list; the writer task
 joins the list and sends it in one write, and adds a heartbeat every
-``heartbeat_interval``. A client that falls behind stops the reader (back-pressure)
-rather than letting the output grow.
+``heartbeat_interval``. The output is bounded in bytes (``output_limit``, from
+--max-output-buffer-size): past it the channel stops delivering to the client until the
+writer got rid of it, and the reader stops reading commands at twice that (back-pressure).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ __all__ = ["ClientV2", "State"]
 logger = logging.getLogger(__name__)
 
 _HEARTBEAT_FRAME = encode_response(HEARTBEAT)
-#: frames queued for a client before its reader waits for the writer
-OUTPUT_HIGH_WATER = 4096
 
 
 class State(enum.IntEnum):
@@ -46,7 +45,8 @@ class ClientV2:
     """One TCP client connection speaking protocol V2."""
 
     def __init__(self, client_id: int, remote_address: str, *, msg_timeout: float,
-                 heartbeat_interval: float, output_buffer_timeout: float) -> None:
+                 heartbeat_interval: float, output_buffer_timeout: float,
+                 output_limit: int = 64 * 1024) -> None:
         self.id = client_id
         self.remote_address = remote_address
         host = remote_address.rsplit(":", 1)[0].strip("[]")
@@ -84,6 +84,14 @@ class ClientV2:
         self.connect_time = time.time()
         self.cancel_scope: trio.CancelScope | None = None
         self._out: list[bytes] = []
+        #: bytes queued in ``_out`` or being written
+        self.out_bytes = 0
+        #: no message is delivered while ``out_bytes`` is at or over it
+        self.output_limit = output_limit
+        #: delivery stopped at ``output_limit``: the writer fills the client once drained
+        self.output_blocked = False
+        #: the reader reads no more commands while ``out_bytes`` is over it
+        self.reader_limit = 2 * output_limit
         #: responses of the command batch being run, released after its group commit
         self.held: list[bytes] | None = None
         self._writer_lot = trio.lowlevel.ParkingLot()
@@ -107,19 +115,31 @@ class ClientV2:
             held.append(frame)
             return
         self._out.append(frame)
+        self.out_bytes += len(frame)
         if self._writer_parked:
             self._writer_lot.unpark_all()
 
-    def send_frames(self, frames: list[bytes]) -> None:
-        """Queue several frames (or consecutive parts of frames) for the writer."""
+    def send_frames(self, frames: list[bytes], nbytes: int = -1) -> None:
+        """Queue several frames (or consecutive parts of frames) for the writer.
+
+        ``nbytes``: their total length, when the caller knows it.
+        """
         self._out.extend(frames)
+        self.out_bytes += nbytes if nbytes >= 0 else sum(map(len, frames))
         if self._writer_parked:
             self._writer_lot.unpark_all()
 
-    async def wait_output_drained(self) -> None:
-        """Back-pressure for the reader: wait while too much output is queued."""
-        while len(self._out) > OUTPUT_HIGH_WATER and not self._exiting:
-            await self._drained_lot.park()
+    async def wait_output_drained(self, timeout: float) -> bool:
+        """Back-pressure for the reader: wait while too much output is queued.
+
+        Returns:
+            False if the client read too little of it within ``timeout`` seconds.
+        """
+        with trio.move_on_after(timeout):
+            while self.out_bytes > self.reader_limit and not self._exiting:
+                await self._drained_lot.park()
+            return True
+        return False
 
     def heartbeat_changed(self) -> None:
         """IDENTIFY changed the heartbeat interval: restart the writer's timer."""
@@ -155,13 +175,24 @@ class ClientV2:
                         self._writer_parked = False
             if trio.current_time() >= next_hb:
                 out.append(_HEARTBEAT_FRAME)
+                self.out_bytes += len(_HEARTBEAT_FRAME)
                 next_hb = self._next_heartbeat()
             if not out:
                 continue
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
-            self._drained_lot.unpark_all()
             await self._stream.send_all(data)  # type: ignore[union-attr]
+            self._sent(len(data))
+
+    def _sent(self, nbytes: int) -> None:
+        """``nbytes`` left: let the reader go on, and the channel deliver again."""
+        self.out_bytes -= nbytes
+        self._drained_lot.unpark_all()
+        if self.output_blocked and self.out_bytes < self.output_limit:
+            self.output_blocked = False
+            channel = self.channel
+            if channel is not None:
+                channel.fill(self, trio.current_time())
 
     async def _idle_for_upgrade(self) -> None:
         self._held.set()

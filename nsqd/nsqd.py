@@ -312,7 +312,8 @@ class NSQD:
             opts = self.options
             client = ClientV2(self._client_seq, remote, msg_timeout=opts.msg_timeout,
                               heartbeat_interval=opts.client_timeout / 2,
-                              output_buffer_timeout=opts.output_buffer_timeout)
+                              output_buffer_timeout=opts.output_buffer_timeout,
+                              output_limit=opts.max_output_buffer_size)
             self.clients[client.id] = client
             await self.protocol.serve(stream, client, rest)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -146,15 +146,13 @@ class ProtocolV2(PublishCommands):
         started = received if pending else None  # first byte of the incomplete command
         while True:
             if not pending:
-                limit = self._read_limit(client)
+                limit = self._idle_limit(client)
                 if started is None:
                     deadline = trio.current_time() + limit
                 else:
                     # every command must be complete within the limit of its first byte,
                     # however slowly it trickles in (--client-timeout without heartbeats)
-                    if limit == math.inf:
-                        limit = self.nsqd.options.client_timeout
-                    deadline = started + limit
+                    deadline = started + self._io_limit(client)
                 with trio.move_on_at(deadline) as cs:
                     data = await stream.receive_some(RECV_SIZE)
                 if cs.cancelled_caught:
@@ -242,12 +240,21 @@ class ProtocolV2(PublishCommands):
                     return
                 handlers = self._handlers_for(client)
                 continue
-            await client.wait_output_drained()
+            if client.out_bytes > client.reader_limit \
+                    and not await client.wait_output_drained(self._io_limit(client)):
+                logger.info("PROTOCOL(V2): [%s] write timeout (%d bytes not read)",
+                            client, client.out_bytes)
+                return
 
-    def _read_limit(self, client: ClientV2) -> float:
+    def _idle_limit(self, client: ClientV2) -> float:
         """How long a client may stay silent: NSQ's read deadline of two heartbeats."""
         hb = client.heartbeat_interval
         return 2 * hb if hb > 0 else math.inf
+
+    def _io_limit(self, client: ClientV2) -> float:
+        """How long one command may take to arrive, or the output to be read."""
+        limit = self._idle_limit(client)
+        return limit if limit < math.inf else self.nsqd.options.client_timeout
 
     def _report(self, client: ClientV2, err: ClientError) -> bool:
         """Log and send a command's error frame; return whether it closes the connection."""

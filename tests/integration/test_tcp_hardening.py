@@ -10,10 +10,11 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
-from client.protocol import FrameType, commands
+from client.protocol import FrameType, commands, decode_message
 from durability_helpers import Daemon
 from helpers import RawConn
 
@@ -172,3 +173,127 @@ async def test_max_connections(start_nsqd, caplog):
             await trio.sleep(0.01)
     again = await RawConn.open(server.tcp_address)
     await again.pub("limited", b"freed")
+
+
+# ------------------------------------------------------------------ consumers that do not read
+@pytest.mark.slow
+async def test_stuck_subscriber_gets_no_more_and_rss_stays_flat(tmp_path):
+    """A subscriber with RDY 1000 that never reads its socket, next to a healthy one:
+    the healthy one gets every message, nsqd's memory does not grow meanwhile."""
+    d = await Daemon(tmp_path, "--mem-queue-size", "50", "--msg-timeout", "2s").start()
+    try:
+        await _stuck_subscriber_scenario(d)
+    finally:
+        await d.stop()
+        d.kill()
+        Daemon.started.remove(d)
+
+
+async def _stuck_subscriber_scenario(d: Daemon) -> None:
+    stuck = trio.socket.socket()
+    stuck.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await stuck.connect(d.tcp)
+    await stuck.send(b"  V2" + commands.sub("stuck", "ch") + commands.rdy(1000))
+
+    healthy = await RawConn.open(d.tcp)
+    await healthy.sub("stuck", "ch", rdy=200)
+    got: set[bytes] = set()
+    publisher = await RawConn.open(d.tcp)
+    body = b"b" * 10_000
+    total = 0
+    samples: list[float] = []
+
+    async def consume() -> None:
+        while True:
+            ftype, data = await healthy.frame(timeout=30)
+            if ftype == FrameType.MESSAGE:
+                msg = decode_message(data)
+                got.add(msg.body[:12])
+                await healthy.send(commands.fin(msg.id))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        t0 = trio.current_time()
+        while trio.current_time() - t0 < 20:
+            batch = [b"%012d" % (total + i) + body for i in range(20)]
+            total += len(batch)
+            await publisher.send(commands.mpub("stuck", batch))
+            assert await publisher.response() == b"OK"
+            samples.append(rss_mb(d.pid))
+            await trio.sleep(0.05)
+        with trio.fail_after(30):  # what the stuck one held times out to the healthy one
+            while len(got) < total:
+                await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    warm = samples[len(samples) // 6]  # after ~3 s
+    # before the fix: +32 MiB here (re-handed messages piling up in its output)
+    assert max(samples) - warm < 10, (warm, max(samples), samples[-1])
+    async with httpx.AsyncClient() as http:
+        stats = (await http.get(f"http://{d.http[0]}:{d.http[1]}/stats?format=json")).json()
+    (channel,) = stats["topics"][0]["channels"]
+    assert len(channel["clients"]) == 2  # the stuck subscriber stayed connected
+    stuck.close()
+
+
+async def _stuck_socket(address: tuple[str, int], setup: bytes) -> trio.socket.SocketType:
+    """A connection with a tiny receive buffer that sends ``setup`` and never reads."""
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(address)
+    await sock.send(b"  V2" + setup)
+    return sock
+
+
+async def test_unread_output_is_bounded_in_bytes(start_nsqd):
+    server = await start_nsqd(msg_timeout=1.0, http_address="")
+    stuck = await _stuck_socket(server.tcp_address, commands.sub("bounded", "ch") + commands.rdy(1000))
+    with trio.fail_after(10):
+        while not server.nsqd.clients or next(iter(server.nsqd.clients.values())).ready_count != 1000:
+            await trio.sleep(0.01)
+    (stuck_client,) = server.nsqd.clients.values()
+    publisher = await RawConn.open(server.tcp_address)
+    body = b"b" * 10_000
+    for i in range(10):
+        await publisher.send(commands.mpub("bounded", [b"%04d" % (i * 50 + j) + body for j in range(50)]))
+        assert await publisher.response() == b"OK"
+    limit = server.nsqd.options.max_output_buffer_size
+    # nsqd holds at most its output limit (plus one message) for the stuck client
+    assert stuck_client.out_bytes < limit + len(body) + 100
+    assert stuck_client.in_flight < 1000
+    healthy = await RawConn.open(server.tcp_address)
+    await healthy.sub("bounded", "ch", rdy=100)
+    got = set()
+    with trio.fail_after(20):
+        while len(got) < 500:
+            msg = await healthy.message()
+            got.add(msg.body[:4])
+            await healthy.send(commands.fin(msg.id))
+    # re-handed to the healthy one after its timeout, never again to the stuck one
+    assert stuck_client.out_bytes < limit + len(body) + 100
+    stuck.close()
+
+
+async def test_responses_never_read_close_the_connection(start_nsqd):
+    server = await start_nsqd(client_timeout=1.0, http_address="")
+    stuck = await _stuck_socket(server.tcp_address, b"")
+    pubs = commands.pub("unread", b"x") * 20_000
+
+    async def flood() -> None:
+        try:
+            while True:
+                await stuck.send(pubs)
+        except OSError:
+            pass  # closed by nsqd
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flood)
+        with trio.fail_after(30):
+            while server.nsqd.tcp_connections:
+                (client,) = server.nsqd.clients.values() or [None]
+                if client is not None:
+                    assert client.out_bytes <= client.reader_limit + len(pubs)
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    stuck.close()
+    other = await RawConn.open(server.tcp_address)
+    await other.pub("unread", b"fine")
