@@ -65,7 +65,7 @@ class Consumer(Protocol):
     output_limit: int  # no delivery while out_bytes is at or over it
     output_blocked: bool  # delivery stopped at output_limit: fill again once drained
 
-    def send_frames(self, frames: list[bytes], nbytes: int = -1) -> None: ...
+    def send_messages(self, parts: list[bytes], nbytes: int) -> None: ...
     def message_timed_out(self) -> None: ...
     def close(self) -> None: ...
 
@@ -291,7 +291,7 @@ class Channel:
         if sent:
             client.in_flight += sent
             client.message_count += sent
-            client.send_frames(parts, nbytes + 4 * sent)
+            client.send_messages(parts, nbytes + 4 * sent)
         return used
 
     # ------------------------------------------------------------------ consumers

@@ -67,6 +67,11 @@ class ClientV2:
         self.heartbeat_interval = heartbeat_interval
         self.output_buffer_size = 16 * 1024
         self.output_buffer_timeout = output_buffer_timeout
+        #: how long messages may wait for more before they are written (0: not at all,
+        #: unless IDENTIFY asks for NSQ's output buffering)
+        self.output_delay = 0.0
+        self._flush_at = 0.0
+        self._urgent = False  # a response, error or heartbeat is queued
         self.sample_rate = 0
         self.tls = False
         self.snappy = False
@@ -116,18 +121,45 @@ class ClientV2:
             return
         self._out.append(frame)
         self.out_bytes += len(frame)
+        self._urgent = True
         if self._writer_parked:
             self._writer_lot.unpark_all()
 
-    def send_frames(self, frames: list[bytes], nbytes: int = -1) -> None:
-        """Queue several frames (or consecutive parts of frames) for the writer.
-
-        ``nbytes``: their total length, when the caller knows it.
-        """
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Queue several response frames for the writer."""
         self._out.extend(frames)
-        self.out_bytes += nbytes if nbytes >= 0 else sum(map(len, frames))
+        self.out_bytes += sum(map(len, frames))
+        self._urgent = True
         if self._writer_parked:
             self._writer_lot.unpark_all()
+
+    def send_messages(self, parts: list[bytes], nbytes: int) -> None:
+        """Queue message frames (``parts``: consecutive pieces, ``nbytes`` long in all).
+
+        Unlike responses they may wait for the output buffer (see :meth:`buffer_output`).
+        """
+        out = self._out
+        if not out and self.output_delay:
+            self._flush_at = trio.current_time() + self.output_delay
+        out.extend(parts)
+        self.out_bytes += nbytes
+        if self._writer_parked:
+            self._writer_lot.unpark_all()
+
+    def buffer_output(self, size: int, timeout: float) -> None:
+        """IDENTIFY asked for NSQ's output buffering: messages wait until ``size`` bytes
+        are queued, ``timeout`` seconds passed, the client's RDY count is used up or a
+        response goes out. ``timeout`` 0: no buffering."""
+        self.output_buffer_size = size
+        self.output_buffer_timeout = timeout
+        self.output_delay = timeout if size > 1 else 0.0
+
+    def _buffering(self) -> bool:
+        """Whether the writer lets the queued messages wait for more (NSQ's bufio)."""
+        return (not self._urgent and not self._exiting and not self._hold
+                and self.out_bytes < self.output_buffer_size
+                and self.in_flight < self.ready_count
+                and trio.current_time() < self._flush_at)
 
     async def wait_output_drained(self, timeout: float) -> bool:
         """Back-pressure for the reader: wait while too much output is queued.
@@ -159,15 +191,16 @@ class ClientV2:
             if self._hb_changed:
                 self._hb_changed = False
                 next_hb = self._next_heartbeat()
-            if not out:
-                if self._exiting:
+            buffering = self.output_delay and out and self._buffering()
+            if not out or buffering:
+                if not out and self._exiting:
                     return
-                if self._hold:
+                if not out and self._hold:
                     await self._idle_for_upgrade()
                     if self._stream is None:
                         return
                     continue
-                with trio.move_on_at(next_hb):
+                with trio.move_on_at(min(next_hb, self._flush_at) if buffering else next_hb):
                     self._writer_parked = True
                     try:
                         await self._writer_lot.park()
@@ -176,11 +209,13 @@ class ClientV2:
             if trio.current_time() >= next_hb:
                 out.append(_HEARTBEAT_FRAME)
                 self.out_bytes += len(_HEARTBEAT_FRAME)
+                self._urgent = True
                 next_hb = self._next_heartbeat()
-            if not out:
+            if not out or (self.output_delay and self._buffering()):
                 continue
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
+            self._urgent = False
             await self._stream.send_all(data)  # type: ignore[union-attr]
             self._sent(len(data))
 

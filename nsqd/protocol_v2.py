@@ -404,6 +404,8 @@ class ProtocolV2(PublishCommands):
             client.output_buffer_size = size
         else:
             raise ValueError(f"output buffer size ({size}) is invalid")
+        if size or timeout:  # asked for: NSQ's buffering (else every batch goes at once)
+            client.buffer_output(client.output_buffer_size, client.output_buffer_timeout)
         if not 0 <= ident.sample_rate <= 99:
             raise ValueError(f"sample rate ({ident.sample_rate}) is invalid")
         client.sample_rate = ident.sample_rate
