@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 _FRAME_HEAD = MESSAGE_FRAME_HEAD.pack
 _OVERHEAD = MESSAGE_FRAME_OVERHEAD
 _MESSAGE = int(FrameType.MESSAGE)
+#: bytes of a message frame besides its body
+_FRAME_BYTES = 4 + MESSAGE_FRAME_OVERHEAD
 #: attempts is a uint16 on the wire; it stops counting there
 _MAX_ATTEMPTS = 0xFFFF
 #: released deferred messages kept in memory beyond --mem-queue-size before the disk
@@ -339,7 +341,13 @@ class Channel:
         if not self.paused:
             memory = self.memory
             while spare > 0 and not client.output_blocked and (memory or self.backend.depth()):
-                batch = self._take(spare)
+                room = client.output_limit - client.out_bytes
+                if room <= 0:
+                    client.output_blocked = True
+                    break
+                # about as many as its output has room for (by the first one's size)
+                size = len(memory[0][1]) + _FRAME_BYTES if memory else _FRAME_BYTES
+                batch = self._take(min(spare, room // size + 1))
                 if not batch:
                     break
                 used = self._send(client, batch, now)
