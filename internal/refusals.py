@@ -27,13 +27,14 @@ class RefusalLog:
         self._unlogged = 0
         self._next_log = 0.0
 
-    def refused(self, current: int) -> None:
-        """Count one refused connection (``current``: how many are open)."""
+    def refused(self, limit: int) -> None:
+        """Count one connection refused because ``limit`` connections are open."""
         self.total += 1
         self._unlogged += 1
         now = time.monotonic()
         if now >= self._next_log:
-            logger.warning("%s: refused %d connection(s): %d open reach %s (next report in %gs)",
-                           self.listener, self._unlogged, current, self.limit, self.interval)
+            logger.warning("%s: %s %d reached, refused %d new connection(s) "
+                           "(reported at most every %gs)",
+                           self.listener, self.limit, limit, self._unlogged, self.interval)
             self._unlogged = 0
             self._next_log = now + self.interval

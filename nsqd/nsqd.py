@@ -275,8 +275,9 @@ class NSQD:
 
         Beyond ``--max-connections`` open ones the connection is closed at once.
         """
-        if self.tcp_connections >= self.options.max_connections:
-            self._refused.refused(self.tcp_connections)
+        limit = self.options.max_connections
+        if self.tcp_connections >= limit:
+            self._refused.refused(limit)
             await trio.aclose_forcefully(stream)
             return
         self.tcp_connections += 1
