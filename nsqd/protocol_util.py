@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from client.protocol import Command
 
 from .errors import FatalClientError
 
-__all__ = ["NeedBody", "bad_size", "base10", "fatal", "go_quote", "msg_id_param", "sized_body",
-           "unauthorized"]
+if TYPE_CHECKING:
+    from .transport import UpgradePlan
+
+__all__ = ["AwaitIO", "NeedBody", "StartUpgrade", "bad_size", "base10", "fatal", "go_quote",
+           "msg_id_param", "sized_body", "unauthorized"]
 
 
 class NeedBody(Exception):
     """A body-carrying command checked before its body arrived: parameters are fine."""
+
+
+class AwaitIO(Exception):
+    """A command needs I/O (the auth server): the loop awaits ``fn()`` in order.
+
+    With ``retry`` the command's handler runs again afterwards and answers; without,
+    ``fn()``'s result is the answer.
+    """
+
+    def __init__(self, fn: Any, retry: bool) -> None:
+        self.fn = fn
+        self.retry = retry
+
+
+class StartUpgrade(Exception):
+    """IDENTIFY negotiated TLS/snappy/deflate: send the response, then upgrade."""
+
+    def __init__(self, plan: UpgradePlan) -> None:
+        self.plan = plan
 
 
 def fatal(code: str, desc: str) -> FatalClientError:
