@@ -35,6 +35,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+def _given(value: int, low: float, high: float, what: str) -> bool:
+    """Whether IDENTIFY set ``value`` (0 keeps the default).
+
+    Raises:
+        ValueError: NSQ's ``<what> (<value>) is invalid`` outside ``[low, high]``.
+    """
+    if value == 0:
+        return False
+    if low <= value <= high:
+        return True
+    raise ValueError(f"{what} ({value}) is invalid")
+
+
 class SessionCommands:
     """The IDENTIFY and AUTH handlers of :class:`nsqd.protocol_v2.ProtocolV2`."""
 
@@ -98,44 +111,29 @@ class SessionCommands:
         hb = ident.heartbeat_interval
         if hb == -1:
             client.heartbeat_interval = 0
-        elif hb == 0:
-            pass
-        elif 1000 <= hb <= opts.max_heartbeat_interval * 1000:
+        elif _given(hb, 1000, opts.max_heartbeat_interval * 1000, "heartbeat interval"):
             client.heartbeat_interval = hb / 1000
-        else:
-            raise ValueError(f"heartbeat interval ({hb}) is invalid")
         client.heartbeat_changed()
         timeout = ident.output_buffer_timeout
         if timeout == -1:
             client.output_buffer_timeout = 0
-        elif timeout == 0:
-            pass
-        elif opts.min_output_buffer_timeout * 1000 <= timeout <= opts.max_output_buffer_timeout * 1000:
+        elif _given(timeout, opts.min_output_buffer_timeout * 1000,
+                    opts.max_output_buffer_timeout * 1000, "output buffer timeout"):
             client.output_buffer_timeout = timeout / 1000
-        else:
-            raise ValueError(f"output buffer timeout ({timeout}) is invalid")
         size = ident.output_buffer_size
         if size == -1:
             client.output_buffer_size = 1
             client.output_buffer_timeout = 0
-        elif size == 0:
-            pass
-        elif 64 <= size <= opts.max_output_buffer_size:
+        elif _given(size, 64, opts.max_output_buffer_size, "output buffer size"):
             client.output_buffer_size = size
-        else:
-            raise ValueError(f"output buffer size ({size}) is invalid")
         if size or timeout:  # asked for: NSQ's buffering (else every batch goes at once)
             client.buffer_output(client.output_buffer_size, client.output_buffer_timeout)
         if not 0 <= ident.sample_rate <= 99:
             raise ValueError(f"sample rate ({ident.sample_rate}) is invalid")
         client.sample_rate = ident.sample_rate
         mt = ident.msg_timeout
-        if mt == 0:
-            pass
-        elif 1000 <= mt <= opts.max_msg_timeout * 1000:
+        if _given(mt, 1000, opts.max_msg_timeout * 1000, "msg timeout"):
             client.msg_timeout = mt / 1000
-        else:
-            raise ValueError(f"msg timeout ({mt}) is invalid")
 
     def auth(self, client: ClientV2, cmd: Any) -> bytes | None:
         opts = self.nsqd.options
