@@ -34,7 +34,7 @@ from internal.version import NSQ_VERSION
 
 from .backend import Backend, DummyBackend
 from .channel import Channel
-from .client_v2 import ClientV2
+from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
@@ -314,7 +314,7 @@ class NSQD:
             client = ClientV2(self._client_seq, remote, msg_timeout=opts.msg_timeout,
                               heartbeat_interval=opts.client_timeout / 2,
                               output_buffer_timeout=opts.output_buffer_timeout,
-                              output_limit=opts.max_output_buffer_size)
+                              output_limit=OUTPUT_LIMIT_FACTOR * opts.max_output_buffer_size)
             self.clients[client.id] = client
             await self.protocol.serve(stream, client, rest)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

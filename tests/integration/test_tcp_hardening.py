@@ -265,7 +265,8 @@ async def test_unread_output_is_bounded_in_bytes(start_nsqd):
     for i in range(10):
         await publisher.send(commands.mpub("bounded", [b"%04d" % (i * 50 + j) + body for j in range(50)]))
         assert await publisher.response() == b"OK"
-    limit = server.nsqd.options.max_output_buffer_size
+    limit = stuck_client.output_limit
+    assert limit == 4 * server.nsqd.options.max_output_buffer_size
     # nsqd holds at most its output limit (plus one message) for the stuck client
     assert stuck_client.out_bytes < limit + len(body) + 100
     assert stuck_client.in_flight < 1000
