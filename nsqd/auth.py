@@ -154,8 +154,9 @@ async def query_authd(address: str, *, remote_ip: str, tls: bool, common_name: s
                     resp = await client.get(url, params=params, headers=headers)
         if scope.cancelled_caught:
             raise AuthError(f"timed out after {connect_timeout + request_timeout:g}s")
-    except httpx.HTTPError as exc:
-        raise AuthError(f"{type(exc).__name__}: {exc}") from None
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError) as exc:
+        # InvalidURL: a secret too long for a URL (GET); ValueError: unencodable input
+        raise AuthError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if resp.status_code != 200:
         raise AuthError(f"got response {resp.status_code} {resp.text[:200]!r}")
     return parse_auth_response(resp.content)

@@ -4,7 +4,9 @@ Messages wait in a memory deque (then the backend, past ``mem_queue_size``). A c
 with spare RDY capacity is on the channel's ready list; delivery hands a message to the
 next ready consumer in turn, so a channel's consumers share the work by their RDY counts.
 Everything here is synchronous: the hot path builds frames into the consumer's output
-buffer and its writer task sends them in one write per batch.
+buffer and its writer task sends them in one write per batch. A consumer also needs room
+in that buffer (``output_limit`` bytes): one that does not read its socket stops getting
+messages, and those it holds time out to the others, as in NSQ.
 
 In-flight messages are kept per msg-timeout in insertion-ordered maps, which are then
 also ordered by deadline, so timeouts are found from the front in O(1) per message.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -45,6 +48,8 @@ logger = logging.getLogger(__name__)
 _FRAME_HEAD = MESSAGE_FRAME_HEAD.pack
 _OVERHEAD = MESSAGE_FRAME_OVERHEAD
 _MESSAGE = int(FrameType.MESSAGE)
+#: bytes of a message frame besides its body
+_FRAME_BYTES = 4 + MESSAGE_FRAME_OVERHEAD
 #: attempts is a uint16 on the wire; it stops counting there
 _MAX_ATTEMPTS = 0xFFFF
 #: released deferred messages kept in memory beyond --mem-queue-size before the disk
@@ -60,8 +65,12 @@ class Consumer(Protocol):
     msg_timeout: float
     message_count: int
     in_ready_list: bool
+    sample_rate: int
+    out_bytes: int  # output queued or being written
+    output_limit: int  # no delivery while out_bytes is at or over it
+    output_blocked: bool  # delivery stopped at output_limit: fill again once drained
 
-    def send_frames(self, frames: list[bytes]) -> None: ...
+    def send_messages(self, parts: list[bytes], nbytes: int) -> None: ...
     def message_timed_out(self) -> None: ...
     def close(self) -> None: ...
 
@@ -180,9 +189,9 @@ class Channel:
             if self._ready and not self.paused:
                 self._drain_ready(now)
             return
-        if self._ready and not self.paused:
-            self._deliver_from([msg], 0, now)
-        elif len(self.memory) < self.mem_queue_size:
+        if self._ready and not self.paused and self._deliver_from([msg], 0, now):
+            return
+        if len(self.memory) < self.mem_queue_size:
             self.memory.append(msg)
         else:
             self.backend.put((msg,))
@@ -240,9 +249,8 @@ class Channel:
             client = ready[j]
             k = min(client.ready_count - client.in_flight, -(-(n - i) // len(ready)))
             if k > 0:
-                self._send(client, msgs[i:i + k] if i or k < n else msgs, now)
-                i += k
-            if client.in_flight >= client.ready_count:
+                i += self._send(client, msgs[i:i + k] if i or k < n else msgs, now)
+            if client.in_flight >= client.ready_count or client.output_blocked:
                 client.in_ready_list = False
                 del ready[j]
                 self._next = j
@@ -250,7 +258,13 @@ class Channel:
                 self._next = j + 1
         return i
 
-    def _send(self, client: Consumer, msgs: list[Msg], now: float) -> None:
+    def _send(self, client: Consumer, msgs: list[Msg], now: float) -> int:
+        """Deliver ``msgs`` to ``client`` while its output has room; return how many of
+        them were used (sent, or sampled out: NSQ's ``sample_rate`` drops the rest)."""
+        room = client.output_limit - client.out_bytes
+        if room <= 0:
+            client.output_blocked = True
+            return 0
         timeout = client.msg_timeout
         group = self._groups.get(timeout)
         if group is None:
@@ -261,20 +275,34 @@ class Channel:
         append = parts.append
         head = _FRAME_HEAD
         acking = self._acking
-        for msg_id, body, ts, attempts in msgs:
+        sample_rate = client.sample_rate
+        nbytes = 0
+        used = 0
+        for used, (msg_id, body, ts, attempts) in enumerate(msgs, 1):
             if acking and msg_id in in_flight:
                 continue  # a replayed duplicate of a message in flight: one FIN for both
+            if sample_rate and random.randrange(100) > sample_rate:
+                if acking:
+                    self.backend.ack(msg_id)
+                continue
             if attempts < _MAX_ATTEMPTS:
                 attempts += 1
             rec = InFlight(msg_id, body, ts, attempts, client, deadline, group)
             in_flight[msg_id] = rec
             group[msg_id] = rec
-            append(head(_OVERHEAD + len(body), _MESSAGE, ts, attempts, msg_id))
+            size = _OVERHEAD + len(body)
+            append(head(size, _MESSAGE, ts, attempts, msg_id))
             append(body)
+            nbytes += size
+            if nbytes >= room:
+                client.output_blocked = True
+                break
         sent = len(parts) // 2
-        client.in_flight += sent
-        client.message_count += sent
-        client.send_frames(parts)
+        if sent:
+            client.in_flight += sent
+            client.message_count += sent
+            client.send_messages(parts, nbytes + 4 * sent)
+        return used
 
     # ------------------------------------------------------------------ consumers
     def add_client(self, client: Consumer, max_consumers: int) -> None:
@@ -322,17 +350,26 @@ class Channel:
             return
         if not self.paused:
             memory = self.memory
-            while spare > 0 and (memory or self.backend.depth()):
-                batch = self._take(spare)
+            while spare > 0 and not client.output_blocked and (memory or self.backend.depth()):
+                room = client.output_limit - client.out_bytes
+                if room <= 0:
+                    client.output_blocked = True
+                    break
+                # about as many as its output has room for (by the first one's size)
+                size = len(memory[0][1]) + _FRAME_BYTES if memory else _FRAME_BYTES
+                batch = self._take(min(spare, room // size + 1))
                 if not batch:
                     break
-                self._send(client, batch, now)
+                used = self._send(client, batch, now)
+                if used < len(batch):  # out of output room: the rest stays first in line
+                    memory.extendleft(reversed(batch[used:]))
+                    break
                 spare = client.ready_count - client.in_flight
-        if spare > 0 and not client.in_ready_list:
+        if spare <= 0 or client.output_blocked:
+            self._drop_ready(client)
+        elif not client.in_ready_list:
             client.in_ready_list = True
             self._ready.append(client)
-        elif spare <= 0:
-            self._drop_ready(client)
 
     def refill_all(self, now: float) -> None:
         """Offer waiting messages to every consumer (after unpause or a bulk requeue)."""

@@ -2,8 +2,9 @@
 
 Everything the protocol decides is appended to the client's output list; the writer task
 joins the list and sends it in one write, and adds a heartbeat every
-``heartbeat_interval``. A client that falls behind stops the reader (back-pressure)
-rather than letting the output grow.
+``heartbeat_interval``. The output is bounded in bytes (``output_limit``, a multiple of
+--max-output-buffer-size): past it the channel stops delivering to the client until the
+writer got rid of it, and the reader stops reading commands at twice that (back-pressure).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ if TYPE_CHECKING:
     from .auth import AuthState
     from .tls import TLSInfo
 
-__all__ = ["ClientV2", "State"]
+__all__ = ["OUTPUT_LIMIT_FACTOR", "ClientV2", "State"]
 
 logger = logging.getLogger(__name__)
 
 _HEARTBEAT_FRAME = encode_response(HEARTBEAT)
-#: frames queued for a client before its reader waits for the writer
-OUTPUT_HIGH_WATER = 4096
+#: a client's output limit in units of --max-output-buffer-size (the largest buffer a
+#: client may ask for): room for the write in progress and for delivery batches of a
+#: few hundred messages (one of 64 KiB cut consuming at RDY 2500 into 5x more writes)
+OUTPUT_LIMIT_FACTOR = 4
 
 
 class State(enum.IntEnum):
@@ -46,7 +49,8 @@ class ClientV2:
     """One TCP client connection speaking protocol V2."""
 
     def __init__(self, client_id: int, remote_address: str, *, msg_timeout: float,
-                 heartbeat_interval: float, output_buffer_timeout: float) -> None:
+                 heartbeat_interval: float, output_buffer_timeout: float,
+                 output_limit: int = OUTPUT_LIMIT_FACTOR * 64 * 1024) -> None:
         self.id = client_id
         self.remote_address = remote_address
         host = remote_address.rsplit(":", 1)[0].strip("[]")
@@ -67,6 +71,11 @@ class ClientV2:
         self.heartbeat_interval = heartbeat_interval
         self.output_buffer_size = 16 * 1024
         self.output_buffer_timeout = output_buffer_timeout
+        #: how long messages may wait for more before they are written (0: not at all,
+        #: unless IDENTIFY asks for NSQ's output buffering)
+        self.output_delay = 0.0
+        self._flush_at = 0.0
+        self._urgent = False  # a response, error or heartbeat is queued
         self.sample_rate = 0
         self.tls = False
         self.snappy = False
@@ -84,6 +93,14 @@ class ClientV2:
         self.connect_time = time.time()
         self.cancel_scope: trio.CancelScope | None = None
         self._out: list[bytes] = []
+        #: bytes queued in ``_out`` or being written
+        self.out_bytes = 0
+        #: no message is delivered while ``out_bytes`` is at or over it
+        self.output_limit = output_limit
+        #: delivery stopped at ``output_limit``: the writer fills the client once drained
+        self.output_blocked = False
+        #: the reader reads no more commands while ``out_bytes`` is over it
+        self.reader_limit = 2 * output_limit
         #: responses of the command batch being run, released after its group commit
         self.held: list[bytes] | None = None
         self._writer_lot = trio.lowlevel.ParkingLot()
@@ -107,19 +124,58 @@ class ClientV2:
             held.append(frame)
             return
         self._out.append(frame)
+        self.out_bytes += len(frame)
+        self._urgent = True
         if self._writer_parked:
             self._writer_lot.unpark_all()
 
     def send_frames(self, frames: list[bytes]) -> None:
-        """Queue several frames (or consecutive parts of frames) for the writer."""
+        """Queue several response frames for the writer."""
         self._out.extend(frames)
+        self.out_bytes += sum(map(len, frames))
+        self._urgent = True
         if self._writer_parked:
             self._writer_lot.unpark_all()
 
-    async def wait_output_drained(self) -> None:
-        """Back-pressure for the reader: wait while too much output is queued."""
-        while len(self._out) > OUTPUT_HIGH_WATER and not self._exiting:
-            await self._drained_lot.park()
+    def send_messages(self, parts: list[bytes], nbytes: int) -> None:
+        """Queue message frames (``parts``: consecutive pieces, ``nbytes`` long in all).
+
+        Unlike responses they may wait for the output buffer (see :meth:`buffer_output`).
+        """
+        out = self._out
+        if not out and self.output_delay:
+            self._flush_at = trio.current_time() + self.output_delay
+        out.extend(parts)
+        self.out_bytes += nbytes
+        if self._writer_parked:
+            self._writer_lot.unpark_all()
+
+    def buffer_output(self, size: int, timeout: float) -> None:
+        """IDENTIFY asked for NSQ's output buffering: messages wait until ``size`` bytes
+        are queued, ``timeout`` seconds passed, the client's RDY count is used up or a
+        response goes out. ``timeout`` 0: no buffering."""
+        self.output_buffer_size = size
+        self.output_buffer_timeout = timeout
+        self.output_delay = timeout if size > 1 else 0.0
+
+    def _buffering(self) -> bool:
+        """Whether the writer lets the queued messages wait for more (NSQ's bufio)."""
+        return (not self._urgent and not self._exiting and not self._hold
+                and self.out_bytes < self.output_buffer_size
+                and self.in_flight < self.ready_count
+                and trio.current_time() < self._flush_at)
+
+    async def wait_output_drained(self, timeout: float) -> bool:
+        """Back-pressure for the reader: wait while too much output is queued.
+
+        Returns:
+            False if the client read too little of it within ``timeout`` seconds.
+        """
+        with trio.move_on_after(timeout):
+            while self.out_bytes > self.reader_limit and not self._exiting:
+                await self._drained_lot.park()
+            return True
+        return False
 
     def heartbeat_changed(self) -> None:
         """IDENTIFY changed the heartbeat interval: restart the writer's timer."""
@@ -139,15 +195,16 @@ class ClientV2:
             if self._hb_changed:
                 self._hb_changed = False
                 next_hb = self._next_heartbeat()
-            if not out:
-                if self._exiting:
+            buffering = self.output_delay and out and self._buffering()
+            if not out or buffering:
+                if not out and self._exiting:
                     return
-                if self._hold:
+                if not out and self._hold:
                     await self._idle_for_upgrade()
                     if self._stream is None:
                         return
                     continue
-                with trio.move_on_at(next_hb):
+                with trio.move_on_at(min(next_hb, self._flush_at) if buffering else next_hb):
                     self._writer_parked = True
                     try:
                         await self._writer_lot.park()
@@ -155,13 +212,26 @@ class ClientV2:
                         self._writer_parked = False
             if trio.current_time() >= next_hb:
                 out.append(_HEARTBEAT_FRAME)
+                self.out_bytes += len(_HEARTBEAT_FRAME)
+                self._urgent = True
                 next_hb = self._next_heartbeat()
-            if not out:
+            if not out or (self.output_delay and self._buffering()):
                 continue
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
-            self._drained_lot.unpark_all()
+            self._urgent = False
             await self._stream.send_all(data)  # type: ignore[union-attr]
+            self._sent(len(data))
+
+    def _sent(self, nbytes: int) -> None:
+        """``nbytes`` left: let the reader go on, and the channel deliver again."""
+        self.out_bytes -= nbytes
+        self._drained_lot.unpark_all()
+        if self.output_blocked and self.out_bytes < self.output_limit:
+            self.output_blocked = False
+            channel = self.channel
+            if channel is not None:
+                channel.fill(self, trio.current_time())
 
     async def _idle_for_upgrade(self) -> None:
         self._held.set()

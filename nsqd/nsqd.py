@@ -29,12 +29,13 @@ from client.protocol import (
     is_valid_topic_name,
 )
 from internal.netaddr import join_host_port, split_host_port
+from internal.connlimit import ConnectionLimit
 from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
 
 from .backend import Backend, DummyBackend
 from .channel import Channel
-from .client_v2 import ClientV2
+from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
@@ -90,6 +91,8 @@ class NSQD:
         self.lookup: Any = None  # nsqd.lookup.LookupPeers once running
         self.health = "OK"
         self._client_seq = 0
+        #: TCP connections open now, bounded by --max-connections
+        self.tcp_limit = ConnectionLimit("TCP", options.max_connections, logger)
         self._nursery: trio.Nursery | None = None
         #: nsqd.dat: written after each change; creators wait for it (see nsqd.metadata)
         self.meta = MetadataFile(os.path.join(self.data_path, METADATA_FILE), self.metadata)
@@ -268,7 +271,19 @@ class NSQD:
         self.clients.pop(client.id, None)
 
     async def handle_tcp(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection: read the protocol magic, then run V2."""
+        """Serve one TCP connection: read the protocol magic, then run V2.
+
+        Beyond ``--max-connections`` open ones the connection is closed at once.
+        """
+        if not self.tcp_limit.admit():
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await self._serve_connection(stream)
+        finally:
+            self.tcp_limit.release()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         try:
             peer = stream.socket.getpeername()
             remote = join_host_port(peer[0], peer[1])
@@ -295,7 +310,8 @@ class NSQD:
             opts = self.options
             client = ClientV2(self._client_seq, remote, msg_timeout=opts.msg_timeout,
                               heartbeat_interval=opts.client_timeout / 2,
-                              output_buffer_timeout=opts.output_buffer_timeout)
+                              output_buffer_timeout=opts.output_buffer_timeout,
+                              output_limit=OUTPUT_LIMIT_FACTOR * opts.max_output_buffer_size)
             self.clients[client.id] = client
             await self.protocol.serve(stream, client, rest)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

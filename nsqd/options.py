@@ -98,7 +98,9 @@ class Options:
                                             "minimum client configurable duration of time between flushing to a client")
     output_buffer_timeout: float = _dur(0.25, "output-buffer-timeout",
                                         "default duration of time between flushing data to clients")
-    max_connections: int = _opt(10000, "max-connections", "maximum open connections per listener; more are closed at once (0 = unlimited)")
+    max_connections: int = _opt(10000, "max-connections",
+                                "maximum open connections per listener (TCP, HTTP, HTTPS); "
+                                "more are closed at once (beyond NSQ)")
     max_channel_consumers: int = _opt(0, "max-channel-consumers",
                                       "maximum channel consumer connection count per nsqd instance "
                                       "(default 0, i.e., unlimited)")
@@ -155,6 +157,8 @@ class Options:
             raise ValueError("--max-deflate-level must be [1,9]")
         if self.mem_queue_size < 0:
             raise ValueError("--mem-queue-size must be >= 0")
+        if self.max_connections <= 0:
+            raise ValueError("--max-connections must be > 0")
         if self.max_rdy_count < 0:
             raise ValueError("--max-rdy-count must be >= 0")
         for name in ("max_msg_size", "max_body_size"):

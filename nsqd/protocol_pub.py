@@ -145,10 +145,8 @@ class PublishCommands:
                     or body is None or not 0 < len(body) <= max_size):
                 break
             if deferred:
-                if len(params) < 2 or not params[1].isdigit():
-                    break
-                ms = int(params[1])
-                if ms > max_ms:
+                ms = base10(params[1]) if len(params) > 1 else None
+                if ms is None or ms > max_ms:
                     break
                 delays.append(ms / 1000)
             bodies.append(body)

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from client.protocol import Command
 
 from .errors import FatalClientError
 
-__all__ = ["NeedBody", "bad_size", "base10", "fatal", "go_quote", "msg_id_param", "sized_body",
-           "unauthorized"]
+if TYPE_CHECKING:
+    from .transport import UpgradePlan
+
+__all__ = ["AwaitIO", "NeedBody", "StartUpgrade", "bad_size", "base10", "fatal", "go_quote",
+           "msg_id_param", "sized_body", "unauthorized"]
 
 
 class NeedBody(Exception):
     """A body-carrying command checked before its body arrived: parameters are fine."""
+
+
+class AwaitIO(Exception):
+    """A command needs I/O (the auth server): the loop awaits ``fn()`` in order.
+
+    With ``retry`` the command's handler runs again afterwards and answers; without,
+    ``fn()``'s result is the answer.
+    """
+
+    def __init__(self, fn: Any, retry: bool) -> None:
+        self.fn = fn
+        self.retry = retry
+
+
+class StartUpgrade(Exception):
+    """IDENTIFY negotiated TLS/snappy/deflate: send the response, then upgrade."""
+
+    def __init__(self, plan: UpgradePlan) -> None:
+        self.plan = plan
 
 
 def fatal(code: str, desc: str) -> FatalClientError:
@@ -28,9 +51,13 @@ def msg_id_param(param: bytes) -> bytes:
     return param
 
 
+#: Python refuses to parse longer decimal numbers (and NSQ's uint64 cannot hold them)
+_MAX_DIGITS = 4300
+
+
 def base10(param: bytes) -> int | None:
-    """NSQ's ByteToBase10: digits only, no sign."""
-    return int(param) if param.isdigit() else None
+    """NSQ's ByteToBase10: digits only, no sign (None if not a number)."""
+    return int(param) if param.isdigit() and len(param) <= _MAX_DIGITS else None
 
 
 def sized_body(cmd: Command, name: str, max_body_size: int) -> bytes:

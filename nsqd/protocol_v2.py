@@ -8,15 +8,12 @@ fatality, texts and order of checks follow nsqd 1.3's ``protocol_v2.go``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from client.compression import SNAPPY_AVAILABLE
 from client.protocol import (
     CLOSE_WAIT,
     OK,
@@ -29,26 +26,23 @@ from client.protocol import (
     is_valid_channel_name,
     is_valid_topic_name,
 )
-from internal.gojson import go_json
-from internal.version import NSQ_VERSION
 
-from .auth import AuthError, AuthState, query_any_authd
 from .backend import BackendError
 from .client_v2 import ClientV2, State
 from .errors import ChannelError, ClientError, FatalClientError, TopicError
-from .identify import IdentifyData
 from .protocol_pub import PublishCommands
+from .protocol_session import SessionCommands
 from .protocol_util import (
+    AwaitIO,
     NeedBody,
+    StartUpgrade,
     base10,
     fatal,
     go_quote,
     msg_id_param,
-    sized_body,
-    unauthorized,
 )
 from .tls import TLS_NOT_REQUIRED
-from .transport import UpgradeError, UpgradePlan, upgrade_connection
+from .transport import UpgradeError, upgrade_connection
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -60,30 +54,15 @@ logger = logging.getLogger(__name__)
 RECV_SIZE = 256 * 1024
 
 
-class _Await(Exception):
-    """A command needs I/O (the auth server): the loop awaits ``fn()`` in order.
-
-    With ``retry`` the command's handler runs again afterwards and answers; without,
-    ``fn()``'s result is the answer.
-    """
-
-    def __init__(self, fn: Any, retry: bool) -> None:
-        self.fn = fn
-        self.retry = retry
-
-
-class _Upgrade(Exception):
-    """IDENTIFY negotiated TLS/snappy/deflate: send the response, then upgrade."""
-
-    def __init__(self, plan: UpgradePlan) -> None:
-        self.plan = plan
-
-
 def _fin_failed(msg_id: bytes, exc: ChannelError) -> ClientError:
     return ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
 
 
-class ProtocolV2(PublishCommands):
+def _internal_error(name: bytes, exc: Exception) -> FatalClientError:
+    return FatalClientError("E_INVALID", f"{name.decode('latin-1')} failed", exc)
+
+
+class ProtocolV2(SessionCommands, PublishCommands):
     """Runs protocol V2 for the connections of one nsqd."""
 
     def __init__(self, nsqd: NSQD) -> None:
@@ -111,8 +90,9 @@ class ProtocolV2(PublishCommands):
     async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
         """Run the connection until the client leaves, errs fatally or is closed."""
         opts = self.nsqd.options
-        reader = CommandReader(V2_BODY_COMMANDS,
-                               max_body_size=max(opts.max_body_size, opts.max_msg_size),
+        # sizes are refused on the size header, before any of the body is buffered
+        reader = CommandReader(V2_BODY_COMMANDS, max_body_size=opts.max_body_size,
+                               body_limits={b"PUB": opts.max_msg_size, b"DPUB": opts.max_msg_size},
                                early_reject=lambda name, params: self._rejects(client, name, params))
         reader.feed(initial)
         handlers = self._handlers_for(client)
@@ -133,16 +113,29 @@ class ProtocolV2(PublishCommands):
     async def _read_loop(self, stream: trio.abc.Stream, client: ClientV2,
                          reader: CommandReader, handlers: dict) -> None:
         pending = reader.buffered > 0
+        received = trio.current_time()
+        started = received if pending else None  # first byte of the incomplete command
         while True:
             if not pending:
-                hb = client.heartbeat_interval
-                with trio.move_on_after(2 * hb if hb > 0 else math.inf) as cs:
+                limit = self._idle_limit(client)
+                if started is None:
+                    deadline = trio.current_time() + limit
+                else:
+                    # every command must be complete within the limit of its first byte,
+                    # however slowly it trickles in (--client-timeout without heartbeats)
+                    deadline = started + self._io_limit(client)
+                with trio.move_on_at(deadline) as cs:
                     data = await stream.receive_some(RECV_SIZE)
                 if cs.cancelled_caught:
-                    logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+                    if started is None:
+                        logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+                    else:
+                        logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
+                                    client, trio.current_time() - started)
                     return
                 if not data:
                     return
+                received = trio.current_time()
                 reader.feed(data)
             pending = False
             try:
@@ -150,6 +143,10 @@ class ProtocolV2(PublishCommands):
             except RemoteProtocolError as exc:
                 logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
                 return
+            if not reader.buffered:
+                started = None
+            elif commands or started is None:
+                started = received  # the rest began in the last read
             closing = False
             upgrade = None
             runs = self._runs
@@ -173,13 +170,13 @@ class ProtocolV2(PublishCommands):
                         response = handler(client, cmd)
                     except NeedBody:
                         raise fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
-                    except _Await as aw:
+                    except AwaitIO as aw:
                         response = await aw.fn()
                         if aw.retry:
                             response = handler(client, cmd)
                     if response is not None:
                         client.send(encode_response(response))
-                except _Upgrade as up:
+                except StartUpgrade as up:
                     client.send(encode_response(up.plan.response))
                     if i < count or reader.buffered:
                         # a client must wait for IDENTIFY's response before upgrading
@@ -192,6 +189,10 @@ class ProtocolV2(PublishCommands):
                     closing = self._report(client, err)
                     if closing:
                         break
+                except Exception as exc:  # a bug: still an error frame, then close
+                    logger.exception("PROTOCOL(V2): [%s] %s failed", client, cmd.name)
+                    closing = self._report(client, _internal_error(cmd.name, exc))
+                    break
             if not await self._release_responses(client, token):
                 return
             if client.needs_fill:
@@ -210,7 +211,21 @@ class ProtocolV2(PublishCommands):
                     return
                 handlers = self._handlers_for(client)
                 continue
-            await client.wait_output_drained()
+            if client.out_bytes > client.reader_limit \
+                    and not await client.wait_output_drained(self._io_limit(client)):
+                logger.info("PROTOCOL(V2): [%s] write timeout (%d bytes not read)",
+                            client, client.out_bytes)
+                return
+
+    def _idle_limit(self, client: ClientV2) -> float:
+        """How long a client may stay silent: NSQ's read deadline of two heartbeats."""
+        hb = client.heartbeat_interval
+        return 2 * hb if hb > 0 else math.inf
+
+    def _io_limit(self, client: ClientV2) -> float:
+        """How long one command may take to arrive, or the output to be read."""
+        limit = self._idle_limit(client)
+        return limit if limit < math.inf else self.nsqd.options.client_timeout
 
     def _report(self, client: ClientV2, err: ClientError) -> bool:
         """Log and send a command's error frame; return whether it closes the connection."""
@@ -260,9 +275,9 @@ class ProtocolV2(PublishCommands):
             return True
         try:
             self._handlers[name](client, Command(name, params))
-        except (NeedBody, _Await):
+        except (NeedBody, AwaitIO):
             return False
-        except ClientError:
+        except Exception:  # ClientError, or a bug the command loop then reports
             return True
         return False
 
@@ -288,164 +303,6 @@ class ProtocolV2(PublishCommands):
         self.nsqd.remove_client(client)
 
     # ------------------------------------------------------------------ commands
-    def identify(self, client: ClientV2, cmd: Any) -> bytes | None:
-        opts = self.nsqd.options
-        if client.state != State.INIT:
-            raise fatal("E_INVALID", "cannot IDENTIFY in current state")
-        body = sized_body(cmd, "IDENTIFY", opts.max_body_size)
-        try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            ident = IdentifyData(data)
-        except (ValueError, TypeError) as exc:
-            raise FatalClientError("E_BAD_BODY", "IDENTIFY failed to decode JSON body", exc)
-        logger.debug("PROTOCOL(V2): [%s] %r", client, data)
-        try:
-            self._apply_identify(client, ident)
-        except ValueError as exc:
-            raise FatalClientError("E_BAD_BODY", f"IDENTIFY {exc}")
-        if not ident.feature_negotiation:
-            return OK
-        tls_v1 = self.nsqd.tls_context is not None and ident.tls_v1
-        deflate = opts.deflate and ident.deflate
-        deflate_level = 6
-        if deflate and ident.deflate_level > 0:
-            deflate_level = ident.deflate_level
-        deflate_level = min(deflate_level, opts.max_deflate_level)
-        snappy = opts.snappy and ident.snappy and SNAPPY_AVAILABLE
-        if deflate and snappy:
-            raise fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
-        response = {
-            "max_rdy_count": opts.max_rdy_count,
-            "version": NSQ_VERSION,
-            "max_msg_timeout": int(opts.max_msg_timeout * 1000),
-            "msg_timeout": int(client.msg_timeout * 1000),
-            "tls_v1": tls_v1,
-            "deflate": deflate,
-            "deflate_level": deflate_level,
-            "max_deflate_level": opts.max_deflate_level,
-            "snappy": snappy,
-            "sample_rate": client.sample_rate,
-            "auth_required": bool(opts.auth_http_addresses),
-            "output_buffer_size": client.output_buffer_size,
-            "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
-        }
-        encoded = go_json(response)
-        if tls_v1 or snappy or deflate:
-            raise _Upgrade(UpgradePlan(encoded, tls_v1, snappy, deflate_level if deflate else 0))
-        return encoded
-
-    def _apply_identify(self, client: ClientV2, ident: IdentifyData) -> None:
-        opts = self.nsqd.options
-        client.client_id = ident.client_id
-        client.hostname = ident.hostname
-        client.user_agent = ident.user_agent
-        hb = ident.heartbeat_interval
-        if hb == -1:
-            client.heartbeat_interval = 0
-        elif hb == 0:
-            pass
-        elif 1000 <= hb <= opts.max_heartbeat_interval * 1000:
-            client.heartbeat_interval = hb / 1000
-        else:
-            raise ValueError(f"heartbeat interval ({hb}) is invalid")
-        client.heartbeat_changed()
-        timeout = ident.output_buffer_timeout
-        if timeout == -1:
-            client.output_buffer_timeout = 0
-        elif timeout == 0:
-            pass
-        elif opts.min_output_buffer_timeout * 1000 <= timeout <= opts.max_output_buffer_timeout * 1000:
-            client.output_buffer_timeout = timeout / 1000
-        else:
-            raise ValueError(f"output buffer timeout ({timeout}) is invalid")
-        size = ident.output_buffer_size
-        if size == -1:
-            client.output_buffer_size = 1
-            client.output_buffer_timeout = 0
-        elif size == 0:
-            pass
-        elif 64 <= size <= opts.max_output_buffer_size:
-            client.output_buffer_size = size
-        else:
-            raise ValueError(f"output buffer size ({size}) is invalid")
-        if not 0 <= ident.sample_rate <= 99:
-            raise ValueError(f"sample rate ({ident.sample_rate}) is invalid")
-        client.sample_rate = ident.sample_rate
-        mt = ident.msg_timeout
-        if mt == 0:
-            pass
-        elif 1000 <= mt <= opts.max_msg_timeout * 1000:
-            client.msg_timeout = mt / 1000
-        else:
-            raise ValueError(f"msg timeout ({mt}) is invalid")
-
-    def auth(self, client: ClientV2, cmd: Any) -> bytes | None:
-        opts = self.nsqd.options
-        if client.state != State.INIT:
-            raise fatal("E_INVALID", "cannot AUTH in current state")
-        if cmd.params:
-            raise fatal("E_INVALID", "AUTH invalid number of parameters")
-        body = sized_body(cmd, "AUTH", opts.max_body_size)
-        if client.auth_state is not None and client.auth_state.authorizations:
-            raise fatal("E_INVALID", "AUTH already set")
-        if not opts.auth_http_addresses:
-            raise fatal("E_AUTH_DISABLED", "AUTH disabled")
-        secret = body.decode("utf-8", "replace")
-
-        async def authenticate() -> bytes:
-            client.auth_secret = secret
-            state = await self._query_auth(client)
-            if not state.authorizations:
-                raise fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
-            return go_json({"identity": state.identity, "identity_url": state.identity_url,
-                             "permission_count": len(state.authorizations)})
-
-        raise _Await(authenticate, retry=False)
-
-    async def _query_auth(self, client: ClientV2) -> AuthState:
-        """Ask the auth server about ``client`` and keep the reply on it.
-
-        Raises:
-            FatalClientError: E_AUTH_FAILED (the cause is logged, never sent).
-        """
-        opts = self.nsqd.options
-        info = client.tls_info
-        try:
-            state = await query_any_authd(
-                opts.auth_http_addresses,
-                remote_ip=client.remote_address.rsplit(":", 1)[0].strip("[]"),
-                tls=client.tls, common_name=info.common_name if info is not None else "",
-                secret=client.auth_secret, ssl_context=self.nsqd.client_tls_context,
-                connect_timeout=opts.http_client_connect_timeout,
-                request_timeout=opts.http_client_request_timeout,
-                method=opts.auth_http_request_method)
-        except AuthError as exc:
-            # errors contacting the auth server are not leaked to untrusted clients
-            logger.warning("PROTOCOL(V2): [%s] AUTH failed %s", client, exc)
-            raise FatalClientError("E_AUTH_FAILED", "AUTH failed", exc) from None
-        client.auth_state = state
-        client.authed = bool(state.authorizations)
-        client.auth_identity = state.identity
-        client.auth_identity_url = state.identity_url
-        return state
-
-    def _check_auth(self, client: ClientV2, name: str, topic: str, channel: str) -> None:
-        """NSQ's CheckAuth (only called when auth is enabled)."""
-        state = client.auth_state
-        if state is None or not state.authorizations:
-            raise fatal("E_AUTH_FIRST", f"AUTH required before {name}")
-        if state.is_expired():
-            async def refresh() -> None:
-                fresh = await self._query_auth(client)
-                if not fresh.is_allowed(topic, channel):
-                    raise unauthorized(name, topic, channel)
-
-            raise _Await(refresh, retry=True)
-        if not state.is_allowed(topic, channel):
-            raise unauthorized(name, topic, channel)
-
     def sub(self, client: ClientV2, cmd: Any) -> bytes | None:
         if client.state != State.INIT:
             raise fatal("E_INVALID", "cannot SUB in current state")

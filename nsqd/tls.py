@@ -141,8 +141,9 @@ def build_server_context(opts: Any) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"failed to build TLS config - {exc} ({files})") from exc
     policy = opts.tls_client_auth_policy
-    # Go's default is VerifyClientCertIfGiven: ask, verify only what is sent
-    ctx.verify_mode = ssl.CERT_REQUIRED if policy in ("require", "require-verify") else ssl.CERT_OPTIONAL
+    # without a policy NSQ uses tls.NoClientCert: no certificate is asked for, so one a
+    # client offers anyway (self-signed, say) is neither requested nor verified
+    ctx.verify_mode = ssl.CERT_REQUIRED if policy in ("require", "require-verify") else ssl.CERT_NONE
     return ctx
 
 

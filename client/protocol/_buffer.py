@@ -59,8 +59,11 @@ class ReceiveBuffer:
     def _consumed(self, pos: int, need: int) -> None:
         """Record how far parsing got and what the next step needs."""
         self._need = need
-        if pos >= len(self._buf):
+        buf = self._buf
+        if pos >= len(buf):
             self._buf = b""
-            self._pos = 0
-        else:
-            self._pos = pos
+        elif pos:
+            # keep only the unparsed rest: a large received buffer is not held alive by
+            # a few leftover bytes while a slow peer completes its next command
+            self._buf = buf[pos:]
+        self._pos = 0

@@ -59,6 +59,8 @@ class CommandReader(ReceiveBuffer):
         body_commands: names of commands followed by a sized body.
         max_body_size: bodies declared larger are not buffered; the command comes
             back with ``bad_body_size`` set.
+        body_limits: per-command limits that replace ``max_body_size`` (nsqd refuses
+            a PUB larger than --max-msg-size on its size header, as NSQ does).
         max_line: longest command line accepted.
         early_reject: called with ``(name, params)`` of a body-carrying command as soon
             as its line is complete; when it returns True the command comes back at
@@ -67,7 +69,8 @@ class CommandReader(ReceiveBuffer):
             (as nsqd does).
     """
 
-    __slots__ = ("_body_commands", "early_reject", "failed", "max_body_size", "max_line")
+    __slots__ = ("_body_commands", "_limits", "early_reject", "failed", "max_body_size",
+                 "max_line")
 
     def __init__(
         self,
@@ -76,10 +79,13 @@ class CommandReader(ReceiveBuffer):
         max_body_size: int = 5 * 1024 * 1024,
         max_line: int = DEFAULT_MAX_LINE,
         early_reject: Callable[[bytes, list[bytes]], bool] | None = None,
+        body_limits: dict[bytes, int] | None = None,
     ) -> None:
         self.early_reject = early_reject
         self._body_commands = body_commands
         self.max_body_size = max_body_size
+        self._limits = {name: (body_limits or {}).get(name, max_body_size)
+                        for name in body_commands}
         self.max_line = max_line
         super().__init__(1)
         self.failed = False
@@ -97,9 +103,8 @@ class CommandReader(ReceiveBuffer):
         end = len(buf)
         out: list[Command] = []
         append = out.append
-        body_commands = self._body_commands
         early_reject = self.early_reject
-        max_body = self.max_body_size
+        limits = self._limits
         max_line = self.max_line
         new = tuple.__new__
         # a pipelining publisher repeats one command line ("DPUB t 5000\n"): the line
@@ -135,7 +140,8 @@ class CommandReader(ReceiveBuffer):
                 name = words[0]
                 params = words[1:]
                 last_line = buf[pos : nl + 1]
-            if name in body_commands:
+            max_body = limits.get(name)
+            if max_body is not None:
                 start = nl + 5
                 size = _unpack_size(buf, nl + 1)[0] if end >= start else 0
                 if early_reject is not None and (size <= 0 or end - start < size) \

@@ -109,6 +109,18 @@ async def test_auth_denied_by_server(start_nsqd, authd, caplog):
     assert any("AUTH failed" in r.getMessage() and "403" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("method", ["get", "post"])
+async def test_auth_huge_secret_fails_cleanly(start_nsqd, authd, method):
+    # 4 MiB is within --max-body-size (as in NSQ); as a GET query it is no valid URL
+    server = await start_nsqd(auth_http_addresses=[authd.host_port],
+                              auth_http_request_method=method)
+    conn = await _authed(server, secret="s" * (4 * 1024 * 1024))
+    assert await conn.error() == b"E_AUTH_FAILED AUTH failed"
+    assert await conn.closed()
+    other = await _authed(server)
+    assert json.loads(await other.response())["identity"] == "alice"
+
+
 async def test_auth_without_authorizations(start_nsqd, authd):
     authd.replies["empty"] = _reply()
     server = await start_nsqd(auth_http_addresses=[authd.host_port])
@@ -255,7 +267,9 @@ async def test_second_auth_server_used_when_first_is_down(start_nsqd, authd):
 
 async def test_auth_over_tls_sends_common_name(start_nsqd, authd, tmp_path):
     tls = make_tls_files(tmp_path)
-    server = await start_nsqd(**tls.nsqd_options(tls_root_ca_file=tls.ca_path),
+    # a client certificate is only asked for with a --tls-client-auth-policy
+    server = await start_nsqd(**tls.nsqd_options(tls_root_ca_file=tls.ca_path,
+                                                 tls_client_auth_policy="require-verify"),
                               auth_http_addresses=[authd.host_port])
     leaf = tls.ca.issue_cert("worker.example", common_name="worker.example")
     conn = await open_upgrading(server.tcp_address)

@@ -312,7 +312,7 @@ async def test_sub_with_heartbeats_disabled(nsqd_server):
     (b"PUB\n", b"E_INVALID PUB insufficient number of parameters"),
     (b"PUB bad!topic\n" + struct.pack(">l", 1) + b"x", b'E_BAD_TOPIC PUB topic name "bad!topic" is not valid'),
     (b"PUB t\n" + struct.pack(">l", 0), b"E_BAD_MESSAGE PUB invalid message body size 0"),
-    (b"PUB t\n" + struct.pack(">l", 1048577) + b"x" * 1048577, b"E_BAD_MESSAGE PUB message too big 1048577 > 1048576"),
+    (b"PUB t\n" + struct.pack(">l", 1048577), b"E_BAD_MESSAGE PUB message too big 1048577 > 1048576"),
     (b"MPUB t\n" + struct.pack(">l", 4) + struct.pack(">l", 0), b"E_BAD_BODY MPUB invalid message count 0"),
     (b"MPUB t\n" + struct.pack(">l", 5242881), b"E_BAD_BODY MPUB body too big 5242881 > 5242880"),
     (b"MPUB t\n" + struct.pack(">ll", 8, 1) + struct.pack(">l", -1), b"E_BAD_MESSAGE MPUB invalid message(0) body size -1"),
@@ -325,6 +325,17 @@ async def test_sub_with_heartbeats_disabled(nsqd_server):
     (b"TOUCH 0000000000000000\n", b"E_INVALID cannot TOUCH in current state"),
     (b"CLS\n", b"E_INVALID cannot CLS in current state"),
     (b"AUTH\n" + struct.pack(">l", 3) + b"abc", b"E_AUTH_DISABLED AUTH disabled"),
+    # deeper than the JSON parser recurses (RecursionError)
+    (b"IDENTIFY\n" + struct.pack(">l", 200_000) + b"[" * 200_000,
+     b"E_BAD_BODY IDENTIFY failed to decode JSON body"),
+    (b"IDENTIFY\n" + struct.pack(">l", 50) + b'{"heartbeat_interval": Infinity}'.ljust(50),
+     b"E_BAD_BODY IDENTIFY failed to decode JSON body"),
+    (b"IDENTIFY\n" + struct.pack(">l", 50) + b'{"heartbeat_interval": 1e400}'.ljust(50),
+     b"E_BAD_BODY IDENTIFY failed to decode JSON body"),
+    (b"DPUB t " + b"9" * 5000 + b"\n", b"E_INVALID DPUB could not parse timeout " + b"9" * 5000),
+    (b"DPUB t " + b"9" * 5000 + b"\n" + struct.pack(">l", 1) + b"x" + b"DPUB t " + b"9" * 5000
+     + b"\n" + struct.pack(">l", 1) + b"x",
+     b"E_INVALID DPUB could not parse timeout " + b"9" * 5000),
 ])
 async def test_bad_input_is_fatal(nsqd_server, data, error):
     conn = await RawConn.open(nsqd_server.tcp_address)
@@ -336,9 +347,26 @@ async def test_bad_input_is_fatal(nsqd_server, data, error):
     await other.pub("healthy", b"x")
 
 
+async def test_unexpected_handler_failure_is_an_error_frame(nsqd_server, monkeypatch, caplog):
+    def broken(client, cmd):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(nsqd_server.nsqd.protocol._handlers, b"NOP", broken)
+    conn = await RawConn.open(nsqd_server.tcp_address)
+    await conn.send(commands.nop())
+    assert await conn.error() == b"E_INVALID NOP failed"
+    assert await conn.closed()
+    assert any("NOP" in r.getMessage() and r.exc_info for r in caplog.records)
+    other = await RawConn.open(nsqd_server.tcp_address)
+    await other.pub("healthy", b"x")
+
+
 @pytest.mark.parametrize("line,error", [
     (b"RDY 2501\n", b"E_INVALID RDY count 2501 out of range 0-2500"),
     (b"RDY x\n", b"E_INVALID RDY could not parse count x"),
+    (b"RDY " + b"1" * 5000 + b"\n", b"E_INVALID RDY could not parse count " + b"1" * 5000),
+    (b"REQ 0000000000000000 " + b"1" * 5000 + b"\n",
+     b"E_INVALID REQ could not parse timeout " + b"1" * 5000),
     (b"FIN short\n", b"E_INVALID invalid message ID"),
     (b"REQ 0000000000000000 x\n", b"E_INVALID REQ could not parse timeout x"),
     (b"SUB t ch\n", b"E_INVALID cannot SUB in current state"),

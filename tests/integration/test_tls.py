@@ -193,6 +193,19 @@ async def test_client_certificate_required(start_nsqd, tls_files):
     assert client.tls_info.common_name == "client.example"
 
 
+async def test_client_certificate_ignored_without_policy(start_nsqd, tls_files):
+    # NSQ's default (tls.NoClientCert): a certificate the client offers is not even
+    # asked for, so a self-signed one cannot fail the upgrade
+    server = await start_nsqd(**tls_files.nsqd_options())
+    self_signed = trustme.CA().issue_cert("client.example", common_name="client.example")
+    conn = await open_upgrading(server.tcp_address)
+    resp = await conn.negotiate(tls_files.client_context(client_cert=self_signed), tls_v1=True)
+    assert resp["tls_v1"] is True
+    await conn.pub("t", b"x")
+    (client,) = server.nsqd.clients.values()
+    assert (client.tls, client.tls_info.common_name) == (True, "")
+
+
 async def test_client_certificate_from_other_ca_refused(start_nsqd, tls_files):
     server = await start_nsqd(**tls_files.nsqd_options(tls_client_auth_policy="require",
                                                        tls_root_ca_file=tls_files.ca_path))

@@ -305,6 +305,28 @@ def test_bad_body_size_fed_byte_at_a_time() -> None:
     assert reader.failed
 
 
+def test_body_limits_per_command() -> None:
+    # nsqd: PUB/DPUB are limited by --max-msg-size, MPUB/IDENTIFY/AUTH by --max-body-size
+    reader = CommandReader(max_body_size=1000, body_limits={b"PUB": 10})
+    reader.feed(commands.mpub("t", [b"m" * 100]) + commands.pub("t", b"p" * 10) + b"PUB t\n"
+                + size(11))
+    assert reader.commands() == [
+        Command(b"MPUB", [b"t"], struct.pack(">ll", 1, 100) + b"m" * 100),
+        Command(b"PUB", [b"t"], b"p" * 10),
+        Command(b"PUB", [b"t"], None, 11),
+    ]
+    assert reader.failed
+
+
+def test_leftover_does_not_keep_a_large_buffer_alive() -> None:
+    reader = CommandReader()
+    reader.feed(commands.pub("t", b"x" * 100_000) + b"NO")
+    assert len(reader.commands()) == 1
+    assert len(reader._buf) == 2  # the 100 KB buffer was let go
+    reader.feed(b"P\n")
+    assert reader.commands() == [Command(b"NOP", [])]
+
+
 def test_v1_bad_identify_size() -> None:
     reader = CommandReader(V1_BODY_COMMANDS, max_body_size=10)
     reader.feed(b"PING\nIDENTIFY\n" + size(11))
