@@ -163,7 +163,7 @@ async def test_max_connections(start_nsqd, caplog):
     for conn in refused:
         assert await conn.closed()
     # one log line for the burst, not one per connection
-    lines = [r for r in caplog.records if "--max-connections" in r.getMessage()]
+    lines = [r for r in caplog.records if "max-connections" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in lines]
     # the clients already connected are unaffected; a freed slot is usable again
     await conns[0].pub("limited", b"again")
