@@ -3,7 +3,6 @@ client and garbage connections; no acknowledged message may be lost, no daemon m
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
