@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
+    """A loopback port free right now (the daemons keep it across restarts)."""
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float | None:
+    """Resident set size of a live process in MiB (None once it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -164,7 +166,6 @@ class Faults:
                 await trio.sleep(0.5)
             finally:
                 sock.close()
-
 
     async def garbage(self) -> None:
         """Start ``rate`` garbage connections a second, at most 12 at a time, each under 20 s."""

@@ -60,6 +60,9 @@ _NET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio
 
 
 class Soak:
+    """One soak run: its daemons, load, faults and the record of what was acknowledged
+    and delivered."""
+
     def __init__(self, opts: argparse.Namespace, data: Path) -> None:
         self.opts = opts
         self.data = data
@@ -180,17 +183,23 @@ class Soak:
             return next_at + interval
         return now + interval  # behind (nsqd was down): no burst to catch up
 
+    async def _connect(self) -> trio.SocketStream | None:
+        """A connection to nsqd's TCP port, or None (after a pause) while it is down."""
+        try:
+            with trio.fail_after(5):
+                return await trio.open_tcp_stream(HOST, self.nsqd.tcp)
+        except (OSError, trio.TooSlowError):
+            await trio.sleep(0.2)
+            return None
+
     async def tcp_publisher(self, idx: int, batch: int) -> None:
         kind = "tcp-mpub" if batch > 1 else "tcp-pub"
         interval = batch * self.opts.publishers / self.opts.rate
         seq = 0
         next_at = trio.current_time()
         while self.publishing:
-            try:
-                with trio.fail_after(5):
-                    stream = await trio.open_tcp_stream(HOST, self.nsqd.tcp)
-            except (OSError, trio.TooSlowError):
-                await trio.sleep(0.2)
+            stream = await self._connect()
+            if stream is None:
                 continue
             reader = FrameReader()
             keys: list[bytes] = []
@@ -246,11 +255,8 @@ class Soak:
     async def consumer(self, idx: int, done: trio.Event) -> None:
         await trio.sleep(self.opts.consumer_delay)  # a backlog builds up meanwhile
         while not done.is_set():
-            try:
-                with trio.fail_after(5):
-                    stream = await trio.open_tcp_stream(HOST, self.nsqd.tcp)
-            except (OSError, trio.TooSlowError):
-                await trio.sleep(0.2)
+            stream = await self._connect()
+            if stream is None:
                 continue
             reader = FrameReader()
             try:
@@ -370,7 +376,8 @@ class Soak:
         corrupt = [k for k in published_keys if not self._was_sent(k)]
         print()
         print(f"soak: {self.opts.seconds:.0f} s load, nsqd restarts {self.nsqd.starts - 1} "
-              f"(kill -9 {self.kills}), unexpected daemon deaths {len(self.deaths)}")
+              f"(kill -9 {self.kills}), nsqlookupd restarts {self.lookupd.starts - 1}, "
+              f"unexpected daemon deaths {len(self.deaths)}")
         print(f"messages: sent {self.sent}, acknowledged {len(acked)} ({dict(self.acked_by)}), "
               f"delivered {len(delivered)}, lost {len(lost)}, duplicates {dup}, "
               f"delivered-without-ack {len(published_keys)}, answer-lost {self.unknown}, "
@@ -442,7 +449,7 @@ def _log_errors(log: Path) -> collections.Counter[str]:
         return out
     for line in text.splitlines():
         if m := _LOG_ERROR.search(line):
-            out[re.sub(r"[\d.:]+|\(.*?\)|'.*?'", "_", m.group(2))[:60]] += 1
+            out[re.sub(r"[\d.:]+|\(.*?\)|'[^']*('|$)", "_", m.group(2))[:60]] += 1
         elif (m := _EXC_LINE.match(line)) and "ExceptionGroup" not in m.group(1):
             out["exception " + (m.group(1) + (m.group(2) or ""))[:70]] += 1
     return out
