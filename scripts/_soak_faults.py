@@ -141,6 +141,8 @@ class Faults:
         self.skip = skip
         self.done: collections.Counter[str] = collections.Counter()
         self.refused = 0
+        #: most bytes a never-reading client got the server to accept, by port kind
+        self.no_read: dict[str, tuple[int, int]] = {}
         #: (monotonic time, kind) of the latest garbage connections, for death reports
         self.recent: collections.deque[tuple[float, str]] = collections.deque(maxlen=30)
 
@@ -254,6 +256,22 @@ class Faults:
             finally:
                 sock.close()
 
+        async def no_read(kind: str, port: int, data: bytes) -> None:
+            """Pipelines ``data`` (commands that each get an answer) and never reads: the
+            server must stop reading (backpressure) or bound what it buffers."""
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sent = 0
+            try:
+                await sock.connect((HOST, port))
+                with trio.move_on_after(8):
+                    while sent < len(data):
+                        sent += await sock.send(data[sent:sent + 65536])
+                await trio.sleep(2)
+            finally:
+                self.no_read[kind] = (max(self.no_read.get(kind, (0, 0))[0], sent), len(data))
+                rst_close(sock)
+
         def pick(seq: list[bytes]) -> bytes:
             return random.choice(seq)
 
@@ -271,6 +289,10 @@ class Faults:
             ("nsqd-tcp bad command+RST", lambda: send(n.tcp, MAGIC_V2 + pick(bad_lines), rst=True)),
             ("nsqd-tcp trickle", lambda: trickle(n.tcp, MAGIC_V2 + b"NOP\nSUB garbage c\nRDY 1\n")),
             ("nsqd-tcp idle", lambda: idle(n.tcp)),
+            ("nsqd-tcp pipelined, never reads", lambda: no_read(
+                "nsqd-tcp", n.tcp, MAGIC_V2 + b"SUB garbage c\n" + b"FIN 0123456789abcdef\n" * 20000)),
+            ("nsqd-http pipelined, never reads", lambda: no_read(
+                "nsqd-http", n.http, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n" * 20000)),
             ("nsqd-http random", lambda: send(n.http, rnd())),
             ("nsqd-http bad request", lambda: send(n.http, pick(http_heads))),
             ("nsqd-http bad request+RST", lambda: send(n.http, pick(http_heads), rst=True)),

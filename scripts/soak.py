@@ -394,6 +394,11 @@ class Soak:
                   f"max per minute {[round(v) for v in per_min.values()]}")
         print(f"garbage connections: {sum(self.faults.done.values())} done, {self.faults.refused} "
               f"refused/timed out; {dict(sorted(self.faults.done.items()))}")
+        if self.faults.no_read:
+            took = ", ".join(f"{k} {v // 1000} of {total // 1000} kB"
+                             for k, (v, total) in sorted(self.faults.no_read.items()))
+            print(f"pipelining clients that never read, most the server took in (kernel buffers "
+                  f"included): {took}")
         for daemon in (self.nsqd, self.lookupd):
             errors = _log_errors(daemon.log)
             if errors:
