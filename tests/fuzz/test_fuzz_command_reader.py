@@ -7,7 +7,14 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.protocol import V1_BODY_COMMANDS, V2_BODY_COMMANDS, Command, CommandReader, RemoteProtocolError, commands
+from client.protocol import (
+    V1_BODY_COMMANDS,
+    V2_BODY_COMMANDS,
+    Command,
+    CommandReader,
+    RemoteProtocolError,
+    commands,
+)
 from fuzz_strategies import bodies, msg_ids, mutated, names, splits
 
 MAX_LINE = 96
@@ -36,7 +43,7 @@ def valid_command(draw: st.DrawFn) -> tuple[bytes, Command]:
         enc = commands.fin(mid) if kind == "FIN" else commands.touch(mid)
         return enc, _cmd(kind.encode(), mid)
     if kind == "REQ":
-        mid = draw(st.binary(min_size=16, max_size=16, ).map(lambda m: m.hex()[:16].encode()))
+        mid = draw(msg_ids.map(lambda m: m.hex()[:16].encode()))  # nsqd's ids are hex
         delay = draw(st.integers(0, 10**7))
         return commands.req(mid, delay), _cmd(b"REQ", mid, b"%d" % delay)
     if kind == "SUB":
@@ -55,7 +62,8 @@ def valid_command(draw: st.DrawFn) -> tuple[bytes, Command]:
     if kind == "IDENTIFY":
         data = draw(st.dictionaries(st.sampled_from(["client_id", "hostname", "user_agent"]),
                                     st.text(alphabet="abc xyz\"\\é\x01", max_size=12)))
-        return commands.identify(data), _cmd(b"IDENTIFY", body=json.dumps(data, separators=(",", ":")).encode())
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return commands.identify(data), _cmd(b"IDENTIFY", body=body)
     if kind == "AUTH":
         secret = draw(st.binary(min_size=1, max_size=40))
         return commands.auth(secret), _cmd(b"AUTH", body=secret)
