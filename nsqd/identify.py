@@ -6,6 +6,9 @@ from typing import Any
 
 __all__ = ["IdentifyData"]
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
 
 class IdentifyData:
     """IDENTIFY's JSON body, type-checked as Go's json.Unmarshal would."""
@@ -31,7 +34,9 @@ class IdentifyData:
             value = data.get(key, 0)
             if value is None:
                 value = 0
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            # Go's int64 fields: no fraction, no Infinity/NaN (Python's json reads them), no overflow
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not _INT64_MIN <= value <= _INT64_MAX or value != int(value):
                 raise TypeError(f"{key} must be an integer")
             setattr(self, key, int(value))
         for key in self._BOOL:

@@ -202,6 +202,7 @@ async def _stuck_subscriber_scenario(d: Daemon) -> None:
     body = b"b" * 10_000
     total = 0
     samples: list[float] = []
+    healthy_send = trio.Lock()  # FINs (consume task) and the RDY (main task) share a stream
 
     async def consume() -> None:
         while True:
@@ -209,7 +210,8 @@ async def _stuck_subscriber_scenario(d: Daemon) -> None:
             if ftype == FrameType.MESSAGE:
                 msg = decode_message(data)
                 got.add(msg.body[:12])
-                await healthy.send(commands.fin(msg.id))
+                async with healthy_send:
+                    await healthy.send(commands.fin(msg.id))
 
     async def channel_stats() -> dict:
         async with httpx.AsyncClient() as http:
@@ -225,7 +227,8 @@ async def _stuck_subscriber_scenario(d: Daemon) -> None:
         while trio.current_time() - t0 < 20:
             if not backlog and trio.current_time() - t0 > 8:
                 backlog = (await channel_stats())["backend_depth"]
-                await healthy.send(commands.rdy(200))
+                async with healthy_send:
+                    await healthy.send(commands.rdy(200))
             batch = [b"%012d" % (total + i) + body for i in range(20)]
             total += len(batch)
             await publisher.send(commands.mpub("stuck", batch))
