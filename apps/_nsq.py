@@ -21,6 +21,8 @@ from internal.version import NSQ_VERSION
 from ._cli import ToolError, UsageError
 
 __all__ = [
+    "SourceFlags",
+    "TopicsFlags",
     "check_lookupd_addresses",
     "check_names",
     "check_reachable",
@@ -39,6 +41,26 @@ def flag(name: str, default: Any, help: str, **meta: Any) -> Any:
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class SourceFlags:
+    """The flags of every consuming tool: where to read from, consumer settings."""
+
+    nsqd_tcp_addresses: list[str] = flag(
+        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
+    lookupd_http_addresses: list[str] = flag(
+        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
+    consumer_opts: list[str] = flag(
+        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
+        "go-nsq Config names, e.g. 'max_attempts,10')")
+
+
+@dataclasses.dataclass
+class TopicsFlags(SourceFlags):
+    """:class:`SourceFlags` and a repeatable ``--topic``."""
+
+    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
 
 
 def user_agent(prog: str) -> str:

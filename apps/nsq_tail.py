@@ -19,6 +19,7 @@ from client import Consumer
 
 from ._cli import UsageError, fail, parse, run, watch_signals
 from ._nsq import (
+    TopicsFlags,
     check_names,
     check_reachable,
     check_sources,
@@ -35,21 +36,13 @@ _FLUSH_INTERVAL = 0.1
 
 
 @dataclass
-class Options:
+class Options(TopicsFlags):
     """nsq_tail's flags."""
 
     channel: str = flag("channel", "", "NSQ channel (default: an ephemeral tailNNNNNN#ephemeral)")
     max_in_flight: int = flag("max-in-flight", 200, "max number of messages to allow in flight")
     n: int = flag("n", 0, "total messages to show (will wait if starved)")
     print_topic: bool = flag("print-topic", False, "print topic name where message was received")
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    topics: list[str] = flag("topic", [], "NSQ topic (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple "
-        "times, go-nsq Config names, e.g. 'max_attempts,10')")
 
 
 class Tail:

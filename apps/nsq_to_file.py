@@ -27,7 +27,15 @@ from internal.logs import parse_level
 
 from ._cli import UsageError, fail, parse, run, watch_signals
 from ._file_logger import FileLogger, filename_format
-from ._nsq import check_names, check_reachable, check_sources, client_config, flag, user_agent
+from ._nsq import (
+    TopicsFlags,
+    check_names,
+    check_reachable,
+    check_sources,
+    client_config,
+    flag,
+    user_agent,
+)
 from ._progress import Progress
 
 __all__ = ["Options", "main"]
@@ -38,7 +46,7 @@ logger = logging.getLogger("apps.nsq_to_file")
 
 
 @dataclass
-class Options:
+class Options(TopicsFlags):
     """nsq_to_file's flags (NSQ 1.3's names and defaults)."""
 
     log_level: str = flag("log-level", "info", "set log verbosity: debug, info, warn, error, or fatal")
@@ -69,14 +77,6 @@ class Options:
                                               "timeout for HTTP connect", duration=True)
     http_client_request_timeout: float = flag("http-client-request-timeout", 5.0,
                                               "timeout for HTTP request", duration=True)
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple "
-        "times, go-nsq Config names)")
     progress: bool = flag("progress", False,
                           "show progress and rate on stderr (default: when stderr is a terminal)")
 

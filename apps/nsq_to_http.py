@@ -20,7 +20,15 @@ from internal.version import NSQ_VERSION
 
 from ._cli import UsageError, fail, parse, run, watch_signals
 from ._http_client import HTTPClient, HTTPClientError, parse_url
-from ._nsq import check_names, check_reachable, check_sources, client_config, flag, user_agent
+from ._nsq import (
+    SourceFlags,
+    check_names,
+    check_reachable,
+    check_sources,
+    client_config,
+    flag,
+    user_agent,
+)
 from ._select import TimerMetrics, selector
 
 __all__ = ["Options", "main"]
@@ -30,7 +38,7 @@ _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass
-class Options:
+class Options(SourceFlags):
     """nsq_to_http's flags (NSQ 1.3's names and defaults)."""
 
     topic: str = flag("topic", "", "nsq topic")
@@ -55,13 +63,6 @@ class Options:
     get: list[str] = flag("get", [], "HTTP address to make a GET request to. '%s' will be printf "
                           "replaced with data (may be given multiple times)")
     headers: list[str] = flag("header", [], "Custom header for HTTP requests (may be given multiple times)")
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
-        "go-nsq Config names)")
 
 
 def parse_headers(values: Sequence[str]) -> list[tuple[str, str]]:

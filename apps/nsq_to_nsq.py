@@ -21,6 +21,7 @@ from client import BadBodyError, BadMessageError, Consumer, Message, NSQError, P
 from ._cli import ToolError, UsageError, fail, parse, run, watch_signals
 from ._json_filter import JSONFilter
 from ._nsq import (
+    TopicsFlags,
     check_names,
     check_reachable,
     check_sources,
@@ -43,7 +44,7 @@ _MAX_BATCH_BYTES = 1 << 20
 
 
 @dataclass
-class Options:
+class Options(TopicsFlags):
     """nsq_to_nsq's flags (NSQ 1.3's names and defaults)."""
 
     channel: str = flag("channel", "nsq_to_nsq", "nsq channel")
@@ -55,13 +56,8 @@ class Options:
                              "(per destination), 0 disables")
     mode: str = flag("mode", "hostpool", "the upstream request mode options: round-robin, "
                      "hostpool (default), epsilon-greedy")
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
     destination_nsqd_tcp_addresses: list[str] = flag(
         "destination-nsqd-tcp-address", [], "destination nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
     whitelist_json_fields: list[str] = flag(
         "whitelist-json-field", [], "for JSON messages: pass this field (may be given multiple times)")
     require_json_field: str = flag("require-json-field", "",
@@ -69,9 +65,6 @@ class Options:
     require_json_value: str = flag(
         "require-json-value", "", "for JSON messages: only pass messages in which the required "
         "field has this value")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
-        "go-nsq Config names)")
     producer_opts: list[str] = flag(
         "producer-opt", [], "option to passthrough to the producers (may be given multiple times, "
         "go-nsq Config names)")
