@@ -181,7 +181,7 @@ class FileLogger:
                     self._wait_scope = None
                     sync = False
                     if message is not None:
-                        if not pending and await self._needs_rotation():
+                        if not pending and self._needs_rotation():
                             await self._update_file()
                         while True:
                             body = message.body
@@ -203,7 +203,7 @@ class FileLogger:
                         sync = True
                     elif trio.current_time() >= next_tick:
                         next_tick = trio.current_time() + opts.sync_interval
-                        if await self._needs_rotation():
+                        if self._needs_rotation():
                             if opts.skip_empty_files:
                                 await self._close()
                             else:
@@ -232,7 +232,7 @@ class FileLogger:
             self._name_cache = self.template.replace("<DATETIME>", strftime(self.opts.datetime_format))
         return self._name_cache
 
-    async def _needs_rotation(self) -> bool:
+    def _needs_rotation(self) -> bool:
         if self.file is None:
             return True
         filename = self._current_filename()
