@@ -166,3 +166,27 @@ async def test_bad_input(tool: Any, tmp_path: Path) -> None:
     for args, status, text in cases:
         code, _, err = await run_tool(tool, "nsq_to_file", *args)
         assert code == status and text in err and err.count("\n") == 1, (args, code, err)
+
+
+async def test_sighup_closes_and_moves_the_file(start_nsqd: Callable[..., Any], tool: Any,
+                                                tmp_path: Path) -> None:
+    server = await start_nsqd()
+    out, work = tmp_path / "out", tmp_path / "work"
+    running = await tool("nsq_to_file", "--topic", "hup", "--nsqd-tcp-address", tcp(server),
+                         "--output-dir", str(out), "--work-dir", str(work), "--datetime-format", "X",
+                         "--progress")
+    await publish(server, "hup", [b"one"])
+    await all_finished(server, "hup", 1)
+    assert os.listdir(work) == [f"hup.{HOST}-000000.X.log"] and os.listdir(out) == []
+    running.signal(signal.SIGHUP)
+    with trio.fail_after(TIMEOUT):
+        while not os.listdir(out):
+            await trio.sleep(0.05)
+    await publish(server, "hup", [b"two"])
+    await all_finished(server, "hup", 2)
+    running.signal(signal.SIGTERM)
+    assert await running.wait() == 0, running.stderr.decode()
+    files = sorted(os.listdir(out))
+    assert files == [f"hup.{HOST}-000000.X.log", f"hup.{HOST}-000001.X.log"]
+    assert [read_lines([out / f]) for f in files] == [[b"one"], [b"two"]]
+    assert "nsq_to_file: 2 messages" in running.stderr.decode()  # --progress on a pipe: plain lines
