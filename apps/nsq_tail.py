@@ -112,7 +112,9 @@ async def _main(opts: Options, channel: str) -> int:
     config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
                            max_in_flight=max_in_flight)
     await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses, config.dial_timeout)
-    tail = Tail(opts, sys.stdout.buffer)
+    # our own buffer: sys.stdout.buffer is unbuffered under PYTHONUNBUFFERED / -u
+    out = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    tail = Tail(opts, out)
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_signals, tail.stop)
         nursery.start_soon(tail.flusher)

@@ -18,7 +18,9 @@ equivalent in ``_apps_pynsq.py``:
 The rate is taken from nsqd's counters polled every 10 ms (from the first progress seen
 to completion), so process start-up is not counted. Latency percentiles are the tools'
 own ``--status-every`` reports (request → answer / publish → ack) where there is one.
-Peak RSS is the tool process's VmHWM, sampled while it runs.
+"cpu" is the tool process's CPU time per message over the same span (1e6 / cpu is
+what one free core sustains, whatever else loads the machine). Peak RSS is the tool
+process's VmHWM, sampled while it runs.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from _common import daemon, peak_rss_mb  # noqa: E402
+from _common import cpu_seconds, daemon, peak_rss_mb  # noqa: E402
 from client_bench import fill  # noqa: E402
 
 PY = sys.executable
@@ -123,6 +125,7 @@ class Proc:
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=stdin, stdout=stdout, stderr=self.err)
         self.rss_mb = float("nan")
+        self.cpu_us = float("nan")  # the tool's CPU time per message while measured
         self.code: int | None = None
 
     def alive(self) -> bool:
@@ -168,16 +171,25 @@ def measure(proc: Proc, progress: Callable[[], int], total: int, timeout: float)
         raise
 
 
+def _cpu(proc: Proc) -> float:
+    try:
+        return cpu_seconds(proc.proc.pid)
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _measure(proc: Proc, progress: Callable[[], int], total: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     t0 = p0 = None
+    cpu0 = 0.0
     while time.monotonic() < deadline:
         done = progress()
         now = time.perf_counter()
         if t0 is None and done > 0:
-            t0, p0 = now, done
+            t0, p0, cpu0 = now, done, _cpu(proc)
         if done >= total:
             assert t0 is not None and p0 is not None
+            proc.cpu_us = (_cpu(proc) - cpu0) / max(1, total - p0) * 1e6
             if now - t0 < 0.05:  # finished between two polls: count the whole run
                 return float("nan")
             return (total - p0) / (now - t0)
@@ -202,7 +214,8 @@ def latency(proc: Proc) -> str:
 
 
 def report(tool: str, impl: str, rate: float, proc: Proc, lat: str = "") -> None:
-    print(f"  {tool:<12} {impl:<6} {rate:>10,.0f} msg/s   peak rss {proc.rss_mb:6.1f} MiB   {lat}", flush=True)
+    print(f"  {tool:<12} {impl:<6} {rate:>10,.0f} msg/s  cpu {proc.cpu_us:5.1f} us/msg  "
+          f"peak rss {proc.rss_mb:6.1f} MiB   {lat}", flush=True)
 
 
 def sink_role() -> None:
