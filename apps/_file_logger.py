@@ -169,6 +169,7 @@ class FileLogger:
         consumer = self.consumer
         chunk, pending = self._chunk, self._pending
         next_tick = trio.current_time() + opts.sync_interval
+        message: Message | None = None
         async with consumer:
             try:
                 while not self._terminating:
@@ -217,6 +218,10 @@ class FileLogger:
             finally:
                 with trio.CancelScope(shield=True):
                     await self._sync()  # FIN before the consumer's close requeues
+                    # after a failure, what was taken and not written goes back at once
+                    for taken in (message, *self._pending, *self._to_sync):
+                        if taken is not None and not taken.has_responded:
+                            await taken.requeue(0, backoff=False)
                     await consumer.close()
                     await self._close()
 

@@ -190,3 +190,16 @@ async def test_sighup_closes_and_moves_the_file(start_nsqd: Callable[..., Any], 
     assert files == [f"hup.{HOST}-000000.X.log", f"hup.{HOST}-000001.X.log"]
     assert [read_lines([out / f]) for f in files] == [[b"one"], [b"two"]]
     assert "nsq_to_file: 2 messages" in running.stderr.decode()  # --progress on a pipe: plain lines
+
+
+async def test_unwritable_output_dir_exits_1_and_gives_the_message_back(
+        start_nsqd: Callable[..., Any], tool: Any, tmp_path: Path) -> None:
+    server = await start_nsqd()
+    await publish(server, "nowhere", [b"kept"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = await run_tool(tool, "nsq_to_file", "--topic", "nowhere", "--nsqd-tcp-address", tcp(server),
+                                  "--output-dir", str(blocker / "sub"), timeout=20)
+    assert code == 1 and "unable to create dir" in err and err.count("\n") == 1, err
+    channel = server.nsqd.topics["nowhere"].channels["nsq_to_file"]
+    assert channel.depth() == 1 and not channel.in_flight  # requeued, not lost
