@@ -19,7 +19,7 @@ import trio
 from internal.logs import setup_logging
 from internal.options import resolve
 
-__all__ = ["ToolError", "UsageError", "fail", "parse", "run", "watch_signals"]
+__all__ = ["ToolError", "UsageError", "fail", "parse", "run", "start", "watch_signals"]
 
 T = TypeVar("T")
 
@@ -95,6 +95,16 @@ def run(prog: str, main: Callable[..., Awaitable[int | None]], *args: Any,
             logger.debug("failure", exc_info=first)
         fail(prog, _describe(first), 1)
     sys.exit(code or 0)
+
+
+def start(prog: str, check: Callable[[], object], main: Callable[..., Awaitable[int | None]],
+          *args: Any, **run_options: Any) -> NoReturn:
+    """``check()`` the options (a :class:`UsageError` exits 2 at once), then :func:`run`."""
+    try:
+        check()
+    except UsageError as exc:
+        fail(prog, str(exc), 2)
+    run(prog, main, *args, **run_options)
 
 
 async def watch_signals(on_signal: Callable[[int], object],

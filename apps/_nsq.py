@@ -29,6 +29,7 @@ __all__ = [
     "check_sources",
     "check_tcp_addresses",
     "client_config",
+    "consumer_config",
     "ephemeral_channel",
     "flag",
     "user_agent",
@@ -266,6 +267,22 @@ async def check_reachable(nsqd: Iterable[str] = (), lookupd: Iterable[str] = (),
     finally:
         if http_client is None:
             await client.aclose()
+
+
+async def consumer_config(opts: SourceFlags, prog: str, max_in_flight: int,
+                          connect_timeout: float | None = None) -> ClientConfig:
+    """The consumer settings of a tool (its ``--consumer-opt`` over ``max_in_flight``),
+    once its nsqd/nsqlookupd answered (see :func:`check_reachable`).
+
+    Raises:
+        UsageError: a bad ``--consumer-opt``.
+        ToolError: an address cannot be reached.
+    """
+    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(prog),
+                           max_in_flight=max_in_flight)
+    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses,
+                          connect_timeout or config.dial_timeout)
+    return config
 
 
 def _reason(exc: BaseException) -> str:

@@ -17,17 +17,8 @@ import trio
 
 from client import Consumer
 
-from ._cli import UsageError, fail, parse, run, watch_signals
-from ._nsq import (
-    TopicsFlags,
-    check_names,
-    check_reachable,
-    check_sources,
-    client_config,
-    ephemeral_channel,
-    flag,
-    user_agent,
-)
+from ._cli import UsageError, parse, start, watch_signals
+from ._nsq import TopicsFlags, check_names, check_sources, consumer_config, ephemeral_channel, flag
 
 __all__ = ["Options", "main"]
 
@@ -109,9 +100,7 @@ async def _main(opts: Options, channel: str) -> int:
     max_in_flight = opts.max_in_flight
     if 0 < opts.n < max_in_flight:
         max_in_flight = opts.n  # don't ask for more messages than we want
-    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
-                           max_in_flight=max_in_flight)
-    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses, config.dial_timeout)
+    config = await consumer_config(opts, PROG, max_in_flight)
     # our own buffer: sys.stdout.buffer is unbuffered under PYTHONUNBUFFERED / -u
     out = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
     tail = Tail(opts, out)
@@ -133,22 +122,22 @@ async def _main(opts: Options, channel: str) -> int:
     return 0
 
 
+def _check(opts: Options, channel: str) -> None:
+    check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
+    if not opts.topics:
+        raise UsageError("--topic required")
+    check_names(opts.topics, channel)
+    if opts.max_in_flight < 1:
+        raise UsageError("--max-in-flight must be >= 1")
+    if opts.n < 0:
+        raise UsageError("-n must be >= 0")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``nsq_tail`` console script."""
     opts, _ = parse(Options, argv, PROG, "nsq_tail: print the messages of NSQ topics to stdout")
     channel = opts.channel or ephemeral_channel()
-    try:
-        check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
-        if not opts.topics:
-            raise UsageError("--topic required")
-        check_names(opts.topics, channel)
-        if opts.max_in_flight < 1:
-            raise UsageError("--max-in-flight must be >= 1")
-        if opts.n < 0:
-            raise UsageError("-n must be >= 0")
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
-    run(PROG, _main, opts, channel)
+    start(PROG, lambda: _check(opts, channel), _main, opts, channel)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,15 @@ import trio
 
 from client import BadBodyError, BadMessageError, Consumer, Message, NSQError, Producer
 
-from ._cli import ToolError, UsageError, fail, parse, run, watch_signals
+from ._cli import ToolError, UsageError, parse, start, watch_signals
 from ._json_filter import JSONFilter
 from ._nsq import (
     TopicsFlags,
     check_names,
-    check_reachable,
     check_sources,
     check_tcp_addresses,
     client_config,
+    consumer_config,
     flag,
     user_agent,
 )
@@ -160,12 +160,8 @@ class Publisher:
 
 
 async def _main(opts: Options) -> int:
-    agent = user_agent(PROG)
-    consumer_config = client_config(opts.consumer_opts, "consumer-opt", user_agent=agent,
-                                    max_in_flight=opts.max_in_flight)
-    producer_config = client_config(opts.producer_opts, "producer-opt", user_agent=agent)
-    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses,
-                          consumer_config.dial_timeout)
+    producer_config = client_config(opts.producer_opts, "producer-opt", user_agent=user_agent(PROG))
+    config = await consumer_config(opts, PROG, opts.max_in_flight)
     select = selector(opts.mode, opts.destination_nsqd_tcp_addresses)
     async with AsyncExitStack() as stack:
         producers: dict[str, Producer] = {}
@@ -179,7 +175,7 @@ async def _main(opts: Options) -> int:
         publisher = Publisher(opts, producers, select)
         consumers = [(topic, Consumer(topic, opts.channel, nsqd_tcp_addresses=opts.nsqd_tcp_addresses,
                                       lookupd_http_addresses=opts.lookupd_http_addresses,
-                                      config=consumer_config))
+                                      config=config))
                      for topic in opts.topics]
 
         def stop(_signum: int) -> None:
@@ -195,27 +191,27 @@ async def _main(opts: Options) -> int:
     return 0
 
 
+def _check(opts: Options) -> None:
+    if not opts.topics or not opts.channel:
+        raise UsageError("--topic and --channel are required")
+    check_names(opts.topics, opts.channel)
+    if opts.destination_topic:
+        check_names([opts.destination_topic], topic_flag="destination-topic")
+    check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
+    if not opts.destination_nsqd_tcp_addresses:
+        raise UsageError("--destination-nsqd-tcp-address required")
+    check_tcp_addresses(opts.destination_nsqd_tcp_addresses, "destination-nsqd-tcp-address")
+    selector(opts.mode, opts.destination_nsqd_tcp_addresses)
+    if opts.max_in_flight < 1:
+        raise UsageError("--max-in-flight must be >= 1")
+    if opts.status_every < 0:
+        raise UsageError("--status-every must be >= 0")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``nsq_to_nsq`` console script."""
     opts, _ = parse(Options, argv, PROG, "nsq_to_nsq: republish NSQ topics to other nsqd")
-    try:
-        if not opts.topics or not opts.channel:
-            raise UsageError("--topic and --channel are required")
-        check_names(opts.topics, opts.channel)
-        if opts.destination_topic:
-            check_names([opts.destination_topic], topic_flag="destination-topic")
-        check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
-        if not opts.destination_nsqd_tcp_addresses:
-            raise UsageError("--destination-nsqd-tcp-address required")
-        check_tcp_addresses(opts.destination_nsqd_tcp_addresses, "destination-nsqd-tcp-address")
-        selector(opts.mode, opts.destination_nsqd_tcp_addresses)
-        if opts.max_in_flight < 1:
-            raise UsageError("--max-in-flight must be >= 1")
-        if opts.status_every < 0:
-            raise UsageError("--status-every must be >= 0")
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
-    run(PROG, _main, opts)
+    start(PROG, lambda: _check(opts), _main, opts)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import trio
 
 from client import NSQError, Producer
 
-from ._cli import ToolError, UsageError, fail, parse, run, watch_signals
+from ._cli import ToolError, UsageError, parse, start, watch_signals
 from ._nsq import check_names, check_tcp_addresses, client_config, flag, user_agent
 from ._progress import Progress
 
@@ -160,26 +160,26 @@ async def _main(opts: Options, show_progress: bool) -> int:
     return 0
 
 
+def _check(opts: Options) -> None:
+    if not opts.topic:
+        raise UsageError("--topic required")
+    check_names([opts.topic])
+    if len(opts.delimiter.encode()) != 1:
+        raise UsageError("--delimiter must be a single byte")
+    if not opts.nsqd_tcp_addresses:
+        raise UsageError("--nsqd-tcp-address required")
+    check_tcp_addresses(opts.nsqd_tcp_addresses, "nsqd-tcp-address")
+    if opts.rate < 0:
+        raise UsageError("--rate must be >= 0")
+    if opts.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``to_nsq`` console script."""
     opts, explicit = parse(Options, argv, PROG, "to_nsq: publish lines of stdin to NSQ")
-    try:
-        if not opts.topic:
-            raise UsageError("--topic required")
-        check_names([opts.topic])
-        if len(opts.delimiter.encode()) != 1:
-            raise UsageError("--delimiter must be a single byte")
-        if not opts.nsqd_tcp_addresses:
-            raise UsageError("--nsqd-tcp-address required")
-        check_tcp_addresses(opts.nsqd_tcp_addresses, "nsqd-tcp-address")
-        if opts.rate < 0:
-            raise UsageError("--rate must be >= 0")
-        if opts.batch_size < 1:
-            raise UsageError("--batch-size must be >= 1")
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
     show = opts.progress if "progress" in explicit else sys.stderr.isatty()
-    run(PROG, _main, opts, show, client_log_level=logging.ERROR)
+    start(PROG, lambda: _check(opts), _main, opts, show, client_log_level=logging.ERROR)
 
 
 if __name__ == "__main__":
