@@ -10,7 +10,7 @@ import trio
 
 from client import Consumer, NotConnectedError, Producer
 
-from conftest import TIMEOUT, tcp
+from apps_helpers import TIMEOUT, tcp
 
 
 async def test_producer_connect(start_nsqd: Callable[..., Any]) -> None:

@@ -17,7 +17,7 @@ import trio
 
 from client import Producer
 
-from conftest import TIMEOUT, run_tool, tcp
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 HOST = socket.gethostname().split(".", 1)[0]
 

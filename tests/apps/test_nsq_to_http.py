@@ -13,7 +13,7 @@ import trio
 from client import Producer
 from internal.http import Response, serve_http
 
-from conftest import TIMEOUT, run_tool, tcp
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 FAST_RETRY = ["--consumer-opt", "default_requeue_delay,10ms", "--consumer-opt", "backoff_multiplier,5ms",
               "--consumer-opt", "max_backoff_duration,50ms"]

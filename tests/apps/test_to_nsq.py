@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from conftest import consume, run_tool, tcp
+from apps_helpers import consume, run_tool, tcp
 
 
 async def test_every_line_reaches_every_nsqd(start_nsqd: Callable[..., Any], tool: Any, tmp_path: Any) -> None:
