@@ -17,7 +17,7 @@ import trio
 
 from client import Consumer
 
-from ._cli import UsageError, parse, start, watch_signals
+from ._cli import ToolError, UsageError, parse, start, watch_signals
 from ._nsq import TopicsFlags, check_names, check_sources, consumer_config, ephemeral_channel, flag
 
 __all__ = ["Options", "main"]
@@ -46,6 +46,7 @@ class Tail:
         self.consumers: list[Consumer] = []
         self.stopping = False
         self.broken_pipe = False
+        self.error: str | None = None
 
     def stop(self, _signum: int = 0) -> None:
         """Close every consumer (in the background)."""
@@ -70,10 +71,9 @@ class Tail:
                         write(prefix)
                     write(message.body)
                     write(b"\n")
-                except BrokenPipeError:
-                    self.broken_pipe = True
+                except OSError as exc:
+                    self._write_failed(exc)
                     await message.requeue(0, backoff=False)
-                    self.stop()
                     continue
                 self.shown += 1
                 await message.finish()
@@ -87,13 +87,19 @@ class Tail:
             self.flush()
 
     def flush(self) -> None:
-        if self.broken_pipe:
+        if self.broken_pipe or self.error is not None:
             return
         try:
             self.out.flush()
-        except BrokenPipeError:
-            self.broken_pipe = True
-            self.stop()
+        except OSError as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        if isinstance(exc, BrokenPipeError):
+            self.broken_pipe = True  # the reader went away (| head): a quiet end
+        elif self.error is None:
+            self.error = f"failed to write to stdout - {exc}"
+        self.stop()
 
 
 async def _main(opts: Options, channel: str) -> int:
@@ -114,6 +120,8 @@ async def _main(opts: Options, channel: str) -> int:
                 consumers.start_soon(tail.tail, topic, channel, consumer)
         nursery.cancel_scope.cancel()
     tail.flush()
+    if tail.error is not None:
+        raise ToolError(tail.error)
     if tail.broken_pipe:
         # like a Go program killed by SIGPIPE; keep Python from flushing stdout again
         devnull = os.open(os.devnull, os.O_WRONLY)
