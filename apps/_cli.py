@@ -16,10 +16,11 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from client.errors import NSQError
 from internal.logs import setup_logging
 from internal.options import resolve
 
-__all__ = ["ToolError", "UsageError", "fail", "parse", "run", "watch_signals"]
+__all__ = ["ToolError", "UsageError", "fail", "parse", "run", "start", "watch_signals"]
 
 T = TypeVar("T")
 
@@ -71,11 +72,11 @@ def run(prog: str, main: Callable[..., Awaitable[int | None]], *args: Any,
         log_prefix: str | None = None) -> NoReturn:
     """Run ``main(*args)`` under Trio and exit with its status.
 
-    Logging goes to stderr in NSQ's format with the prefix ``[prog]`` (or
-    ``log_prefix``); the client
-    library logs only from ``client_log_level`` up (unless ``log_level`` is debug). Exceptions
-    become one line on stderr: :class:`UsageError` exits 2; :class:`ToolError`, NSQ
-    and OS errors exit 1; Ctrl-C before the tool handles signals exits 130.
+    Logging goes to stderr in NSQ's format with the prefix ``[prog]`` (or ``log_prefix``);
+    the client library logs only from ``client_log_level`` up (unless ``log_level`` is
+    debug). Exceptions become one line on stderr: :class:`UsageError` exits 2;
+    :class:`ToolError`, NSQ and OS errors exit 1 (anything else too, named by its type);
+    Ctrl-C before the tool handles signals exits 130.
     """
     setup_logging(f"[{prog}] " if log_prefix is None else log_prefix, log_level)
     if logging.getLogger().level > logging.DEBUG:
@@ -91,10 +92,21 @@ def run(prog: str, main: Callable[..., Awaitable[int | None]], *args: Any,
         first = leaves[0] if leaves else exc
         if isinstance(first, UsageError):
             fail(prog, _describe(first), 2)
-        if not isinstance(first, (ToolError, OSError)):
-            logger.debug("failure", exc_info=first)
-        fail(prog, _describe(first), 1)
+        if isinstance(first, (ToolError, OSError, NSQError)):
+            fail(prog, _describe(first), 1)
+        logger.debug("unexpected failure", exc_info=first)  # --log-level debug shows where
+        fail(prog, f"{type(first).__name__}: {_describe(first)}", 1)
     sys.exit(code or 0)
+
+
+def start(prog: str, check: Callable[[], object], main: Callable[..., Awaitable[int | None]],
+          *args: Any, **run_options: Any) -> NoReturn:
+    """``check()`` the options (a :class:`UsageError` exits 2 at once), then :func:`run`."""
+    try:
+        check()
+    except UsageError as exc:
+        fail(prog, str(exc), 2)
+    run(prog, main, *args, **run_options)
 
 
 async def watch_signals(on_signal: Callable[[int], object],

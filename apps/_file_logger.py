@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
+from trio.lowlevel import ParkingLot
 
 from client import Consumer, Message
 
@@ -120,7 +121,13 @@ class FileLogger:
         self.filesize = 0
         self._compressor: zlib._Compress | None = None  # the open gzip member
         self._chunk: list[bytes] = []
-        self._pending: list[Message] = []
+        self._pending: list[Message] = []  # written, not handed to the syncer yet
+        self._to_sync: list[Message] = []  # handed off: FIN'd after the next fsync
+        self._sync_wanted = False  # an fsync is due even without messages (closing)
+        self._syncing = False
+        self._sync_dead = False
+        self._sync_lot = ParkingLot()
+        self._idle_lot = ParkingLot()
         self._name_second = -1
         self._name_cache = ""
         self._wait_scope: trio.CancelScope | None = None
@@ -146,12 +153,23 @@ class FileLogger:
 
     async def run(self) -> None:
         """Consume and write until :meth:`terminate` (or the consumer closes)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._syncer)
+            try:
+                await self._route()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _route(self) -> None:
         opts = self.opts
-        max_batch = max(1, opts.max_in_flight)
+        # hand a batch to the syncer at half the in-flight window, so the other half
+        # keeps arriving while it is fsync'ed
+        max_batch = max(1, opts.max_in_flight // 2)
         rotate_size = opts.rotate_size
         consumer = self.consumer
         chunk, pending = self._chunk, self._pending
         next_tick = trio.current_time() + opts.sync_interval
+        message: Message | None = None
         async with consumer:
             try:
                 while not self._terminating:
@@ -164,7 +182,7 @@ class FileLogger:
                     self._wait_scope = None
                     sync = False
                     if message is not None:
-                        if not pending and await self._needs_rotation():
+                        if not pending and self._needs_rotation():
                             await self._update_file()
                         while True:
                             body = message.body
@@ -186,21 +204,24 @@ class FileLogger:
                         sync = True
                     elif trio.current_time() >= next_tick:
                         next_tick = trio.current_time() + opts.sync_interval
-                        if await self._needs_rotation():
+                        if self._needs_rotation():
                             if opts.skip_empty_files:
                                 await self._close()
                             else:
                                 await self._update_file()
                         sync = True
                     if sync and pending:
-                        await self._sync()
+                        self._hand_off()
                     if self._hangup:
                         self._hangup = False
                         await self._close()
             finally:
                 with trio.CancelScope(shield=True):
-                    if pending:
-                        await self._sync()  # FIN before the consumer's close requeues
+                    await self._sync()  # FIN before the consumer's close requeues
+                    # after a failure, what was taken and not written goes back at once
+                    for taken in (message, *self._pending, *self._to_sync):
+                        if taken is not None and not taken.has_responded:
+                            await taken.requeue(0, backoff=False)
                     await consumer.close()
                     await self._close()
 
@@ -216,7 +237,7 @@ class FileLogger:
             self._name_cache = self.template.replace("<DATETIME>", strftime(self.opts.datetime_format))
         return self._name_cache
 
-    async def _needs_rotation(self) -> bool:
+    def _needs_rotation(self) -> bool:
         if self.file is None:
             return True
         filename = self._current_filename()
@@ -247,28 +268,62 @@ class FileLogger:
         if data:
             _write_all(self.file.fd, data)
 
-    async def _sync(self) -> None:
-        """Write what is buffered, end the gzip member, fsync, then FIN."""
+    def _hand_off(self) -> None:
+        """Write what is buffered, end the gzip member; the syncer fsyncs and FINs it."""
         file = self.file
         if file is not None:
             self._write_out()
             if self._compressor is not None:
                 _write_all(file.fd, self._compressor.flush())
                 self._compressor = None
+        if self._pending:
+            self._to_sync.extend(self._pending)
+            self._pending.clear()
+        if self._sync_lot:
+            self._sync_lot.unpark()
+
+    async def _syncer(self) -> None:
+        """fsync the file, then FIN what it holds; batches handed off meanwhile wait and
+        go together (one fsync at a time)."""
+        try:
+            await self._sync_loop()
+        finally:
+            self._sync_dead = True  # nobody waits for a syncer that is gone
+            self._idle_lot.unpark_all()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            while not self._to_sync and not self._sync_wanted:
+                await self._sync_lot.park()
+            batch, self._to_sync = self._to_sync, []
+            self._sync_wanted = False
+            self._syncing = True
             try:
-                await trio.to_thread.run_sync(os.fsync, file.fd)
-            except OSError as exc:
-                raise ToolError(f"{self.label} failed syncing messages: {exc}") from None
-        pending = self._pending
-        count = len(pending)
-        if count:
-            logger.debug("%s syncing %d records to disk", self.label, count)
-            for message in pending:
-                await message.finish()
-            pending.clear()
-            self.written += count
-            if self._on_written is not None:
-                self._on_written(count)
+                file = self.file
+                if file is not None:
+                    try:
+                        await trio.to_thread.run_sync(os.fsync, file.fd)
+                    except OSError as exc:
+                        raise ToolError(f"{self.label} failed syncing messages: {exc}") from None
+                if batch:
+                    logger.debug("%s syncing %d records to disk", self.label, len(batch))
+                    for message in batch:
+                        await message.finish()
+                    self.written += len(batch)
+                    if self._on_written is not None:
+                        self._on_written(len(batch))
+            finally:
+                self._syncing = False
+                self._idle_lot.unpark_all()
+
+    async def _sync(self) -> None:
+        """Hand off what is pending and wait until it is fsync'ed and FIN'd."""
+        self._hand_off()
+        if self.file is not None:
+            self._sync_wanted = True
+            self._sync_lot.unpark()
+        while (self._to_sync or self._sync_wanted or self._syncing) and not self._sync_dead:
+            await self._idle_lot.park()
 
     async def _close(self) -> None:
         file = self.file

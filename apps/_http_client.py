@@ -58,14 +58,22 @@ def parse_url(url: str) -> Target:
 class _Response:
     """httptools callbacks for one response at a time."""
 
-    __slots__ = ("complete", "headers_done")
+    __slots__ = ("complete", "headers_done", "keep_alive", "parser", "status")
 
     def __init__(self) -> None:
         self.complete = False
         self.headers_done = False
+        self.keep_alive = False
+        self.status = 0
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        parser = self.parser
+        assert parser is not None
+        self.status = parser.get_status_code()
+        # known only until the message completes (the parser resets then)
+        self.keep_alive = parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -79,6 +87,7 @@ class _Connection:
         self.stream = stream
         self.state = _Response()
         self.parser = httptools.HttpResponseParser(self.state)
+        self.state.parser = self.parser
 
 
 class HTTPClient:
@@ -178,8 +187,8 @@ class HTTPClient:
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        status: int = conn.parser.get_status_code()
-        if state.complete and conn.parser.should_keep_alive():
+        status = state.status
+        if state.complete and state.keep_alive:
             state.complete = state.headers_done = False
             idle = self._idle[conn.key]
             if len(idle) < self.max_idle:

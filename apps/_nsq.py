@@ -21,12 +21,15 @@ from internal.version import NSQ_VERSION
 from ._cli import ToolError, UsageError
 
 __all__ = [
+    "SourceFlags",
+    "TopicsFlags",
     "check_lookupd_addresses",
     "check_names",
     "check_reachable",
     "check_sources",
     "check_tcp_addresses",
     "client_config",
+    "consumer_config",
     "ephemeral_channel",
     "flag",
     "user_agent",
@@ -39,6 +42,26 @@ def flag(name: str, default: Any, help: str, **meta: Any) -> Any:
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class SourceFlags:
+    """The flags of every consuming tool: where to read from, consumer settings."""
+
+    nsqd_tcp_addresses: list[str] = flag(
+        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
+    lookupd_http_addresses: list[str] = flag(
+        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
+    consumer_opts: list[str] = flag(
+        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
+        "go-nsq Config names, e.g. 'max_attempts,10')")
+
+
+@dataclasses.dataclass
+class TopicsFlags(SourceFlags):
+    """:class:`SourceFlags` and a repeatable ``--topic``."""
+
+    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
 
 
 def user_agent(prog: str) -> str:
@@ -244,6 +267,22 @@ async def check_reachable(nsqd: Iterable[str] = (), lookupd: Iterable[str] = (),
     finally:
         if http_client is None:
             await client.aclose()
+
+
+async def consumer_config(opts: SourceFlags, prog: str, max_in_flight: int,
+                          connect_timeout: float | None = None) -> ClientConfig:
+    """The consumer settings of a tool (its ``--consumer-opt`` over ``max_in_flight``),
+    once its nsqd/nsqlookupd answered (see :func:`check_reachable`).
+
+    Raises:
+        UsageError: a bad ``--consumer-opt``.
+        ToolError: an address cannot be reached.
+    """
+    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(prog),
+                           max_in_flight=max_in_flight)
+    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses,
+                          connect_timeout or config.dial_timeout)
+    return config
 
 
 def _reason(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ import trio
 from client.errors import LookupdError
 from client.lookup import lookup
 
-from ._cli import ToolError, UsageError, fail, parse, run, watch_signals
+from ._cli import ToolError, UsageError, parse, start, watch_signals
 from ._nsq import check_names, check_tcp_addresses, flag
 
 __all__ = ["ChannelTotals", "Options", "format_header", "format_row", "main"]
@@ -193,35 +193,35 @@ async def _main(opts: Options, counted: bool) -> int:
     return 0
 
 
+def _check(opts: Options, counted: bool) -> None:
+    if not opts.topic or not opts.channel:
+        raise UsageError("--topic and --channel are required")
+    check_names([opts.topic], opts.channel)
+    if opts.interval <= 0:
+        raise UsageError("--interval should be positive")
+    if opts.http_client_connect_timeout <= 0:
+        raise UsageError("--http-client-connect-timeout should be positive")
+    if opts.http_client_request_timeout <= 0:
+        raise UsageError("--http-client-request-timeout should be positive")
+    if counted and opts.count <= 0:
+        raise UsageError("--count should be positive")
+    if not opts.nsqd_http_addresses and not opts.lookupd_http_addresses:
+        raise UsageError("--nsqd-http-address or --lookupd-http-address required")
+    if opts.nsqd_http_addresses and opts.lookupd_http_addresses:
+        raise UsageError("use --nsqd-http-address or --lookupd-http-address not both")
+    for name, addresses in (("nsqd-http-address", opts.nsqd_http_addresses),
+                            ("lookupd-http-address", opts.lookupd_http_addresses)):
+        if any(a.startswith("http") for a in addresses):
+            raise UsageError(f"--{name} error - address should not contain scheme")
+        check_tcp_addresses(addresses, name)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``nsq_stat`` console script."""
     opts, explicit = parse(Options, argv, PROG, "nsq_stat: poll /stats of a topic's nsqd and print a "
                            "channel's counters")
     counted = "count" in explicit
-    try:
-        if not opts.topic or not opts.channel:
-            raise UsageError("--topic and --channel are required")
-        check_names([opts.topic], opts.channel)
-        if opts.interval <= 0:
-            raise UsageError("--interval should be positive")
-        if opts.http_client_connect_timeout <= 0:
-            raise UsageError("--http-client-connect-timeout should be positive")
-        if opts.http_client_request_timeout <= 0:
-            raise UsageError("--http-client-request-timeout should be positive")
-        if counted and opts.count <= 0:
-            raise UsageError("--count should be positive")
-        if not opts.nsqd_http_addresses and not opts.lookupd_http_addresses:
-            raise UsageError("--nsqd-http-address or --lookupd-http-address required")
-        if opts.nsqd_http_addresses and opts.lookupd_http_addresses:
-            raise UsageError("use --nsqd-http-address or --lookupd-http-address not both")
-        for name, addresses in (("nsqd-http-address", opts.nsqd_http_addresses),
-                                ("lookupd-http-address", opts.lookupd_http_addresses)):
-            if any(a.startswith("http") for a in addresses):
-                raise UsageError(f"--{name} error - address should not contain scheme")
-            check_tcp_addresses(addresses, name)
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
-    run(PROG, _main, opts, counted)
+    start(PROG, lambda: _check(opts, counted), _main, opts, counted)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,8 @@ import trio
 
 from client import Consumer
 
-from ._cli import UsageError, fail, parse, run, watch_signals
-from ._nsq import (
-    check_names,
-    check_reachable,
-    check_sources,
-    client_config,
-    ephemeral_channel,
-    flag,
-    user_agent,
-)
+from ._cli import ToolError, UsageError, parse, start, watch_signals
+from ._nsq import TopicsFlags, check_names, check_sources, consumer_config, ephemeral_channel, flag
 
 __all__ = ["Options", "main"]
 
@@ -35,21 +27,13 @@ _FLUSH_INTERVAL = 0.1
 
 
 @dataclass
-class Options:
+class Options(TopicsFlags):
     """nsq_tail's flags."""
 
     channel: str = flag("channel", "", "NSQ channel (default: an ephemeral tailNNNNNN#ephemeral)")
     max_in_flight: int = flag("max-in-flight", 200, "max number of messages to allow in flight")
     n: int = flag("n", 0, "total messages to show (will wait if starved)")
     print_topic: bool = flag("print-topic", False, "print topic name where message was received")
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    topics: list[str] = flag("topic", [], "NSQ topic (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple "
-        "times, go-nsq Config names, e.g. 'max_attempts,10')")
 
 
 class Tail:
@@ -62,6 +46,7 @@ class Tail:
         self.consumers: list[Consumer] = []
         self.stopping = False
         self.broken_pipe = False
+        self.error: str | None = None
 
     def stop(self, _signum: int = 0) -> None:
         """Close every consumer (in the background)."""
@@ -86,10 +71,9 @@ class Tail:
                         write(prefix)
                     write(message.body)
                     write(b"\n")
-                except BrokenPipeError:
-                    self.broken_pipe = True
+                except OSError as exc:
+                    self._write_failed(exc)
                     await message.requeue(0, backoff=False)
-                    self.stop()
                     continue
                 self.shown += 1
                 await message.finish()
@@ -103,23 +87,29 @@ class Tail:
             self.flush()
 
     def flush(self) -> None:
-        if self.broken_pipe:
+        if self.broken_pipe or self.error is not None:
             return
         try:
             self.out.flush()
-        except BrokenPipeError:
-            self.broken_pipe = True
-            self.stop()
+        except OSError as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        if isinstance(exc, BrokenPipeError):
+            self.broken_pipe = True  # the reader went away (| head): a quiet end
+        elif self.error is None:
+            self.error = f"failed to write to stdout - {exc}"
+        self.stop()
 
 
 async def _main(opts: Options, channel: str) -> int:
     max_in_flight = opts.max_in_flight
     if 0 < opts.n < max_in_flight:
         max_in_flight = opts.n  # don't ask for more messages than we want
-    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
-                           max_in_flight=max_in_flight)
-    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses, config.dial_timeout)
-    tail = Tail(opts, sys.stdout.buffer)
+    config = await consumer_config(opts, PROG, max_in_flight)
+    # our own buffer: sys.stdout.buffer is unbuffered under PYTHONUNBUFFERED / -u
+    out = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    tail = Tail(opts, out)
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_signals, tail.stop)
         nursery.start_soon(tail.flusher)
@@ -130,6 +120,8 @@ async def _main(opts: Options, channel: str) -> int:
                 consumers.start_soon(tail.tail, topic, channel, consumer)
         nursery.cancel_scope.cancel()
     tail.flush()
+    if tail.error is not None:
+        raise ToolError(tail.error)
     if tail.broken_pipe:
         # like a Go program killed by SIGPIPE; keep Python from flushing stdout again
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -138,22 +130,22 @@ async def _main(opts: Options, channel: str) -> int:
     return 0
 
 
+def _check(opts: Options, channel: str) -> None:
+    check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
+    if not opts.topics:
+        raise UsageError("--topic required")
+    check_names(opts.topics, channel)
+    if opts.max_in_flight < 1:
+        raise UsageError("--max-in-flight must be >= 1")
+    if opts.n < 0:
+        raise UsageError("-n must be >= 0")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``nsq_tail`` console script."""
     opts, _ = parse(Options, argv, PROG, "nsq_tail: print the messages of NSQ topics to stdout")
     channel = opts.channel or ephemeral_channel()
-    try:
-        check_sources(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses)
-        if not opts.topics:
-            raise UsageError("--topic required")
-        check_names(opts.topics, channel)
-        if opts.max_in_flight < 1:
-            raise UsageError("--max-in-flight must be >= 1")
-        if opts.n < 0:
-            raise UsageError("-n must be >= 0")
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
-    run(PROG, _main, opts, channel)
+    start(PROG, lambda: _check(opts, channel), _main, opts, channel)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ import trio
 from client import Consumer
 from internal.logs import parse_level
 
-from ._cli import UsageError, fail, parse, run, watch_signals
+from ._cli import UsageError, parse, start, watch_signals
 from ._file_logger import FileLogger, filename_format
-from ._nsq import check_names, check_reachable, check_sources, client_config, flag, user_agent
+from ._nsq import TopicsFlags, check_names, check_sources, consumer_config, flag
 from ._progress import Progress
 
 __all__ = ["Options", "main"]
@@ -38,7 +38,7 @@ logger = logging.getLogger("apps.nsq_to_file")
 
 
 @dataclass
-class Options:
+class Options(TopicsFlags):
     """nsq_to_file's flags (NSQ 1.3's names and defaults)."""
 
     log_level: str = flag("log-level", "info", "set log verbosity: debug, info, warn, error, or fatal")
@@ -69,14 +69,6 @@ class Options:
                                               "timeout for HTTP connect", duration=True)
     http_client_request_timeout: float = flag("http-client-request-timeout", 5.0,
                                               "timeout for HTTP request", duration=True)
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    topics: list[str] = flag("topic", [], "nsq topic (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple "
-        "times, go-nsq Config names)")
     progress: bool = flag("progress", False,
                           "show progress and rate on stderr (default: when stderr is a terminal)")
 
@@ -155,10 +147,7 @@ class TopicDiscoverer:
 
 
 async def _main(opts: Options, show_progress: bool) -> int:
-    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
-                           max_in_flight=opts.max_in_flight)
-    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses,
-                          opts.http_client_connect_timeout)
+    config = await consumer_config(opts, PROG, opts.max_in_flight, opts.http_client_connect_timeout)
     async with trio.open_nursery() as nursery:
         async with trio.open_nursery() as loggers:
             discoverer = TopicDiscoverer(opts, config, loggers)
@@ -206,6 +195,10 @@ def _check(opts: Options) -> None:
         filename_format(opts, "topic")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        parse_level(opts.log_level)
+    except ValueError:
+        raise UsageError("--log-level is invalid") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -213,15 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     opts, explicit = parse(Options, argv, PROG, "nsq_to_file: write NSQ topics to (rotating) files")
     if not opts.work_dir:
         opts.work_dir = opts.output_dir
-    try:
-        _check(opts)
-        parse_level(opts.log_level)
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
-    except ValueError:
-        fail(PROG, "--log-level is invalid", 2)
     show = opts.progress if "progress" in explicit else sys.stderr.isatty()
-    run(PROG, _main, opts, show, log_level=opts.log_level, log_prefix=opts.log_prefix)
+    start(PROG, lambda: _check(opts), _main, opts, show, log_level=opts.log_level, log_prefix=opts.log_prefix)
 
 
 if __name__ == "__main__":

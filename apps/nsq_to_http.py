@@ -18,9 +18,9 @@ import trio
 from client import Consumer, Message
 from internal.version import NSQ_VERSION
 
-from ._cli import UsageError, fail, parse, run, watch_signals
+from ._cli import UsageError, parse, start, watch_signals
 from ._http_client import HTTPClient, HTTPClientError, parse_url
-from ._nsq import check_names, check_reachable, check_sources, client_config, flag, user_agent
+from ._nsq import SourceFlags, check_names, check_sources, consumer_config, flag
 from ._select import TimerMetrics, selector
 
 __all__ = ["Options", "main"]
@@ -30,7 +30,7 @@ _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass
-class Options:
+class Options(SourceFlags):
     """nsq_to_http's flags (NSQ 1.3's names and defaults)."""
 
     topic: str = flag("topic", "", "nsq topic")
@@ -55,13 +55,6 @@ class Options:
     get: list[str] = flag("get", [], "HTTP address to make a GET request to. '%s' will be printf "
                           "replaced with data (may be given multiple times)")
     headers: list[str] = flag("header", [], "Custom header for HTTP requests (may be given multiple times)")
-    nsqd_tcp_addresses: list[str] = flag(
-        "nsqd-tcp-address", [], "nsqd TCP address (may be given multiple times)")
-    lookupd_http_addresses: list[str] = flag(
-        "lookupd-http-address", [], "lookupd HTTP address (may be given multiple times)")
-    consumer_opts: list[str] = flag(
-        "consumer-opt", [], "option to passthrough to the consumer (may be given multiple times, "
-        "go-nsq Config names)")
 
 
 def parse_headers(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -129,9 +122,7 @@ class Poster:
 
 
 async def _main(opts: Options, max_attempts: int | None) -> int:
-    config = client_config(opts.consumer_opts, "consumer-opt", user_agent=user_agent(PROG),
-                           max_in_flight=opts.max_in_flight)
-    await check_reachable(opts.nsqd_tcp_addresses, opts.lookupd_http_addresses, config.dial_timeout)
+    config = await consumer_config(opts, PROG, opts.max_in_flight)
     client = HTTPClient(opts.http_client_connect_timeout, opts.http_client_request_timeout,
                         max_idle=max(opts.n, 1))
     poster = Poster(opts, client)
@@ -188,16 +179,12 @@ def _check(opts: Options) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``nsq_to_http`` console script."""
     opts, explicit = parse(Options, argv, PROG, "nsq_to_http: deliver NSQ messages to HTTP endpoints")
-    try:
-        _check(opts)
-    except UsageError as exc:
-        fail(PROG, str(exc), 2)
     # --max-attempts, else --consumer-opt max_attempts, else never give up
     max_attempts: int | None = opts.max_attempts
     if "max_attempts" not in explicit and any(o.partition(",")[0].strip() == "max_attempts"
                                               for o in opts.consumer_opts):
         max_attempts = None
-    run(PROG, _main, opts, max_attempts)
+    start(PROG, lambda: _check(opts), _main, opts, max_attempts)
 
 
 if __name__ == "__main__":

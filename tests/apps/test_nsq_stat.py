@@ -12,7 +12,7 @@ import trio
 
 from client import Producer
 
-from conftest import TIMEOUT, http, run_tool, tcp
+from apps_helpers import TIMEOUT, http, run_tool, tcp
 
 
 async def test_table_over_two_nsqd_via_lookupd(start_nsqd: Callable[..., Any], lookupd: Any, tool: Any,

@@ -9,7 +9,7 @@ from typing import Any
 
 from client import Producer
 
-from conftest import run_tool, tcp
+from apps_helpers import run_tool, tcp
 
 
 async def test_two_topics_print_topic_and_n(start_nsqd: Callable[..., Any], tool: Any) -> None:

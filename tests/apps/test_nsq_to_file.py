@@ -17,7 +17,7 @@ import trio
 
 from client import Producer
 
-from conftest import TIMEOUT, run_tool, tcp
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 HOST = socket.gethostname().split(".", 1)[0]
 
@@ -166,3 +166,40 @@ async def test_bad_input(tool: Any, tmp_path: Path) -> None:
     for args, status, text in cases:
         code, _, err = await run_tool(tool, "nsq_to_file", *args)
         assert code == status and text in err and err.count("\n") == 1, (args, code, err)
+
+
+async def test_sighup_closes_and_moves_the_file(start_nsqd: Callable[..., Any], tool: Any,
+                                                tmp_path: Path) -> None:
+    server = await start_nsqd()
+    out, work = tmp_path / "out", tmp_path / "work"
+    running = await tool("nsq_to_file", "--topic", "hup", "--nsqd-tcp-address", tcp(server),
+                         "--output-dir", str(out), "--work-dir", str(work), "--datetime-format", "X",
+                         "--progress")
+    await publish(server, "hup", [b"one"])
+    await all_finished(server, "hup", 1)
+    assert os.listdir(work) == [f"hup.{HOST}-000000.X.log"] and os.listdir(out) == []
+    running.signal(signal.SIGHUP)
+    with trio.fail_after(TIMEOUT):
+        while not os.listdir(out):
+            await trio.sleep(0.05)
+    await publish(server, "hup", [b"two"])
+    await all_finished(server, "hup", 2)
+    running.signal(signal.SIGTERM)
+    assert await running.wait() == 0, running.stderr.decode()
+    files = sorted(os.listdir(out))
+    assert files == [f"hup.{HOST}-000000.X.log", f"hup.{HOST}-000001.X.log"]
+    assert [read_lines([out / f]) for f in files] == [[b"one"], [b"two"]]
+    assert "nsq_to_file: 2 messages" in running.stderr.decode()  # --progress on a pipe: plain lines
+
+
+async def test_unwritable_output_dir_exits_1_and_gives_the_message_back(
+        start_nsqd: Callable[..., Any], tool: Any, tmp_path: Path) -> None:
+    server = await start_nsqd()
+    await publish(server, "nowhere", [b"kept"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = await run_tool(tool, "nsq_to_file", "--topic", "nowhere", "--nsqd-tcp-address", tcp(server),
+                                  "--output-dir", str(blocker / "sub"), timeout=20)
+    assert code == 1 and "unable to create dir" in err and err.count("\n") == 1, err
+    channel = server.nsqd.topics["nowhere"].channels["nsq_to_file"]
+    assert channel.depth() == 1 and not channel.in_flight  # requeued, not lost

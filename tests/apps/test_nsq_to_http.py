@@ -13,7 +13,7 @@ import trio
 from client import Producer
 from internal.http import Response, serve_http
 
-from conftest import TIMEOUT, run_tool, tcp
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 FAST_RETRY = ["--consumer-opt", "default_requeue_delay,10ms", "--consumer-opt", "backoff_multiplier,5ms",
               "--consumer-opt", "max_backoff_duration,50ms"]
@@ -114,3 +114,30 @@ async def test_bad_input(tool: Any) -> None:
     for args, status, text in cases:
         code, _, err = await run_tool(tool, "nsq_to_http", *args)
         assert code == status and text in err and err.count("\n") == 1, (args, code, err)
+
+
+async def test_sigterm_mid_stream_loses_nothing(nursery: trio.Nursery, start_nsqd: Callable[..., Any],
+                                                tool: Any) -> None:
+    server = await start_nsqd()
+    delivered: list[bytes] = []
+
+    async def slow(request: Any) -> Response:
+        await trio.sleep(0.05)
+        delivered.append(request.body)
+        return Response(200, b"ok")
+
+    host, port = await nursery.start(serve_http, slow, "127.0.0.1", 0)
+    bodies = [b"t%03d" % i for i in range(300)]
+    async with Producer(tcp(server)) as producer:
+        await producer.multi_publish("term", bodies)
+    running = await tool("nsq_to_http", "--topic", "term", "--nsqd-tcp-address", tcp(server),
+                         "--post", f"http://{host}:{port}/", "-n", "10")
+    with trio.fail_after(TIMEOUT):
+        while len(delivered) < 50:
+            await trio.sleep(0.01)
+    running.signal(signal.SIGTERM)
+    assert await running.wait() == 0, running.stderr.decode()
+    channel = server.nsqd.topics["term"].channels["nsq_to_http"]
+    assert not channel.in_flight  # every request in progress finished and was FIN'd
+    assert len(delivered) < len(bodies)
+    assert len(set(delivered)) + channel.depth() == len(bodies)

@@ -13,7 +13,7 @@ import trio
 
 from client import Producer
 
-from conftest import TIMEOUT, consume, run_tool, tcp
+from apps_helpers import TIMEOUT, consume, run_tool, tcp
 
 
 async def two(start_nsqd: Callable[..., Any], tmp_path: Path, *names: str) -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from conftest import consume, run_tool, tcp
+from apps_helpers import consume, run_tool, tcp
 
 
 async def test_every_line_reaches_every_nsqd(start_nsqd: Callable[..., Any], tool: Any, tmp_path: Any) -> None:
@@ -66,3 +66,10 @@ async def test_unreachable_and_refused_exit_1(start_nsqd: Callable[..., Any], to
                                   stdin=b"ok\n" + b"y" * 200 + b"\n")
     assert code == 1 and "failed to publish" in err and "E_BAD_MESSAGE" in err, err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+async def test_progress_on_request(start_nsqd: Callable[..., Any], tool: Any) -> None:
+    server = await start_nsqd()
+    code, _, err = await run_tool(tool, "to_nsq", "--topic", "prog", "--nsqd-tcp-address", tcp(server),
+                                  "--progress", stdin=b"a\nb\nc\n")
+    assert code == 0 and "to_nsq: 3 messages" in err and "(average)" in err, err

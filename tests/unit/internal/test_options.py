@@ -247,3 +247,22 @@ def test_parse_bool():
     assert parse_bool("TRUE") is True and parse_bool("f") is False
     with pytest.raises(ValueError):
         parse_bool("yes")
+
+
+@dataclass
+class ShortOpts:
+    n: int = field(default=0, metadata={"flag": "n"})
+    quiet: bool = field(default=False, metadata={"flag": "q"})
+
+
+@pytest.mark.parametrize("argv", [["-n", "5", "-q"], ["--n", "5", "--q"], ["-n=5", "-q=true"]])
+def test_one_letter_go_flags(argv):
+    opts, _ = resolve(ShortOpts, argv, prog="nsq_tail", exit_on_error=False)
+    assert (opts.n, opts.quiet) == (5, True)
+
+
+def test_brief_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        resolve(ShortOpts, ["--bogus"], prog="nsq_tail", brief_errors=True)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "nsq_tail: error: unrecognized arguments: --bogus\n"
