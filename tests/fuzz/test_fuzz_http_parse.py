@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzz_strategies import mutated, splits
-from internal._httpconn import Conn
+from internal._httpconn import Conn, Limits
 
 MAX_BODY = 400
 MAX_HEADER = 600
@@ -48,7 +48,7 @@ def request(draw: st.DrawFn) -> tuple[bytes, tuple]:
 
 def _run(pieces: list[bytes], max_header: int = MAX_HEADER
          ) -> tuple[list[tuple], tuple[int, str] | None]:
-    conn = Conn("127.0.0.1:1", MAX_BODY, max_header)
+    conn = Conn("127.0.0.1:1", Limits(max_body=MAX_BODY, max_header=max_header))
     for piece in pieces:
         conn.feed(piece)  # never raises: faults land in conn.error
         assert conn.body_size <= MAX_BODY
@@ -108,7 +108,7 @@ def test_garbage_never_raises(case: tuple[bytes, list[bytes]]) -> None:
 @given(st.integers(MAX_HEADER + 1, 4 * MAX_HEADER), st.integers(1, 200))
 def test_endless_headers_refused(length: int, piece: int) -> None:
     data = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * length
-    conn = Conn("127.0.0.1:1", MAX_BODY, MAX_HEADER)
+    conn = Conn("127.0.0.1:1", Limits(max_body=MAX_BODY, max_header=MAX_HEADER))
     for i in range(0, len(data), piece):
         conn.feed(data[i:i + piece])
         if conn.error:
@@ -118,7 +118,7 @@ def test_endless_headers_refused(length: int, piece: int) -> None:
 
 @given(st.integers(MAX_BODY + 1, 10**12), st.booleans())
 def test_oversized_body_refused_before_buffering(size: int, chunked: bool) -> None:
-    conn = Conn("127.0.0.1:1", MAX_BODY, MAX_HEADER)
+    conn = Conn("127.0.0.1:1", Limits(max_body=MAX_BODY, max_header=MAX_HEADER))
     if chunked:
         conn.feed(b"POST /pub HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % size)
         conn.feed(b"z" * (MAX_BODY + 1))
