@@ -100,7 +100,7 @@ class DeferredStore(BucketFiles):
         super().__init__(directory, write_through=write_through, syncer=syncer,
                          max_msg_size=max_msg_size, sync_timeout=sync_timeout)
         self._wake = wake
-        #: the daemon's deferred loop serves this store (set and cleared by the daemon)
+        #: the daemon's deferred loop serves this store (set and cleared by that loop)
         self.watched = False
         self._clock = clock
         self._wall_ns = wall_ns
@@ -116,6 +116,11 @@ class DeferredStore(BucketFiles):
             if os.path.isdir(directory):
                 self._open()
             self._advance_horizons()
+
+    def set_wake(self, wake: Callable[[DeferredStore, float], None] | None) -> None:
+        """Call ``wake(store, due)`` from now on when a message becomes the earliest (or,
+        with ``due`` infinite, when the store has buckets to load and is not watched)."""
+        self._wake = wake
 
     # ------------------------------------------------------------------ clocks
     def _sync_clock(self) -> None:

@@ -11,9 +11,9 @@ import dataclasses
 import errno
 import fcntl
 import logging
-import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -35,6 +35,7 @@ from internal.version import NSQ_VERSION, version_string
 from .backend import Backend, DummyBackend
 from .channel import Channel
 from .client_v2 import ClientV2
+from .deferred_loop import DeferredLoop
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
@@ -42,6 +43,7 @@ from .guid import IDGenerator
 from .metadata import METADATA_FILE, MetadataFile, discover_queues
 from .options import Options
 from .protocol_v2 import ProtocolV2
+from .queue_scan import queue_scan_loop
 from .statsd import StatsdPusher
 from .syncer import Syncer
 from .tls import build_client_context, build_server_context
@@ -51,11 +53,6 @@ __all__ = ["NSQD", "BoundAddresses"]
 
 logger = logging.getLogger(__name__)
 
-#: the deferred loop's shortest and longest sleep (release granularity / idle re-check)
-DEFERRED_TICK = 0.005
-DEFERRED_IDLE = 0.5
-#: how often the loader looks for deferred buckets coming within the horizon
-DEFERRED_LOAD_IDLE = 0.1
 #: records read into a diskqueue's cache for the next read (write-through mode)
 DISK_CACHE = 4096
 
@@ -98,9 +95,8 @@ class NSQD:
         self._loaded = False  # metadata restored: the shutdown may write it back
         #: group commit and periodic syncs of every disk queue and deferred store
         self.syncer = Syncer(sync_timeout=options.sync_timeout)
-        self._deferred_channels: dict[int, Channel] = {}
-        self._deferred_lot = trio.lowlevel.ParkingLot()
-        self._deferred_wake_at = math.inf
+        #: releases (and loads ahead) every channel's deferred messages
+        self.deferred_loop = DeferredLoop()
 
     # ------------------------------------------------------------------ options
     @property
@@ -305,72 +301,14 @@ class NSQD:
         finally:
             await trio.aclose_forcefully(stream)
 
-    # ------------------------------------------------------------------ timers
-    async def _scan_loop(self) -> None:
-        """NSQ's queueScanLoop: in-flight timeouts and due deferred messages."""
-        while True:
-            await trio.sleep(self.options.queue_scan_interval)
-            now = trio.current_time()
-            for topic in list(self.topics.values()):
-                for channel in list(topic.channels.values()):
-                    if channel.in_flight:
-                        channel.process_in_flight(now)
-
     # ------------------------------------------------------------------ deferred
     def watch_deferred(self, channel: Channel) -> None:
         """Have the deferred loop serve ``channel``'s deferred store from now on."""
-        store = channel.deferred
-        store._wake = lambda _store, due: self._deferred_wake(channel, due)
-        if store or store.has_work():
-            self._deferred_wake(channel, -math.inf)
+        self.deferred_loop.watch(channel)
 
-    def _deferred_wake(self, channel: Channel, due: float) -> None:
-        self._deferred_channels[id(channel)] = channel
-        channel.deferred.watched = True
-        if due < self._deferred_wake_at:
-            self._deferred_wake_at = due
-            self._deferred_lot.unpark_all()
-
-    async def _deferred_loader(self) -> None:
-        """Load spilled deferred messages ahead of their time (file reads in a thread)."""
-        watched = self._deferred_channels
-        while True:
-            busy = False
-            for channel in list(watched.values()):
-                store = channel.deferred
-                if not channel.deleted and store.has_work() and await store.advance_async():
-                    busy = True
-            if busy:
-                await trio.lowlevel.checkpoint()
-            else:
-                await trio.sleep(DEFERRED_LOAD_IDLE)
-
-    async def _deferred_loop(self) -> None:
-        """Release deferred messages when due."""
-        watched = self._deferred_channels
-        while True:
-            now = trio.current_time()
-            wake_at = now + DEFERRED_IDLE
-            for key, channel in list(watched.items()):
-                store = channel.deferred
-                if channel.deleted:
-                    del watched[key]
-                    store.watched = False
-                    continue
-                due = store.next_due()
-                if due is not None and due <= now:
-                    channel.process_deferred(now)
-                    due = store.next_due()
-                if due is not None:
-                    wake_at = min(wake_at, due)
-                elif not store and not store.has_work():
-                    del watched[key]
-                    store.watched = False
-            wake_at = max(wake_at, now + DEFERRED_TICK)
-            self._deferred_wake_at = wake_at
-            with trio.move_on_at(wake_at):
-                await self._deferred_lot.park()
-            self._deferred_wake_at = math.inf
+    def _channels(self) -> Iterator[Channel]:
+        for topic in list(self.topics.values()):
+            yield from list(topic.channels.values())
 
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> dict[str, Any]:
@@ -498,10 +436,11 @@ class NSQD:
                     except (OSError, ValueError) as exc:
                         raise listen_failed(opts.http_address, exc) from exc
                 self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
-                nursery.start_soon(self._scan_loop)
+                nursery.start_soon(queue_scan_loop, self._channels,
+                                   lambda: self.options.queue_scan_interval)
                 nursery.start_soon(self.syncer.run)
-                nursery.start_soon(self._deferred_loop)
-                nursery.start_soon(self._deferred_loader)
+                nursery.start_soon(self.deferred_loop.run)
+                nursery.start_soon(self.deferred_loop.run_loader)
                 nursery.start_soon(self.meta.run)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)
