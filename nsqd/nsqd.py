@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import trio
 
+from client.errors import LookupdError
+from client.lookup import channels as lookupd_channels
 from client.protocol import (
     MAGIC_V2,
     encode_error,
@@ -181,14 +183,12 @@ class NSQD:
             names: set[str] = set()
             timeout = httpx.Timeout(opts.http_client_request_timeout,
                                     connect=opts.http_client_connect_timeout)
-            async with httpx.AsyncClient(timeout=timeout) as http:
+            async with httpx.AsyncClient() as http:
                 for address in addresses:
                     try:
-                        resp = await http.get(f"http://{address}/channels",
-                                              params={"topic": topic.name})
-                        resp.raise_for_status()
-                        names.update(resp.json().get("channels") or [])
-                    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                        names.update(await lookupd_channels(http, address, topic.name,
+                                                            timeout=timeout))
+                    except LookupdError as exc:
                         logger.warning("failed to query nsqlookupd for channels to pre-create "
                                        "for topic %s - %s", topic.name, exc)
             for name in sorted(names):
