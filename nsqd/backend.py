@@ -5,16 +5,16 @@ ints are untracked by the garbage collector, which keeps deep backlogs cheap: wi
 object per message, every full collection would walk the whole backlog.
 
 Backends are synchronous: reads and writes are small and buffered, so the hot path never
-awaits per message. ``Backend`` is the seam the disk queue plugs into.
+awaits per message. ``Backend`` is what topics and channels ask of their store: the
+disk queue (:class:`~nsqd.diskqueue.DiskQueue`) or, for ephemeral ones, :class:`DummyBackend`.
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from typing import Protocol
 
-__all__ = ["Backend", "BackendError", "DummyBackend", "MemoryBackend", "Msg"]
+__all__ = ["Backend", "BackendError", "DummyBackend", "Msg"]
 
 #: (id, body, timestamp_ns, attempts)
 Msg = tuple[bytes, bytes, int, int]
@@ -26,6 +26,14 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     """The overflow store of one topic or channel."""
+
+    @property
+    def write_through(self) -> bool:
+        """Every message goes through here (no memory queue in front of it)."""
+
+    @property
+    def ack_mode(self) -> bool:
+        """Read messages are kept until :meth:`ack` (replayed after a crash)."""
 
     def put(self, msgs: Iterable[Msg]) -> None:
         """Append messages in order; raise :class:`BackendError` if nothing could be stored."""
@@ -53,43 +61,13 @@ class Backend(Protocol):
         """Release resources and remove what is stored."""
 
 
-class MemoryBackend:
-    """An unbounded in-process overflow, used when no data path persistence applies."""
-
-    __slots__ = ("_queue",)
-
-    def __init__(self) -> None:
-        self._queue: collections.deque[Msg] = collections.deque()
-
-    def put(self, msgs: Iterable[Msg]) -> None:
-        self._queue.extend(msgs)
-
-    def read(self, n: int) -> list[Msg]:
-        q = self._queue
-        k = min(n, len(q))
-        popleft = q.popleft
-        return [popleft() for _ in range(k)]
-
-    def depth(self) -> int:
-        return len(self._queue)
-
-    def ack(self, msg_id: bytes) -> None:
-        pass
-
-    def empty(self) -> None:
-        self._queue.clear()
-
-    def close(self) -> None:
-        pass
-
-    def delete(self) -> None:
-        self._queue.clear()
-
-
 class DummyBackend:
     """Discards overflow, as NSQ does for ``#ephemeral`` topics and channels."""
 
     __slots__ = ("dropped",)
+
+    write_through = False
+    ack_mode = False
 
     def __init__(self) -> None:
         self.dropped = 0

@@ -106,7 +106,7 @@ class Topic:
     def _enqueue(self, entries: list[Entry]) -> None:
         memory = self.memory
         room = self.nsqd.options.mem_queue_size - len(memory)
-        if getattr(self.backend, "write_through", False):
+        if self.backend.write_through:
             room = 0
         if self.backend.depth() == 0 and room > 0:
             memory.extend(entries[:room])
@@ -156,7 +156,7 @@ class Topic:
                 self._retry = (batch, from_backend)
                 await trio.sleep(0.1)
             else:
-                if from_backend and getattr(self.backend, "ack_mode", False):
+                if from_backend and self.backend.ack_mode:
                     ack = self.backend.ack
                     for entry in batch:
                         ack(entry[0])
