@@ -12,11 +12,12 @@ import errno
 import fcntl
 import logging
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trio
@@ -42,6 +43,7 @@ from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
 from .guid import IDGenerator
+from .lookup import LookupPeers
 from .metadata import METADATA_FILE, MetadataFile, discover_queues
 from .options import Options
 from .protocol_v2 import ProtocolV2
@@ -86,7 +88,7 @@ class NSQD:
         self.ids = IDGenerator(options.node_id)
         self.protocol = ProtocolV2(self)
         self.bound: BoundAddresses | None = None
-        self.lookup: Any = None  # nsqd.lookup.LookupPeers once running
+        self.lookup: LookupPeers | None = None  # once running
         self.health = "OK"
         self._client_seq = 0
         self._nursery: trio.Nursery | None = None
@@ -106,7 +108,7 @@ class NSQD:
         return self.options.data_path or os.getcwd()
 
     @property
-    def client_tls_context(self) -> Any:
+    def client_tls_context(self) -> ssl.SSLContext:
         """TLS settings of nsqd as an HTTPS client (auth server queries)."""
         if self._client_tls_context is None:
             self._client_tls_context = build_client_context(self.options)
@@ -174,7 +176,7 @@ class NSQD:
     async def _precreate_channels(self, topic: Topic) -> None:
         """Ask every lookupd for the topic's channels, create them, then start the topic."""
         try:
-            addresses = self.lookup.lookupd_http_addresses()
+            addresses = self.lookup.lookupd_http_addresses() if self.lookup is not None else []
             if not addresses:
                 logger.error("no available nsqlookupd to query for channels to pre-create "
                              "for topic %s", topic.name)
@@ -221,7 +223,8 @@ class NSQD:
     def channel_deleted(self, topic: Topic, channel: Channel) -> None:
         self._notify("unregister", topic.name, channel.name, ephemeral=channel.ephemeral)
 
-    def _notify(self, kind: str, topic: str, channel: str | None, *, ephemeral: bool) -> None:
+    def _notify(self, kind: Literal["register", "unregister"], topic: str, channel: str | None,
+                *, ephemeral: bool) -> None:
         if self._loading:
             return
         if self.lookup is not None:
@@ -401,8 +404,6 @@ class NSQD:
     # ------------------------------------------------------------------ run
     async def run(self, *, task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; then close clients and persist metadata."""
-        from .lookup import LookupPeers
-
         opts = self.options
         self._lock_data_path()
         logger.info("%s", version_string("nsqd"))
