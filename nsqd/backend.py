@@ -1,8 +1,10 @@
 """Where a topic's or channel's messages go once its memory queue is full.
 
-A message here is the tuple ``(id, body, timestamp_ns, attempts)``: tuples of bytes and
-ints are untracked by the garbage collector, which keeps deep backlogs cheap: with an
-object per message, every full collection would walk the whole backlog.
+A message here is the plain tuple ``(id, body, timestamp_ns, attempts)``: tuples of
+bytes and ints are untracked by the garbage collector, which keeps deep backlogs cheap:
+with an object per message, every full collection would walk the whole backlog. A topic
+also queues deferred messages (DPUB while no channel takes them): a :class:`DueMsg`,
+told from a plain message by its type.
 
 Backends are synchronous: reads and writes are small and buffered, so the hot path never
 awaits per message. ``Backend`` is what topics and channels ask of their store: the
@@ -12,20 +14,42 @@ disk queue (:class:`~nsqd.diskqueue.DiskQueue`) or, for ephemeral ones, :class:`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
-__all__ = ["Backend", "BackendError", "DummyBackend", "Msg"]
+__all__ = ["Backend", "BackendError", "DueMsg", "DummyBackend", "Entry", "Msg"]
 
 #: (id, body, timestamp_ns, attempts)
 Msg = tuple[bytes, bytes, int, int]
+
+
+class DueMsg(NamedTuple):
+    """A deferred message waiting in a topic, delivered to its channels at ``due``."""
+
+    msg_id: bytes
+    body: bytes
+    timestamp: int
+    attempts: int
+    #: monotonic delivery time
+    due: float
+
+    def msg(self) -> Msg:
+        """The message without its due time."""
+        return (self.msg_id, self.body, self.timestamp, self.attempts)
+
+
+#: what a topic queues: a message, or a deferred one
+Entry = Msg | DueMsg
+
+#: what a backend holds: :data:`Msg` for a channel's, :data:`Entry` for a topic's
+E = TypeVar("E")
 
 
 class BackendError(Exception):
     """A backend could not store a message (disk full, I/O error...)."""
 
 
-class Backend(Protocol):
-    """The overflow store of one topic or channel."""
+class Backend(Protocol[E]):
+    """The overflow store of one topic or channel, holding entries of type ``E``."""
 
     @property
     def write_through(self) -> bool:
@@ -35,10 +59,10 @@ class Backend(Protocol):
     def ack_mode(self) -> bool:
         """Read messages are kept until :meth:`ack` (replayed after a crash)."""
 
-    def put(self, msgs: Iterable[Msg]) -> None:
+    def put(self, msgs: Iterable[E]) -> None:
         """Append messages in order; raise :class:`BackendError` if nothing could be stored."""
 
-    def read(self, n: int) -> list[Msg]:
+    def read(self, n: int) -> list[E]:
         """Remove and return up to ``n`` messages, oldest first."""
 
     def depth(self) -> int:
@@ -72,11 +96,11 @@ class DummyBackend:
     def __init__(self) -> None:
         self.dropped = 0
 
-    def put(self, msgs: Iterable[Msg]) -> None:
+    def put(self, msgs: Iterable[Entry]) -> None:
         for _ in msgs:
             self.dropped += 1
 
-    def read(self, n: int) -> list[Msg]:
+    def read(self, n: int) -> list[Entry]:
         return []
 
     def depth(self) -> int:

@@ -44,7 +44,7 @@ from typing import Any
 import trio
 
 from .backend import BackendError, Msg
-from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, Entry
+from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, HeapEntry
 from .fileio import remove_file, write_atomic
 from .records import DUE_FIXED, DUE_FLAG, DUE_HEADER
 from .syncer import Syncer
@@ -104,9 +104,9 @@ class DeferredStore(BucketFiles):
         self.watched = False
         self._clock = clock
         self._wall_ns = wall_ns
-        self.heap: list[Entry] = []
+        self.heap: list[HeapEntry] = []
         #: loaded level-0 buckets, each sorted by due time, in bucket order
-        self._runs: collections.deque[collections.deque[Entry]] = collections.deque()
+        self._runs: collections.deque[collections.deque[HeapEntry]] = collections.deque()
         self._runs_len = 0
         self._seq = itertools.count()
         self._work: list[Bucket] = []  # opened, not loaded yet

@@ -106,7 +106,7 @@ class SegmentFiles(SyncedFiles):
     def _load_meta(self) -> dict[str, Any] | None:
         try:
             with open(self._meta_path(), "rb") as f:
-                meta = json.loads(f.read())
+                meta: dict[str, Any] = json.loads(f.read())
             meta["read"] = [int(x) for x in meta["read"]]
             meta["write"] = [int(x) for x in meta["write"]]
             meta["totals"] = {int(k): int(v) for k, v in meta["totals"].items()}

@@ -35,7 +35,7 @@ from internal.netaddr import join_host_port, split_host_port
 from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
 
-from .backend import Backend, DummyBackend
+from .backend import Backend, DummyBackend, Entry
 from .channel import Channel
 from .client_v2 import ClientV2
 from .deferred_loop import DeferredLoop
@@ -119,7 +119,7 @@ class NSQD:
         self.options = dataclasses.replace(self.options, **changes)
 
     # ------------------------------------------------------------------ topics
-    def _backend(self, name: str, ephemeral: bool) -> Backend:
+    def _backend(self, name: str, ephemeral: bool) -> Backend[Entry]:
         if ephemeral:
             return DummyBackend()
         opts = self.options
