@@ -129,9 +129,6 @@ class DeferredStore(BucketFiles):
     def _to_wall(self, due: float) -> int:
         return self._offset_ns + int(due * NS)
 
-    def _to_mono(self, due_ns: int) -> float:
-        return (due_ns - self._offset_ns) / NS
-
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
         return self._count
