@@ -1,4 +1,4 @@
-"""nsqlookupd HTTP client: which nsqd produce a topic.
+"""nsqlookupd HTTP client: which nsqd produce a topic, which channels it has.
 
 ``GET /lookup?topic=`` answers ``{"channels": [...], "producers": [{"broadcast_address",
 "tcp_port", ...}]}``; an unknown topic is a 404, which simply means "no producers yet".
@@ -15,7 +15,7 @@ import httpx
 
 from .errors import LookupdError
 
-__all__ = ["LookupResult", "PeerInfo", "lookup", "lookup_url", "nodes"]
+__all__ = ["LookupResult", "PeerInfo", "channels", "lookup", "lookup_url", "nodes"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +76,20 @@ def _unwrap(payload: Any) -> dict[str, Any]:
     return payload
 
 
-async def _get(client: httpx.AsyncClient, url: str, params: dict[str, str] | None, timeout: float) -> httpx.Response:
+#: seconds for the whole request, or an :class:`httpx.Timeout` (e.g. a shorter connect)
+Timeout = float | httpx.Timeout
+
+
+async def _get(client: httpx.AsyncClient, url: str, params: dict[str, str] | None,
+               timeout: Timeout) -> httpx.Response:
     try:
         return await client.get(url, params=params, headers=_ACCEPT, timeout=timeout)
     except httpx.HTTPError as exc:
         raise LookupdError(f"GET {url} failed: {exc!r}") from exc
 
 
-async def lookup(client: httpx.AsyncClient, address: str, topic: str, *, timeout: float = 60.0) -> LookupResult:
+async def lookup(client: httpx.AsyncClient, address: str, topic: str, *,
+                 timeout: Timeout = 60.0) -> LookupResult:
     """Ask one nsqlookupd which nsqd produce ``topic``.
 
     Args:
@@ -115,7 +121,8 @@ async def lookup(client: httpx.AsyncClient, address: str, topic: str, *, timeout
     return LookupResult(producers, channels)
 
 
-async def nodes(client: httpx.AsyncClient, address: str, *, timeout: float = 60.0) -> tuple[PeerInfo, ...]:
+async def nodes(client: httpx.AsyncClient, address: str, *,
+                timeout: Timeout = 60.0) -> tuple[PeerInfo, ...]:
     """Every nsqd registered with one nsqlookupd (``GET /nodes``).
 
     Raises:
@@ -131,4 +138,24 @@ async def nodes(client: httpx.AsyncClient, address: str, *, timeout: float = 60.
         payload = _unwrap(response.json())
         return tuple(PeerInfo.from_json(p) for p in payload.get("producers") or ())
     except (ValueError, KeyError, TypeError) as exc:
+        raise LookupdError(f"GET {url}: unparseable answer {response.text[:200]!r}") from exc
+
+
+async def channels(client: httpx.AsyncClient, address: str, topic: str, *,
+                   timeout: Timeout = 60.0) -> tuple[str, ...]:
+    """The channels of ``topic`` registered with one nsqlookupd (``GET /channels``).
+
+    Raises:
+        LookupdError: the request failed, or the answer was not understood.
+
+    Cancellation: cancels the HTTP request.
+    """
+    url = f"{lookup_url(address)}/channels"
+    response = await _get(client, url, {"topic": topic}, timeout)
+    if response.status_code != 200:
+        raise LookupdError(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+    try:
+        names = _unwrap(response.json()).get("channels") or ()
+        return tuple(str(c) for c in names)
+    except (ValueError, TypeError) as exc:
         raise LookupdError(f"GET {url}: unparseable answer {response.text[:200]!r}") from exc

@@ -114,8 +114,8 @@ class Channel:
         self._groups: dict[float, collections.OrderedDict[bytes, InFlight]] = {}
         self.deferred = deferred if deferred is not None else DeferredStore(None)
         #: every message goes through the backend; it keeps delivered ones until acked
-        self._through = bool(getattr(backend, "write_through", False))
-        self._acking = bool(getattr(backend, "ack_mode", False))
+        self._through = backend.write_through
+        self._acking = backend.ack_mode
         self.paused = False
         self.deleted = False
         self.message_count = 0

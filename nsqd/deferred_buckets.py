@@ -32,7 +32,7 @@ from .fileio import AppendFile, SyncedFiles, remove_file
 from .records import encode_due_records, encode_record, scan_file
 from .syncer import SyncJob, Syncer
 
-__all__ = ["Bucket", "BucketFiles", "Entry"]
+__all__ = ["Bucket", "BucketFiles", "HeapEntry"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ FLUSH_BYTES = 64 * 1024
 _U32 = struct.Struct("<I")
 _NAME = re.compile(r"L([01])-(\d+)-(\d+)\.dat")
 
-#: a heap entry: (due monotonic, seq, msg, bucket or None, record offset)
-Entry = tuple
+#: a deferred message held in memory: ``(due, seq, msg, bucket, offset)``: its monotonic
+#: due time, a tie-breaker (entries sort by due time, then arrival), the message, and in
+#: write-through mode the bucket and offset of its record (else None and 0). A plain
+#: tuple: the heap and the sorted runs compare them at C speed, and millions are cheap.
+HeapEntry = tuple[float, int, Msg, "Bucket | None", int]
 
 
 class Bucket:
@@ -70,7 +73,7 @@ class Bucket:
         self.loaded = False         # every record up to ``end`` is in the heap
         self.load_off = 0
         self.end = 0
-        self.entries: list[Entry] = []  # loaded so far, sorted into a run once complete
+        self.entries: list[HeapEntry] = []  # loaded so far, sorted into a run once complete
         #: damaged byte ranges (start -> end) loading skips
         self.damaged: dict[int, int] | None = None
 
@@ -110,7 +113,7 @@ class BucketFiles(SyncedFiles):
         self._buckets: dict[int, Bucket] = {}
         self._current: dict[tuple[int, int], Bucket] = {}
         self._gen = 0
-        self._pending: list[tuple[int, int, int]] = []  # (start_ns, gen) not opened yet
+        self._pending: list[tuple[int, int]] = []  # (start_ns, gen) not opened yet
         self._h0 = 0
         self._h1 = 0
         self._dirty: dict[int, Bucket] = {}

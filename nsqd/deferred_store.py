@@ -44,7 +44,7 @@ from typing import Any
 import trio
 
 from .backend import BackendError, Msg
-from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, Entry
+from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, HeapEntry
 from .fileio import remove_file, write_atomic
 from .records import DUE_FIXED, DUE_FLAG, DUE_HEADER
 from .syncer import Syncer
@@ -100,13 +100,13 @@ class DeferredStore(BucketFiles):
         super().__init__(directory, write_through=write_through, syncer=syncer,
                          max_msg_size=max_msg_size, sync_timeout=sync_timeout)
         self._wake = wake
-        #: the daemon's deferred loop serves this store (set and cleared by the daemon)
+        #: the daemon's deferred loop serves this store (set and cleared by that loop)
         self.watched = False
         self._clock = clock
         self._wall_ns = wall_ns
-        self.heap: list[Entry] = []
+        self.heap: list[HeapEntry] = []
         #: loaded level-0 buckets, each sorted by due time, in bucket order
-        self._runs: collections.deque[collections.deque[Entry]] = collections.deque()
+        self._runs: collections.deque[collections.deque[HeapEntry]] = collections.deque()
         self._runs_len = 0
         self._seq = itertools.count()
         self._work: list[Bucket] = []  # opened, not loaded yet
@@ -117,15 +117,17 @@ class DeferredStore(BucketFiles):
                 self._open()
             self._advance_horizons()
 
+    def set_wake(self, wake: Callable[[DeferredStore, float], None] | None) -> None:
+        """Call ``wake(store, due)`` from now on when a message becomes the earliest (or,
+        with ``due`` infinite, when the store has buckets to load and is not watched)."""
+        self._wake = wake
+
     # ------------------------------------------------------------------ clocks
     def _sync_clock(self) -> None:
         self._offset_ns = self._wall_ns() - int(self._clock() * NS)
 
     def _to_wall(self, due: float) -> int:
         return self._offset_ns + int(due * NS)
-
-    def _to_mono(self, due_ns: int) -> float:
-        return (due_ns - self._offset_ns) / NS
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:

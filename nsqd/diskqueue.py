@@ -33,9 +33,9 @@ import os
 import time
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import cast
 
-from .backend import BackendError, Msg
+from .backend import BackendError, DueMsg, Entry, Msg
 from .diskqueue_segments import Segment, SegmentFiles, unpack_pos
 from .fileio import AppendFile
 from .records import (
@@ -85,7 +85,7 @@ class DiskQueue(SegmentFiles):
         self.write_through = write_through or self.ack_mode
         self._cache_size = cache_size
         self._ops = 0
-        self._cache: collections.deque[Msg] | None = None
+        self._cache: collections.deque[Entry] | None = None
         self._cache_pos: collections.deque[int] = collections.deque()
         self._open()
 
@@ -96,8 +96,8 @@ class DiskQueue(SegmentFiles):
     def depth(self) -> int:
         return self._depth
 
-    def put(self, msgs: Iterable[Msg]) -> None:
-        """Append messages (5-tuples carry a monotonic due time: topic DPUB entries).
+    def put(self, msgs: Iterable[Entry]) -> None:
+        """Append messages (a topic's also :class:`~nsqd.backend.DueMsg` entries).
 
         Raises:
             BackendError: the queue is closed, or the disk refuses writes; nothing of
@@ -113,10 +113,10 @@ class DiskQueue(SegmentFiles):
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         if not msgs:
             return
-        if len(msgs[0]) == 4 and all(len(m) == 4 for m in msgs):
-            parts = encode_records(msgs)
+        if DueMsg not in map(type, msgs):
+            parts = encode_records(cast(list[Msg], msgs))
         else:
-            parts = [self._encode_entry(m) for m in msgs]
+            parts = [_encode_entry(m) for m in msgs]
         nbytes = sum(map(len, parts))
         wfile = self._wfile
         if wfile.size and wfile.size + nbytes > self.max_bytes_per_file:
@@ -154,11 +154,6 @@ class DiskQueue(SegmentFiles):
             self._roll()
         self._after_op(len(msgs), durable=True)
 
-    def _encode_entry(self, m: tuple[Any, ...]) -> bytes:
-        if len(m) == 5:
-            return encode_record(m[0], m[1], m[2], m[3], _mono_to_wall_ns(m[4]))
-        return encode_record(m[0], m[1], m[2], m[3])
-
     def _after_op(self, n: int, *, durable: bool) -> None:
         syncer = self.syncer
         if syncer is None:
@@ -178,9 +173,9 @@ class DiskQueue(SegmentFiles):
             syncer.active(self)
 
     # ------------------------------------------------------------------ reading
-    def read(self, n: int) -> list[Msg]:
+    def read(self, n: int) -> list[Entry]:
         """Remove and return up to ``n`` messages, oldest first (ack mode: until acked)."""
-        out: list[Msg] = []
+        out: list[Entry] = []
         if n <= 0 or not self._depth or self._closed:
             return out
         cache = self._cache
@@ -229,7 +224,7 @@ class DiskQueue(SegmentFiles):
         self._rpos = off
         self._ridx = idx
 
-    def _read_disk(self, n: int, out: list[Msg]) -> None:
+    def _read_disk(self, n: int, out: list[Entry]) -> None:
         unpack = HEADER.unpack_from
         crc32 = zlib.crc32
         max_size = self.max_msg_size + FIXED
@@ -272,6 +267,7 @@ class DiskQueue(SegmentFiles):
             idx = self._ridx
             need = 0
             corrupt = None
+            msg: Entry
             while True:
                 if i + HEADER_SIZE > limit:
                     need = HEADER_SIZE
@@ -289,7 +285,7 @@ class DiskQueue(SegmentFiles):
                             corrupt = str(exc)
                             break
                         assert rec is not None
-                        msg = (rec[0], rec[1], rec[2], rec[3], _wall_ns_to_mono(rec[4]))
+                        msg = DueMsg(rec[0], rec[1], rec[2], rec[3], _wall_ns_to_mono(rec[4]))
                     else:
                         corrupt = f"invalid record size {size}"
                         break
@@ -314,7 +310,7 @@ class DiskQueue(SegmentFiles):
                         self._ack_pos(pos)
                         continue
                     unacked[msg[0]] = pos
-                out.append(msg)  # type: ignore[arg-type]
+                out.append(msg)
                 if len(out) >= n or not self._depth:
                     break
             self._rpos = start + i
@@ -492,6 +488,12 @@ class DiskQueue(SegmentFiles):
 
 
 # ---------------------------------------------------------------------- clocks
+def _encode_entry(m: Entry) -> bytes:
+    if isinstance(m, DueMsg):
+        return encode_record(m.msg_id, m.body, m.timestamp, m.attempts, _mono_to_wall_ns(m.due))
+    return encode_record(*m)
+
+
 def _mono_to_wall_ns(due: float) -> int:
     """A monotonic (trio) due time as wall-clock ns, to survive a restart."""
     import trio

@@ -30,7 +30,7 @@ from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
 from .records import scan_file
 from .syncer import SyncJob, Syncer
 
-__all__ = ["Segment", "SegmentFiles", "pack_pos", "unpack_pos"]
+__all__ = ["Segment", "SegmentFiles", "unpack_pos"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,9 @@ _U32 = struct.Struct("<I")
 ACK_MODE_META_INTERVAL = 2.0
 
 
-def pack_pos(seg: int, idx: int, off: int) -> int:
-    """A record's position: its segment, index in the segment and byte offset."""
-    return (seg << 56) | (idx << 32) | off
-
-
 def unpack_pos(pos: int) -> tuple[int, int, int]:
-    """A position's ``(segment, index, offset)``."""
+    """A record's position ``(seg << 56) | (idx << 32) | off``, as ``(segment, index in
+    the segment, byte offset)``."""
     return pos >> 56, (pos >> 32) & 0xFFFFFF, pos & 0xFFFFFFFF
 
 
@@ -110,7 +106,7 @@ class SegmentFiles(SyncedFiles):
     def _load_meta(self) -> dict[str, Any] | None:
         try:
             with open(self._meta_path(), "rb") as f:
-                meta = json.loads(f.read())
+                meta: dict[str, Any] = json.loads(f.read())
             meta["read"] = [int(x) for x in meta["read"]]
             meta["write"] = [int(x) for x in meta["write"]]
             meta["totals"] = {int(k): int(v) for k, v in meta["totals"].items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,6 +89,12 @@ def remove_file(path: str) -> None:
         logger.error("failed to remove %s - %s", path, exc)
 
 
+def _remove_files(paths: list[str]) -> None:
+    """:func:`remove_file` each path."""
+    for path in paths:
+        remove_file(path)
+
+
 class SyncedFiles:
     """The state and steps a file-backed store shares with every other one the
     :class:`~nsqd.syncer.Syncer` syncs: buffered writes flushed at the start of a cycle,
@@ -133,6 +140,18 @@ class SyncedFiles:
             self._write_failed(exc)
             raise
 
+    def flush_acks(self) -> list[int]:
+        """Syncable: write buffered acknowledgement logs; return their fds."""
+        raise NotImplementedError
+
+    def sync_jobs(self) -> list[SyncJob]:
+        """Syncable: the cycle's work once everything is fsync'ed."""
+        raise NotImplementedError
+
+    def sync_done(self, ok: bool) -> None:
+        """Syncable: the cycle ended."""
+        raise NotImplementedError
+
     def _meta_path(self) -> str:
         raise NotImplementedError
 
@@ -149,7 +168,7 @@ class SyncedFiles:
             jobs.append(lambda: None if self._closed else write_atomic(path, data))
         if self._unlinks:
             paths, self._unlinks = self._unlinks, []
-            jobs.append(lambda: [remove_file(p) for p in paths])  # type: ignore[func-returns-value]
+            jobs.append(partial(_remove_files, paths))
         return jobs
 
     def _close_idle(self) -> None:
@@ -159,8 +178,7 @@ class SyncedFiles:
 
     def _run_unlinks(self) -> None:
         paths, self._unlinks = self._unlinks, []
-        for p in paths:
-            remove_file(p)
+        _remove_files(paths)
 
     def _sync_or_clean_up(self) -> None:
         """Files were retired: let the next cycle close and remove them, or do it now."""

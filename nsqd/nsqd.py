@@ -11,16 +11,19 @@ import dataclasses
 import errno
 import fcntl
 import logging
-import math
 import os
+import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trio
 
+from client.errors import LookupdError
+from client.lookup import channels as lookupd_channels
 from client.protocol import (
     MAGIC_V2,
     encode_error,
@@ -33,16 +36,19 @@ from internal.connlimit import ConnectionLimit
 from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
 
-from .backend import Backend, DummyBackend
+from .backend import Backend, DummyBackend, Entry
 from .channel import Channel
 from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
+from .deferred_loop import DeferredLoop
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
 from .errors import TopicError
 from .guid import IDGenerator
+from .lookup import LookupPeers
 from .metadata import METADATA_FILE, MetadataFile, discover_queues
 from .options import Options
 from .protocol_v2 import ProtocolV2
+from .queue_scan import queue_scan_loop
 from .statsd import StatsdPusher
 from .syncer import Syncer
 from .tls import build_client_context, build_server_context
@@ -52,11 +58,6 @@ __all__ = ["NSQD", "BoundAddresses"]
 
 logger = logging.getLogger(__name__)
 
-#: the deferred loop's shortest and longest sleep (release granularity / idle re-check)
-DEFERRED_TICK = 0.005
-DEFERRED_IDLE = 0.5
-#: how often the loader looks for deferred buckets coming within the horizon
-DEFERRED_LOAD_IDLE = 0.1
 #: records read into a diskqueue's cache for the next read (write-through mode)
 DISK_CACHE = 4096
 
@@ -88,7 +89,7 @@ class NSQD:
         self.ids = IDGenerator(options.node_id)
         self.protocol = ProtocolV2(self)
         self.bound: BoundAddresses | None = None
-        self.lookup: Any = None  # nsqd.lookup.LookupPeers once running
+        self.lookup: LookupPeers | None = None  # once running
         self.health = "OK"
         self._client_seq = 0
         #: TCP connections open now, bounded by --max-connections
@@ -101,9 +102,8 @@ class NSQD:
         self._loaded = False  # metadata restored: the shutdown may write it back
         #: group commit and periodic syncs of every disk queue and deferred store
         self.syncer = Syncer(sync_timeout=options.sync_timeout)
-        self._deferred_channels: dict[int, Channel] = {}
-        self._deferred_lot = trio.lowlevel.ParkingLot()
-        self._deferred_wake_at = math.inf
+        #: releases (and loads ahead) every channel's deferred messages
+        self.deferred_loop = DeferredLoop()
 
     # ------------------------------------------------------------------ options
     @property
@@ -111,7 +111,7 @@ class NSQD:
         return self.options.data_path or os.getcwd()
 
     @property
-    def client_tls_context(self) -> Any:
+    def client_tls_context(self) -> ssl.SSLContext:
         """TLS settings of nsqd as an HTTPS client (auth server queries)."""
         if self._client_tls_context is None:
             self._client_tls_context = build_client_context(self.options)
@@ -122,7 +122,7 @@ class NSQD:
         self.options = dataclasses.replace(self.options, **changes)
 
     # ------------------------------------------------------------------ topics
-    def _backend(self, name: str, ephemeral: bool) -> Backend:
+    def _backend(self, name: str, ephemeral: bool) -> Backend[Entry]:
         if ephemeral:
             return DummyBackend()
         opts = self.options
@@ -179,7 +179,7 @@ class NSQD:
     async def _precreate_channels(self, topic: Topic) -> None:
         """Ask every lookupd for the topic's channels, create them, then start the topic."""
         try:
-            addresses = self.lookup.lookupd_http_addresses()
+            addresses = self.lookup.lookupd_http_addresses() if self.lookup is not None else []
             if not addresses:
                 logger.error("no available nsqlookupd to query for channels to pre-create "
                              "for topic %s", topic.name)
@@ -188,14 +188,12 @@ class NSQD:
             names: set[str] = set()
             timeout = httpx.Timeout(opts.http_client_request_timeout,
                                     connect=opts.http_client_connect_timeout)
-            async with httpx.AsyncClient(timeout=timeout) as http:
+            async with httpx.AsyncClient() as http:
                 for address in addresses:
                     try:
-                        resp = await http.get(f"http://{address}/channels",
-                                              params={"topic": topic.name})
-                        resp.raise_for_status()
-                        names.update(resp.json().get("channels") or [])
-                    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                        names.update(await lookupd_channels(http, address, topic.name,
+                                                            timeout=timeout))
+                    except LookupdError as exc:
                         logger.warning("failed to query nsqlookupd for channels to pre-create "
                                        "for topic %s - %s", topic.name, exc)
             for name in sorted(names):
@@ -228,7 +226,8 @@ class NSQD:
     def channel_deleted(self, topic: Topic, channel: Channel) -> None:
         self._notify("unregister", topic.name, channel.name, ephemeral=channel.ephemeral)
 
-    def _notify(self, kind: str, topic: str, channel: str | None, *, ephemeral: bool) -> None:
+    def _notify(self, kind: Literal["register", "unregister"], topic: str, channel: str | None,
+                *, ephemeral: bool) -> None:
         if self._loading:
             return
         if self.lookup is not None:
@@ -321,72 +320,14 @@ class NSQD:
         finally:
             await trio.aclose_forcefully(stream)
 
-    # ------------------------------------------------------------------ timers
-    async def _scan_loop(self) -> None:
-        """NSQ's queueScanLoop: in-flight timeouts and due deferred messages."""
-        while True:
-            await trio.sleep(self.options.queue_scan_interval)
-            now = trio.current_time()
-            for topic in list(self.topics.values()):
-                for channel in list(topic.channels.values()):
-                    if channel.in_flight:
-                        channel.process_in_flight(now)
-
     # ------------------------------------------------------------------ deferred
     def watch_deferred(self, channel: Channel) -> None:
         """Have the deferred loop serve ``channel``'s deferred store from now on."""
-        store = channel.deferred
-        store._wake = lambda _store, due: self._deferred_wake(channel, due)
-        if store or store.has_work():
-            self._deferred_wake(channel, -math.inf)
+        self.deferred_loop.watch(channel)
 
-    def _deferred_wake(self, channel: Channel, due: float) -> None:
-        self._deferred_channels[id(channel)] = channel
-        channel.deferred.watched = True
-        if due < self._deferred_wake_at:
-            self._deferred_wake_at = due
-            self._deferred_lot.unpark_all()
-
-    async def _deferred_loader(self) -> None:
-        """Load spilled deferred messages ahead of their time (file reads in a thread)."""
-        watched = self._deferred_channels
-        while True:
-            busy = False
-            for channel in list(watched.values()):
-                store = channel.deferred
-                if not channel.deleted and store.has_work() and await store.advance_async():
-                    busy = True
-            if busy:
-                await trio.lowlevel.checkpoint()
-            else:
-                await trio.sleep(DEFERRED_LOAD_IDLE)
-
-    async def _deferred_loop(self) -> None:
-        """Release deferred messages when due."""
-        watched = self._deferred_channels
-        while True:
-            now = trio.current_time()
-            wake_at = now + DEFERRED_IDLE
-            for key, channel in list(watched.items()):
-                store = channel.deferred
-                if channel.deleted:
-                    del watched[key]
-                    store.watched = False
-                    continue
-                due = store.next_due()
-                if due is not None and due <= now:
-                    channel.process_deferred(now)
-                    due = store.next_due()
-                if due is not None:
-                    wake_at = min(wake_at, due)
-                elif not store and not store.has_work():
-                    del watched[key]
-                    store.watched = False
-            wake_at = max(wake_at, now + DEFERRED_TICK)
-            self._deferred_wake_at = wake_at
-            with trio.move_on_at(wake_at):
-                await self._deferred_lot.park()
-            self._deferred_wake_at = math.inf
+    def _channels(self) -> Iterator[Channel]:
+        for topic in list(self.topics.values()):
+            yield from list(topic.channels.values())
 
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> dict[str, Any]:
@@ -479,8 +420,6 @@ class NSQD:
     # ------------------------------------------------------------------ run
     async def run(self, *, task_status: trio.TaskStatus[BoundAddresses] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; then close clients and persist metadata."""
-        from .lookup import LookupPeers
-
         opts = self.options
         self._lock_data_path()
         logger.info("%s", version_string("nsqd"))
@@ -514,10 +453,11 @@ class NSQD:
                     except (OSError, ValueError) as exc:
                         raise listen_failed(opts.http_address, exc) from exc
                 self.bound = BoundAddresses(tcp_addr, http_addr, https_addr)
-                nursery.start_soon(self._scan_loop)
+                nursery.start_soon(queue_scan_loop, self._channels,
+                                   lambda: self.options.queue_scan_interval)
                 nursery.start_soon(self.syncer.run)
-                nursery.start_soon(self._deferred_loop)
-                nursery.start_soon(self._deferred_loader)
+                nursery.start_soon(self.deferred_loop.run)
+                nursery.start_soon(self.deferred_loop.run_loader)
                 nursery.start_soon(self.meta.run)
                 self.lookup = LookupPeers(opts.lookupd_tcp_addresses, identity=self.identity,
                                           registrations=self.registrations)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -20,7 +20,7 @@ import trio
 from client.protocol import is_ephemeral
 from internal.quantile import WindowedQuantile
 
-from .backend import Backend, BackendError, Msg
+from .backend import Backend, BackendError, DueMsg, Entry, Msg
 from .channel import Channel
 from .errors import TopicError
 
@@ -33,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: messages the pump moves per checkpoint
 PUMP_BATCH = 1024
-
-#: a topic-queue entry: a message, optionally followed by its due time (DPUB)
-Entry = tuple
 
 
 class Topic:
@@ -99,14 +96,14 @@ class Topic:
                 channel.message_count += len(msgs)
                 channel.defer_many(msgs, dues)
         else:
-            self._enqueue([(*msg, due) for msg, due in zip(msgs, dues)])
+            self._enqueue([DueMsg(*msg, due) for msg, due in zip(msgs, dues)])
         self.message_count += len(msgs)
         self.message_bytes += sum(len(m[1]) for m in msgs)
 
-    def _enqueue(self, entries: list[Entry]) -> None:
+    def _enqueue(self, entries: Sequence[Entry]) -> None:
         memory = self.memory
         room = self.nsqd.options.mem_queue_size - len(memory)
-        if getattr(self.backend, "write_through", False):
+        if self.backend.write_through:
             room = 0
         if self.backend.depth() == 0 and room > 0:
             memory.extend(entries[:room])
@@ -156,7 +153,7 @@ class Topic:
                 self._retry = (batch, from_backend)
                 await trio.sleep(0.1)
             else:
-                if from_backend and getattr(self.backend, "ack_mode", False):
+                if from_backend and self.backend.ack_mode:
                     ack = self.backend.ack
                     for entry in batch:
                         ack(entry[0])
@@ -164,11 +161,11 @@ class Topic:
 
     def _fan_out(self, batch: list[Entry], now: float) -> None:
         for channel in self.channels.values():
-            plain = []
+            plain: list[Msg] = []
             for entry in batch:
-                if len(entry) == 5:
+                if isinstance(entry, DueMsg):
                     channel.message_count += 1
-                    channel.defer(entry[:4], entry[4])
+                    channel.defer(entry.msg(), entry.due)
                 else:
                     plain.append(entry)
             if plain:

@@ -21,7 +21,7 @@ from client import (
     PublishTimeoutError,
     ServerError,
 )
-from client.lookup import lookup, lookup_url, nodes
+from client.lookup import channels, lookup, lookup_url, nodes
 
 
 class NSQDHTTP:
@@ -180,6 +180,28 @@ async def test_nodes() -> None:
     async with lookupd(200, {"producers": [PRODUCER]}) as http:
         peers = await nodes(http, "lookupd:4161")
     assert peers[0].hostname == "h"
+
+
+async def test_channels() -> None:
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, content=b'{"channels": ["a", "b#ephemeral"]}')
+
+    async with client_for(handler) as http:
+        assert await channels(http, "lookupd:4161", "t&x") == ("a", "b#ephemeral")
+    assert seen[0].path == "/channels" and seen[0].params["topic"] == "t&x"
+    async with lookupd(200, {"status_code": 200, "data": {"channels": None}}) as http:
+        assert await channels(http, "lookupd:4161", "t") == ()
+
+
+@pytest.mark.parametrize("status,payload", [(500, {"message": "INTERNAL"}), (200, ["x"]),
+                                            (200, {"channels": 5})])
+async def test_channels_failures(status: int, payload: object) -> None:
+    async with lookupd(status, payload) as http:
+        with pytest.raises(LookupdError):
+            await channels(http, "lookupd:4161", "t")
 
 
 def test_lookup_url() -> None:

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from nsqd import diskqueue as dq_mod
-from nsqd.backend import BackendError
+from nsqd.backend import BackendError, DueMsg
 from nsqd.diskqueue import DiskQueue
 from nsqd.records import (
     CorruptRecord,
@@ -339,14 +339,14 @@ def test_scan_file(tmp_path: Path) -> None:
 
 
 async def test_deferred_topic_entries_keep_due(tmp_path: Path) -> None:
-    """5-tuples (topic DPUB entries) carry their due time through disk and restart."""
+    """DueMsg entries (topic DPUBs) carry their due time through disk and restart."""
     q = make(tmp_path)
     now = trio.current_time()
-    entry = (b"0123456789abcdef", b"later", 5, 0, now + 30.0)
+    entry = DueMsg(b"0123456789abcdef", b"later", 5, 0, now + 30.0)
     q.put([entry, msgs(1)[0]])
     q.close()
     q = make(tmp_path)
     got = q.read(5)
-    assert got[1] == msgs(1)[0]
-    assert got[0][:4] == entry[:4]
-    assert abs(got[0][4] - (now + 30.0)) < 0.05
+    assert got[1] == msgs(1)[0] and type(got[1]) is tuple
+    assert isinstance(got[0], DueMsg) and got[0].msg() == entry.msg()
+    assert abs(got[0].due - (now + 30.0)) < 0.05
