@@ -1,8 +1,12 @@
 """Consumer flow control: RDY distribution and backoff (go-nsq's consumer algorithm).
 
 nsqd sends a connection messages while its in-flight count is below the RDY count the
-client last sent. :class:`FlowControl` keeps the sum of RDY over all connections within
-``max_in_flight``:
+client last sent. :class:`FlowControl` keeps what the connections may hold within
+``max_in_flight``: each connection counts for the larger of its RDY and the messages it
+holds unanswered, because lowering a RDY does not take back what nsqd already sent.
+(go-nsq counts RDY alone, so a consumer briefly holds more than ``max_in_flight`` while
+connections come and go.)
+
 
 * each connection gets ``max(1, max_in_flight // n)``; a connection that would push
   the total over the limit gets what is left, or a retry a few seconds later;
@@ -48,6 +52,7 @@ class RdyConn:
         max_rdy: nsqd's max_rdy_count for this connection.
         last_msg_time: when the last message arrived (trio time).
         last_rdy_time: when a non-zero RDY was last set.
+        in_flight: messages received and not answered yet (kept by the subclass).
     """
 
     def __init__(self, address: str, max_rdy: int = 2500) -> None:
@@ -56,6 +61,7 @@ class RdyConn:
         self.max_rdy = max_rdy
         self.last_msg_time = -math.inf
         self.last_rdy_time = -math.inf
+        self.in_flight = 0
         self.rdy_retry: trio.CancelScope | None = None
 
     @property
@@ -93,6 +99,8 @@ class FlowControl:
         self.backoff_until: float | None = None  # set while the backoff timer runs
         self.need_redistribute = False
         self.stopping = False
+        #: connections at RDY 0 whose RDY did not fit, with the count they asked for
+        self.waiting: dict[RdyConn, int] = {}
         self._nursery: trio.Nursery | None = None
 
     async def start(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -142,6 +150,7 @@ class FlowControl:
             return
         self.conns.remove(conn)
         had_retry = self._cancel_retry(conn)
+        self.waiting.pop(conn, None)
         rdy, conn.rdy = conn.rdy, 0
         self.total_rdy -= rdy
         if (had_retry or rdy > 0) and (len(self.conns) == self.max_in_flight or self.in_backoff):
@@ -179,10 +188,13 @@ class FlowControl:
             return False
         count = min(count, conn.max_rdy)
         self._cancel_retry(conn)
-        max_possible = self.max_in_flight - self.total_rdy + conn.rdy
+        self.waiting.pop(conn, None)
+        max_possible = self.max_in_flight - self._held_by_others(conn)
         if 0 < max_possible < count:
+            self.waiting[conn] = count  # raised further as the others answer
             count = max_possible
         if max_possible <= 0 and count > 0:
+            self.waiting[conn] = count
             if conn.rdy == 0 and self._nursery is not None and not self.stopping:
                 scope = trio.CancelScope()
                 conn.rdy_retry = scope
@@ -190,6 +202,22 @@ class FlowControl:
             return False
         self._send_rdy(conn, count)
         return True
+
+    def _held_by_others(self, conn: RdyConn) -> int:
+        """What the other connections may hold: RDY, or more where more is unanswered."""
+        return sum(max(c.rdy, c.in_flight) for c in self.conns if c is not conn)
+
+    def answered_over_rdy(self) -> None:
+        """A connection answered a message it held beyond its RDY: room for the waiting.
+
+        Called by connections only while :attr:`waiting` is non-empty: a connection
+        whose RDY was cut short gets more at once (not after :data:`RDY_RETRY_DELAY`).
+        """
+        if self.in_backoff_timeout or self.stopping:
+            return
+        for conn, count in list(self.waiting.items()):
+            if self.max_in_flight - self._held_by_others(conn) > conn.rdy:
+                self.update_rdy(conn, count)
 
     def _send_rdy(self, conn: RdyConn, count: int) -> None:
         if count > 0:
@@ -212,6 +240,7 @@ class FlowControl:
             await trio.sleep(RDY_RETRY_DELAY)
             if conn.rdy_retry is scope:
                 conn.rdy_retry = None
+                self.waiting.pop(conn, None)
                 if conn in self.conns and not self.stopping:
                     self.update_rdy(conn, count)
 
@@ -237,7 +266,8 @@ class FlowControl:
                     logger.debug("(%s) RDY timeout, giving up RDY", conn.address)
                     self.update_rdy(conn, 0)
             possible.append(conn)
-        available = (1 if self.in_backoff else self.max_in_flight) - self.total_rdy
+        available = ((1 if self.in_backoff else self.max_in_flight)
+                     - sum(max(c.rdy, c.in_flight) for c in self.conns))
         while possible and available > 0:
             available -= 1
             conn = possible.pop(self.rng.randrange(len(possible)))

@@ -127,13 +127,14 @@ class Subscription(RdyConn):
         self.in_flight -= 1
         if self.in_flight <= 0 and self.lot:
             self.lot.unpark_all()
+        flow = self.owner.flow
+        if flow.waiting and self.in_flight >= self.rdy:
+            flow.answered_over_rdy()
 
     def finish(self, message: Message) -> bool:
         """Queue FIN (Responder protocol). True when the writer is behind."""
         full = self._write(commands.fin(message.id))
-        self.in_flight -= 1
-        if self.in_flight <= 0 and self.lot:
-            self.lot.unpark_all()
+        self._answered()
         owner = self.owner
         owner.counters.finished += 1
         flow = owner.flow

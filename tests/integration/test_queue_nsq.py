@@ -73,15 +73,13 @@ async def test_in_flight_bound_over_two_nsqd(start_nsqd: Callable[..., Any], tmp
     (tmp_path / "b").mkdir()
     servers = [await start_nsqd(data_path=str(tmp_path / "a")),
                await start_nsqd(data_path=str(tmp_path / "b"), node_id=2)]
-    for server in servers:
-        async with Producer(tcp(server)) as producer:
-            await producer.multi_publish("bound", [b"%d" % i for i in range(2000)])
     handled = 0
     peak = 0
 
     def in_flight() -> int:
-        return sum(len(s.nsqd.topics["bound"].channels["c"].in_flight)
-                   for s in servers if "c" in s.nsqd.topics["bound"].channels)
+        channels = [s.nsqd.topics["bound"].channels.get("c") for s in servers
+                    if "bound" in s.nsqd.topics]
+        return sum(len(c.in_flight) for c in channels if c is not None)
 
     async def handler(message: Message) -> None:
         nonlocal handled
@@ -101,6 +99,15 @@ async def test_in_flight_bound_over_two_nsqd(start_nsqd: Callable[..., Any], tmp
             nursery.start_soon(sample)
             await nursery.start(queue.run)
             await queue.wait_connected(2)
+            # publish once nsqd has every connection's final RDY: while connections come
+            # up, a first connection's larger RDY lets nsqd send more than its later share
+            # (NSQ's RDY cannot take back what was sent), so the bound holds from here on
+            await wait_for(lambda: sum(c.ready_count for s in servers
+                                       for c in s.nsqd.get_topic("bound").channels["c"].clients.values()
+                                       ) == 24)
+            for server in servers:
+                async with Producer(tcp(server)) as producer:
+                    await producer.multi_publish("bound", [b"%d" % i for i in range(2000)])
             await wait_for(lambda: handled == 4000)
             stats = queue.statistics()
             queue.stop()
