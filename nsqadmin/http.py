@@ -30,12 +30,14 @@ import trio
 from client.protocol import is_valid_channel_name, is_valid_topic_name
 from internal.http import HTTPError, Request, Response, Router, json_response, text
 from internal.logs import parse_level, set_level
+from internal.metrics import metrics_response
 from internal.netaddr import split_host_port
 from internal.options import format_duration, option_specs
 
 from . import pages
 from .clusterinfo import ClusterError, ClusterInfo
 from .graphs import SeriesKey
+from .metrics import cluster_metrics
 from .options import Options
 from .stats import Doc, aggregate_channels, aggregate_topic, counter_stats
 
@@ -222,6 +224,20 @@ class _Server:
             return counter_stats(await self.ci.all_stats(lookupd, nsqd, messages))
         except ClusterError as exc:
             raise _upstream("get nsqd stats", exc) from None
+
+    async def metrics(self, req: Request) -> Response:
+        """Prometheus' ``GET /metrics`` (not in NSQ): every node's topics and channels."""
+        lookupd, nsqd = self.admin.targets()
+        errors: list[str] = []
+        producers: list[Any] = []
+        stats: list[Doc] = []
+        try:
+            producers = await self.ci.producers(lookupd, nsqd, errors)
+            if producers:
+                stats = await self.ci.nsqd_stats(producers, errors, include_clients=False)
+        except ClusterError as exc:
+            errors.append(str(exc))
+        return metrics_response(cluster_metrics(producers, stats, errors))
 
     # ------------------------------------------------------------------ JSON API
     async def ping(self, req: Request) -> Response:
@@ -568,6 +584,7 @@ def make_router(admin: NSQAdmin) -> Router:
     add("DELETE", "/api/topics/:topic", s.api_delete_topic)
     add("DELETE", "/api/topics/:topic/:channel", s.api_delete_channel)
     add("GET", "/api/counter", s.api_counter)
+    add("GET", "/metrics", s.metrics)
     add("GET", "/config/:opt", s.config)
     add("PUT", "/config/:opt", s.config)
 
