@@ -4,8 +4,8 @@
 stand for ``2**h`` observations; an over-full level is sorted and every other value
 (random offset) moves up a level. Memory stays around ``3 * k`` values whatever the
 count, the count stays exact, and a quantile's rank is off by about ``1.5 / k`` of the
-count (the ``k=256`` default: well under NSQ's 1 %). Adding a batch is a few C-level
-sorts and slices, so callers buffer values in a plain list and fold them in batches.
+count (the ``k=256`` default: well under NSQ's 1 %). Adding a batch is one C-level sort
+and a slice, so callers collect values in a plain list and add them in batches.
 
 :class:`WindowedQuantile` is NSQ's ``internal/quantile.Quantile``: two sketches, each
 covering half the window; the older is dropped as the window moves.
@@ -21,13 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
-__all__ = ["FOLD_BATCH", "Sketch", "WindowedQuantile", "e2e_result", "query"]
+__all__ = ["Sketch", "WindowedQuantile", "e2e_result", "query"]
 
 _coin = random.Random().getrandbits
 #: smallest capacity of a level
 _MIN_CAP = 8
-#: pending values that make :meth:`WindowedQuantile.add` fold them into the sketch
-FOLD_BATCH = 512
 
 
 class Sketch:
@@ -45,13 +43,38 @@ class Sketch:
         """How many values are held (bounded), not how many were added."""
         return sum(len(level) for level in self.levels)
 
-    def extend(self, values: Sequence[Any]) -> None:
-        """Add a batch of observations."""
-        if not values:
+    def extend(self, values: Sequence[Any], base: Any = None) -> None:
+        """Add a batch of observations: ``values``, or ``base - v`` for each v when
+        ``base`` is given (then only the values kept are computed).
+
+        A large batch is sorted once and every ``2**j``-th value (random offset) goes
+        straight to level ``j``, as ``j`` compactions would have done.
+        """
+        n = len(values)
+        if not n:
             return
-        self.levels[0].extend(values)
-        self.count += len(values)
+        self.count += n
+        levels = self.levels
+        j = 0
+        while j < len(levels) - 1 and (n >> j) > self._cap(j):
+            j += 1
+        if j == 0:
+            levels[0].extend(values if base is None else [base - v for v in values])
+        else:
+            ordered = sorted(values, reverse=base is not None)  # ascending results
+            step = 1 << j
+            whole = (n >> j) << j
+            kept = ordered[_coin(j):whole:step]
+            rest = ordered[whole:]  # fewer than 2**j: kept one by one, so counts add up
+            if base is not None:
+                kept = [base - v for v in kept]
+                rest = [base - v for v in rest]
+            levels[j].extend(kept)
+            levels[0].extend(rest)
         self._compact()
+
+    def _cap(self, h: int) -> int:
+        return max(_MIN_CAP, int(self.k * (2 / 3) ** (len(self.levels) - 1 - h)))
 
     def clear(self) -> None:
         self.levels = [[]]
@@ -62,10 +85,8 @@ class Sketch:
         h = 0
         while h < len(levels):
             buf = levels[h]
-            top = len(levels) - 1
-            cap = max(_MIN_CAP, int(self.k * (2 / 3) ** (top - h)))
-            if len(buf) > cap:
-                if h == top:
+            if len(buf) > self._cap(h):
+                if h == len(levels) - 1:
                     levels.append([])
                 buf.sort()
                 odd = len(buf) & 1  # an odd one out stays, so weights add up exactly
@@ -109,18 +130,15 @@ def query(sketches: Iterable[Sketch], quantiles: Sequence[float]) -> tuple[int, 
 class WindowedQuantile:
     """Quantiles of the values of the last ``window`` seconds (NSQ's ``quantile.Quantile``).
 
-    Producers append to :attr:`pending` (a plain list, so the hot path costs one
-    ``append``); :meth:`fold` moves them into the sketches, at the latest when queried.
-    ``total_count`` / ``total_sum`` count every value ever folded (for Prometheus).
+    ``total_count`` / ``total_sum`` count every value ever added (for Prometheus).
     """
 
-    __slots__ = ("_clock", "_current", "_last_move", "_move", "_streams", "pending",
-                 "percentiles", "total_count", "total_sum")
+    __slots__ = ("_clock", "_current", "_last_move", "_move", "_streams", "percentiles",
+                 "total_count", "total_sum")
 
     def __init__(self, window: float, percentiles: Sequence[float],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.percentiles = list(percentiles)
-        self.pending: list[int] = []
         self.total_count = 0
         self.total_sum = 0
         self._clock = clock
@@ -129,23 +147,12 @@ class WindowedQuantile:
         self._move = window / 2
         self._last_move = clock()
 
-    def add(self, values: Sequence[int]) -> None:
-        """Queue values; they are folded in once :data:`FOLD_BATCH` wait."""
-        pending = self.pending
-        pending.extend(values)
-        if len(pending) >= FOLD_BATCH:
-            self.fold()
-
-    def fold(self) -> None:
-        """Age the window, then move the pending values into its current half (so a
-        value is kept at least a half window, never dropped early)."""
+    def add(self, values: Sequence[int], base: int | None = None) -> None:
+        """Add values (``base - v`` for each v with ``base``: e.g. now minus timestamps)."""
         self._advance(self._clock())
-        pending = self.pending
-        if pending:
-            self._streams[self._current].extend(pending)
-            self.total_count += len(pending)
-            self.total_sum += sum(pending)
-            pending.clear()
+        self._streams[self._current].extend(values, base)
+        self.total_count += len(values)
+        self.total_sum += sum(values) if base is None else base * len(values) - sum(values)
 
     def _advance(self, now: float) -> None:
         move = self._move
@@ -162,8 +169,8 @@ class WindowedQuantile:
         self._streams[self._current].clear()
 
     def sketches(self) -> tuple[Sketch, Sketch]:
-        """The two halves, folded and aged up to now (for merging several windows)."""
-        self.fold()
+        """The two halves, aged up to now (for merging several windows)."""
+        self._advance(self._clock())
         return self._streams
 
     def result(self) -> dict[str, Any]:

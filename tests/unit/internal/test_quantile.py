@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from internal.quantile import FOLD_BATCH, Sketch, WindowedQuantile, e2e_result, query
+from internal.quantile import Sketch, WindowedQuantile, e2e_result, query
 
 QS = [0.5, 0.9, 0.95, 0.99, 0.999]
 
@@ -98,12 +98,16 @@ def test_window_drops_old_halves() -> None:
     assert w.total_count == 20 and w.total_sum == 40_000
 
 
-def test_add_folds_in_batches() -> None:
-    w = WindowedQuantile(60.0, [0.5])
-    w.add([1] * (FOLD_BATCH - 1))
-    assert len(w.pending) == FOLD_BATCH - 1 and w.total_count == 0
-    w.add([1])
-    assert not w.pending and w.total_count == FOLD_BATCH
+def test_base_minus_values() -> None:
+    """``add(timestamps, now)`` records ``now - timestamp``, also for large batches."""
+    rng = random.Random(5)
+    stamps = [10**12 - rng.randrange(10**6) for _ in range(20_000)]
+    w = WindowedQuantile(60.0, [0.5, 0.99])
+    for i in range(0, len(stamps), 1000):
+        w.add(stamps[i:i + 1000], 10**12)
+    latencies = [10**12 - t for t in stamps]
+    assert w.total_count == 20_000 and w.total_sum == sum(latencies)
+    assert max(_rank_errors(latencies, list(w.sketches()))) < 0.01
 
 
 def test_e2e_result_shapes() -> None:
