@@ -62,10 +62,11 @@ class Family:
     def add(self, labels: str, value: float, suffix: str = "") -> None:
         """A sample; ``labels`` from :func:`label_set` ("" for none), ``suffix`` e.g.
         ``_count`` for a summary's parts."""
+        text = str(value) if type(value) is int else _number(value)
         if labels:
-            self.lines.append(f"{self.name}{suffix}{{{labels}}} {_number(value)}\n")
+            self.lines.append(f"{self.name}{suffix}{{{labels}}} {text}\n")
         else:
-            self.lines.append(f"{self.name}{suffix} {_number(value)}\n")
+            self.lines.append(f"{self.name}{suffix} {text}\n")
 
     def add_summary(self, labels: str, quantiles: Sequence[tuple[float, float]],
                     count: float, total: float) -> None:
@@ -141,13 +142,13 @@ def topic_channel_series(ex: Exposition, topics: Iterable[dict[str, Any]], *,
     for t in topics:
         tl = label_set(("node", t["node"]), ("topic", t["topic_name"])) if node \
             else label_set(("topic", t["topic_name"]))
-        for key, fam in t_fams:
-            fam.add(tl, int(t[key]))
+        for key, fam in t_fams:  # Family.add inlined: ~40k samples for 3k channels
+            fam.lines.append(f"{fam.name}{{{tl}}} {int(t[key])}\n")
         chans = []
         for c in t["channels"] or ():
             cl = f'{tl},channel="{_escape(c["channel_name"])}"'
             for key, fam in c_fams:
-                fam.add(cl, int(c[key]))
+                fam.lines.append(f"{fam.name}{{{cl}}} {int(c[key])}\n")
             chans.append((cl, c))
         out.append((tl, t, chans))
     return out

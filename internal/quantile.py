@@ -110,8 +110,13 @@ def query(sketches: Iterable[Sketch], quantiles: Sequence[float]) -> tuple[int, 
         return 0, [0] * len(quantiles)
     candidates = sorted(chain.from_iterable(level for level, _ in weighted))
     out = []
+    weights = {weight for _, weight in weighted}
+    same = weights.pop() if len(weights) == 1 else 0
     for q in quantiles:
         target = min(count, max(1, math.ceil(q * count)))
+        if same:  # one weight (e.g. nothing compacted yet): index directly
+            out.append(candidates[-(-target // same) - 1])
+            continue
         lo, hi = 0, len(candidates) - 1
         while lo < hi:  # the first candidate whose rank reaches the target
             mid = (lo + hi) // 2
@@ -133,8 +138,8 @@ class WindowedQuantile:
     ``total_count`` / ``total_sum`` count every value ever added (for Prometheus).
     """
 
-    __slots__ = ("_clock", "_current", "_last_move", "_move", "_streams", "percentiles",
-                 "total_count", "total_sum")
+    __slots__ = ("_cached", "_clock", "_current", "_last_move", "_move", "_streams",
+                 "percentiles", "total_count", "total_sum", "version")
 
     def __init__(self, window: float, percentiles: Sequence[float],
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -146,10 +151,14 @@ class WindowedQuantile:
         self._current = 0
         self._move = window / 2
         self._last_move = clock()
+        #: changes whenever the quantiles may have (a value added, the window moved)
+        self.version = 0
+        self._cached: tuple[int, dict[str, Any]] | None = None
 
     def add(self, values: Sequence[int], base: int | None = None) -> None:
         """Add values (``base - v`` for each v with ``base``: e.g. now minus timestamps)."""
         self._advance(self._clock())
+        self.version += 1
         self._streams[self._current].extend(values, base)
         self.total_count += len(values)
         self.total_sum += sum(values) if base is None else base * len(values) - sum(values)
@@ -159,6 +168,7 @@ class WindowedQuantile:
         behind = now - self._last_move
         if behind <= move:
             return
+        self.version += 1
         if behind > 2 * move:  # both halves are stale: skip the idle time at once
             for stream in self._streams:
                 stream.clear()
@@ -174,8 +184,13 @@ class WindowedQuantile:
         return self._streams
 
     def result(self) -> dict[str, Any]:
-        """NSQ's ``quantile.Result`` of this window."""
-        return e2e_result([self], self.percentiles)
+        """NSQ's ``quantile.Result`` of this window (shared while nothing changed: do
+        not modify it)."""
+        self._advance(self._clock())
+        cached = self._cached
+        if cached is None or cached[0] != self.version:
+            cached = self._cached = (self.version, e2e_result([self], self.percentiles))
+        return cached[1]
 
 
 def e2e_result(windows: Sequence[WindowedQuantile], percentiles: Sequence[float]

@@ -119,3 +119,16 @@ def test_e2e_result_shapes() -> None:
     w2.add([7, 9])
     assert e2e_result([w, w2], [0.99]) == {"count": 3,
                                            "percentiles": [{"quantile": 0.99, "value": 9}]}
+
+
+def test_result_cached_until_something_changes() -> None:
+    clock = Clock()
+    w = WindowedQuantile(10.0, [0.5], clock=clock)
+    w.add([1, 2, 3])
+    first = w.result()
+    assert w.result() is first
+    w.add([10, 10, 10, 10])
+    assert w.result()["percentiles"][0]["value"] == 10
+    second = w.result()
+    clock.now += 11  # the window moved past everything
+    assert w.result() is not second and w.result()["count"] == 0
