@@ -37,7 +37,7 @@ from internal.options import format_duration, option_specs
 from . import pages
 from .clusterinfo import ClusterError, ClusterInfo
 from .graphs import SeriesKey
-from .metrics import cluster_metrics
+from .metrics import scrape_cluster
 from .options import Options
 from .stats import Doc, aggregate_channels, aggregate_topic, counter_stats
 
@@ -227,17 +227,7 @@ class _Server:
 
     async def metrics(self, req: Request) -> Response:
         """Prometheus' ``GET /metrics`` (not in NSQ): every node's topics and channels."""
-        lookupd, nsqd = self.admin.targets()
-        errors: list[str] = []
-        producers: list[Any] = []
-        stats: list[Doc] = []
-        try:
-            producers = await self.ci.producers(lookupd, nsqd, errors)
-            if producers:
-                stats = await self.ci.nsqd_stats(producers, errors, include_clients=False)
-        except ClusterError as exc:
-            errors.append(str(exc))
-        return metrics_response(cluster_metrics(producers, stats, errors))
+        return metrics_response(await scrape_cluster(self.ci, *self.admin.targets()))
 
     # ------------------------------------------------------------------ JSON API
     async def ping(self, req: Request) -> Response:

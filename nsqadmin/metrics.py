@@ -11,9 +11,10 @@ from typing import Any
 from internal.metrics import Exposition, Family, label_set, topic_channel_series
 from internal.version import NSQ_VERSION
 
+from .clusterinfo import ClusterError, ClusterInfo
 from .stats import Producer
 
-__all__ = ["cluster_metrics"]
+__all__ = ["cluster_metrics", "scrape_cluster"]
 
 Doc = dict[str, Any]
 
@@ -56,3 +57,19 @@ def cluster_metrics(producers: Sequence[Producer], topics: Sequence[Doc],
         for cl, c in chans:
             _latency(c_lat, c_latn, cl, c["e2e_processing_latency"])
     return ex
+
+
+async def scrape_cluster(ci: ClusterInfo, lookupd: Sequence[str], nsqd: Sequence[str]
+                         ) -> Exposition:
+    """Find the nodes (nsqlookupd, else the nsqd list), read their stats, and build the
+    series; failed requests are counted in ``nsqadmin_scrape_errors``, never raised."""
+    errors: list[str] = []
+    producers: list[Producer] = []
+    stats: list[Doc] = []
+    try:
+        producers = await ci.producers(lookupd, nsqd, errors)
+        if producers:
+            stats = await ci.nsqd_stats(producers, errors, include_clients=False)
+    except ClusterError as exc:
+        errors.append(str(exc))
+    return cluster_metrics(producers, stats, errors)
