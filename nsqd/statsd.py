@@ -162,7 +162,10 @@ class StatsdPusher:
         due = trio.current_time() + interval
         while True:
             await trio.sleep_until(due)
-            await self.push()
+            try:
+                await self.push()
+            except Exception:  # a bug here must not take the broker down
+                logger.exception("STATSD: push failed")
             due += interval
             now = trio.current_time()
             if due < now:  # a push overran: skip the missed ticks, as Go's ticker
