@@ -21,23 +21,23 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
-__all__ = ["Sketch", "WindowedQuantile", "e2e_result", "query"]
+__all__ = ["FOLD_AT", "Sketch", "WindowedQuantile", "e2e_result", "query"]
 
 _coin = random.Random().getrandbits
 #: smallest capacity of a level
 _MIN_CAP = 8
+#: batches smaller than this wait in a list until that many values are pending
+FOLD_AT = 256
 
 
 class Sketch:
     """A mergeable rank summary of numbers (KLL compactors)."""
 
-    __slots__ = ("count", "k", "levels")
+    __slots__ = ("_caps", "count", "k", "levels")
 
     def __init__(self, k: int = 256) -> None:
         self.k = k
-        self.count = 0
-        #: level h: values weighing 2**h each (level 0 unsorted)
-        self.levels: list[list[Any]] = [[]]
+        self.clear()
 
     def __len__(self) -> int:
         """How many values are held (bounded), not how many were added."""
@@ -55,8 +55,9 @@ class Sketch:
             return
         self.count += n
         levels = self.levels
+        caps = self._caps
         j = 0
-        while j < len(levels) - 1 and (n >> j) > self._cap(j):
+        while j < len(levels) - 1 and (n >> j) > caps[j]:
             j += 1
         if j == 0:
             levels[0].extend(values if base is None else [base - v for v in values])
@@ -73,21 +74,28 @@ class Sketch:
             levels[0].extend(rest)
         self._compact()
 
-    def _cap(self, h: int) -> int:
-        return max(_MIN_CAP, int(self.k * (2 / 3) ** (len(self.levels) - 1 - h)))
-
     def clear(self) -> None:
-        self.levels = [[]]
         self.count = 0
+        #: level h: values weighing 2**h each (level 0 unsorted)
+        self.levels: list[list[Any]] = [[]]
+        self._set_caps()
+
+    def _set_caps(self) -> None:
+        """Capacities: ``k`` at the top level, 2/3 of the level above below it."""
+        top = len(self.levels) - 1
+        self._caps = [max(_MIN_CAP, int(self.k * (2 / 3) ** (top - h))) for h in range(top + 1)]
 
     def _compact(self) -> None:
         levels = self.levels
+        caps = self._caps
         h = 0
         while h < len(levels):
             buf = levels[h]
-            if len(buf) > self._cap(h):
+            if len(buf) > caps[h]:
                 if h == len(levels) - 1:
                     levels.append([])
+                    self._set_caps()
+                    caps = self._caps
                 buf.sort()
                 odd = len(buf) & 1  # an odd one out stays, so weights add up exactly
                 levels[h + 1].extend(buf[odd + _coin(1)::2])
@@ -138,8 +146,8 @@ class WindowedQuantile:
     ``total_count`` / ``total_sum`` count every value ever added (for Prometheus).
     """
 
-    __slots__ = ("_cached", "_clock", "_current", "_last_move", "_move", "_streams",
-                 "percentiles", "total_count", "total_sum", "version")
+    __slots__ = ("_cached", "_clock", "_current", "_last_move", "_move", "_pending",
+                 "_streams", "percentiles", "total_count", "total_sum", "version")
 
     def __init__(self, window: float, percentiles: Sequence[float],
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -154,14 +162,27 @@ class WindowedQuantile:
         #: changes whenever the quantiles may have (a value added, the window moved)
         self.version = 0
         self._cached: tuple[int, dict[str, Any]] | None = None
+        #: values of small batches, added to the sketch :data:`FOLD_AT` at a time
+        self._pending: list[int] = []
 
     def add(self, values: Sequence[int], base: int | None = None) -> None:
         """Add values (``base - v`` for each v with ``base``: e.g. now minus timestamps)."""
         self._advance(self._clock())
         self.version += 1
-        self._streams[self._current].extend(values, base)
         self.total_count += len(values)
         self.total_sum += sum(values) if base is None else base * len(values) - sum(values)
+        if len(values) >= FOLD_AT:
+            self._streams[self._current].extend(values, base)
+            return
+        pending = self._pending
+        pending.extend(values if base is None else [base - v for v in values])
+        if len(pending) >= FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending:
+            self._streams[self._current].extend(self._pending)
+            self._pending = []
 
     def _advance(self, now: float) -> None:
         move = self._move
@@ -169,6 +190,7 @@ class WindowedQuantile:
         if behind <= move:
             return
         self.version += 1
+        self._fold()  # pending values join the half being left (they are older)
         if behind > 2 * move:  # both halves are stale: skip the idle time at once
             for stream in self._streams:
                 stream.clear()
@@ -181,6 +203,7 @@ class WindowedQuantile:
     def sketches(self) -> tuple[Sketch, Sketch]:
         """The two halves, aged up to now (for merging several windows)."""
         self._advance(self._clock())
+        self._fold()
         return self._streams
 
     def result(self) -> dict[str, Any]:
