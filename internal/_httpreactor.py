@@ -13,7 +13,6 @@ hands it back once the responses are sent. Lingering closes go to a task as well
 from __future__ import annotations
 
 import select
-import socket
 from typing import TYPE_CHECKING
 
 import trio

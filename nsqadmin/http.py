@@ -31,12 +31,14 @@ import trio
 from client.protocol import is_valid_channel_name, is_valid_topic_name
 from internal.http import HTTPError, Request, Response, Router, json_response, text
 from internal.logs import parse_level, set_level
+from internal.metrics import metrics_response
 from internal.netaddr import split_host_port
 from internal.options import format_duration, option_specs
 
 from . import pages
 from .clusterinfo import ClusterError, ClusterInfo
 from .graphs import SeriesKey
+from .metrics import scrape_cluster
 from .options import Options
 from .stats import Doc, aggregate_channels, aggregate_topic, counter_stats
 
@@ -225,6 +227,10 @@ class _Server:
             return counter_stats(await self.ci.all_stats(lookupd, nsqd, messages))
         except ClusterError as exc:
             raise _upstream("get nsqd stats", exc) from None
+
+    async def metrics(self, req: Request) -> Response:
+        """Prometheus' ``GET /metrics`` (not in NSQ): every node's topics and channels."""
+        return metrics_response(await scrape_cluster(self.ci, *self.admin.targets()))
 
     # ------------------------------------------------------------------ JSON API
     async def ping(self, req: Request) -> Response:
@@ -571,6 +577,7 @@ def make_router(admin: NSQAdmin) -> Router:
     add("DELETE", "/api/topics/:topic", s.api_delete_topic)
     add("DELETE", "/api/topics/:topic/:channel", s.api_delete_channel)
     add("GET", "/api/counter", s.api_counter)
+    add("GET", "/metrics", s.metrics)
     add("GET", "/config/:opt", s.config)
     add("PUT", "/config/:opt", s.config)
 

@@ -64,8 +64,25 @@ def _by_name(items: Iterable[Stats], key: str) -> dict[str, Stats]:
     return {item[key]: item for item in items}
 
 
-def _latencies(out: list[str], stat: str, result: Stats) -> None:
-    for item in result.get("percentiles") or ():
+#: (statsd name, /stats key, counter) in Go's order
+_TOPIC_STATS = (("message_count", "message_count", True), ("message_bytes", "message_bytes", True),
+                ("depth", "depth", False), ("backend_depth", "backend_depth", False))
+_CHANNEL_STATS = (("message_count", "message_count", True), ("depth", "depth", False),
+                  ("backend_depth", "backend_depth", False),
+                  ("in_flight_count", "in_flight_count", False),
+                  ("deferred_count", "deferred_count", False),
+                  ("requeue_count", "requeue_count", True),
+                  ("timeout_count", "timeout_count", True), ("clients", "client_count", False))
+
+
+def _stat_lines(out: list[str], stat: str, doc: Stats, prev: Stats,
+                table: tuple[tuple[str, str, bool], ...]) -> None:
+    for name, key, counter in table:
+        if counter:
+            out.append(f"{stat}.{name}:{doc[key] - prev.get(key, 0)}|c\n")
+        else:
+            out.append(f"{stat}.{name}:{doc[key]}|g\n")
+    for item in doc["e2e_processing_latency"].get("percentiles") or ():
         out.append(f"{stat}.e2e_processing_latency_{item['quantile'] * 100:.0f}:"
                    f"{int(item['value'])}|g\n")
 
@@ -76,40 +93,24 @@ def statsd_lines(stats: Stats, last: Stats | None, prefix: str, *,
     """The lines of one push: ``stats`` (:func:`~nsqd.stats.get_stats` without clients)
     against the ``last`` push; ``mem`` (:func:`~nsqd.stats.memory_stats`) adds ``mem.*``."""
     out: list[str] = []
-    add = out.append
     last_topics = _by_name(last["topics"], "topic_name") if last else {}
     for topic in stats["topics"]:
         name = topic["topic_name"]
         if exclude_ephemeral and is_ephemeral(name):
             continue
         prev = last_topics.get(name, {})
-        t = f"{prefix}topic.{name}"
-        add(f"{t}.message_count:{topic['message_count'] - prev.get('message_count', 0)}|c\n")
-        add(f"{t}.message_bytes:{topic['message_bytes'] - prev.get('message_bytes', 0)}|c\n")
-        add(f"{t}.depth:{topic['depth']}|g\n")
-        add(f"{t}.backend_depth:{topic['backend_depth']}|g\n")
-        _latencies(out, t, topic["e2e_processing_latency"])
+        _stat_lines(out, f"{prefix}topic.{name}", topic, prev, _TOPIC_STATS)
         prev_channels = _by_name(prev.get("channels", ()), "channel_name")
         for channel in topic["channels"]:
             cname = channel["channel_name"]
             if exclude_ephemeral and is_ephemeral(cname):
                 continue
-            pc = prev_channels.get(cname, {})
-            c = f"{t}.channel.{cname}"
-            add(f"{c}.message_count:{channel['message_count'] - pc.get('message_count', 0)}|c\n")
-            add(f"{c}.depth:{channel['depth']}|g\n")
-            add(f"{c}.backend_depth:{channel['backend_depth']}|g\n")
-            add(f"{c}.in_flight_count:{channel['in_flight_count']}|g\n")
-            add(f"{c}.deferred_count:{channel['deferred_count']}|g\n")
-            add(f"{c}.requeue_count:{channel['requeue_count'] - pc.get('requeue_count', 0)}|c\n")
-            add(f"{c}.timeout_count:{channel['timeout_count'] - pc.get('timeout_count', 0)}|c\n")
-            add(f"{c}.clients:{channel['client_count']}|g\n")
-            _latencies(out, c, channel["e2e_processing_latency"])
+            _stat_lines(out, f"{prefix}topic.{name}.channel.{cname}", channel,
+                        prev_channels.get(cname, {}), _CHANNEL_STATS)
     if mem is not None:
-        for key in _MEM_GAUGES:
-            add(f"{prefix}mem.{key}:{mem[key]}|g\n")
+        out.extend(f"{prefix}mem.{key}:{mem[key]}|g\n" for key in _MEM_GAUGES)
         runs = mem["gc_total_runs"] - (last_mem["gc_total_runs"] if last_mem else 0)
-        add(f"{prefix}mem.gc_runs:{runs}|c\n")
+        out.append(f"{prefix}mem.gc_runs:{runs}|c\n")
     return out
 
 
@@ -161,7 +162,10 @@ class StatsdPusher:
         due = trio.current_time() + interval
         while True:
             await trio.sleep_until(due)
-            await self.push()
+            try:
+                await self.push()
+            except Exception:  # a bug here must not take the broker down
+                logger.exception("STATSD: push failed")
             due += interval
             now = trio.current_time()
             if due < now:  # a push overran: skip the missed ticks, as Go's ticker

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from client.protocol import is_valid_channel_name, is_valid_topic_name
 from internal.gojson import go_json
 from internal.http import JSON_CONTENT_TYPE, V1_HEADER, HTTPError, Request, Response, Router, json_response, text
+from internal.metrics import metrics_response
 from internal.version import NSQ_VERSION
 
+from .metrics import lookupd_metrics
 from .options import Options
 from .registration_db import Producer, Registration, RegistrationDB, filter_by_active
 
@@ -79,7 +81,12 @@ class LookupdHTTP:
         r.add("POST", "/channel/create", self.create_channel)
         r.add("POST", "/channel/delete", self.delete_channel)
         r.add("POST", "/topic/tombstone", self.tombstone_topic_producer)
+        r.add("GET", "/metrics", self.metrics)
         return r
+
+    def metrics(self, req: Request) -> Response:
+        """Prometheus' ``GET /metrics`` (not in NSQ)."""
+        return metrics_response(lookupd_metrics(self.db, self.options, self.clock()))
 
     def ping(self, req: Request) -> Response:
         return text("OK", v1=False)

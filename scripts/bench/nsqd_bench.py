@@ -1,12 +1,16 @@
 """nsqd throughput and latency, measured from separate processes over loopback.
 
     python scripts/bench/nsqd_bench.py [--messages 2000000] [--size 100] [--batch 200]
+                                       [--e2e] [--scrape-interval 1.0]
 
 Phases (one nsqd subprocess, like NSQ's bench.sh):
   1. ingest: N 100-byte messages by MPUB (batches of 200, pre-encoded), W writer procs
   2. consume: one reader (RDY 2500, FIN every message, FINs batched per read)
   3. latency: a fixed 10k msg/s PUB stream, consumer measures publish→receive p50/p99
-Prints msgs/s, latency percentiles and nsqd's peak RSS.
+Prints msgs/s, latency percentiles and nsqd's peak RSS. ``--e2e`` runs nsqd with
+``--e2e-processing-latency-percentile 0.99,0.95``; ``--scrape-interval S`` GETs
+``/metrics`` every S seconds from a separate process throughout (both for measuring
+their cost against a plain run).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import struct
 import sys
 import time
 import os
+import urllib.request
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -154,6 +159,17 @@ def latency(addr, topic, rate, seconds):
     return lat, time.perf_counter() - start
 
 
+def scraper(url, interval, stop, out):
+    """GET ``url`` every ``interval`` seconds until ``stop``; report the scrape times."""
+    times = []
+    while not stop.wait(interval):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            resp.read()
+        times.append(time.perf_counter() - t0)
+    out.put(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=2_000_000)
@@ -163,11 +179,23 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--latency-seconds", type=float, default=5.0)
     ap.add_argument("--nsqd-args", default="", help="extra nsqd flags")
+    ap.add_argument("--e2e", action="store_true",
+                    help="nsqd --e2e-processing-latency-percentile 0.99,0.95")
+    ap.add_argument("--scrape-interval", type=float, default=0.0,
+                    help="GET /metrics every this many seconds during the run (0: never)")
     args = ap.parse_args()
     extra = args.nsqd_args.split()
+    if args.e2e:
+        extra += ["--e2e-processing-latency-percentile", "0.99,0.95"]
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--mem-queue-size", str(args.messages + 1), *extra) as (proc, addrs):
         tcp = addrs["TCP"]
+        stop = mp.Event()
+        scrapes = mp.Queue()
+        if args.scrape_interval > 0:
+            host, port = addrs["HTTP"]
+            mp.Process(target=scraper, args=(f"http://{host}:{port}/metrics",
+                                             args.scrape_interval, stop, scrapes)).start()
         # create the channel first so ingest fans out into it, as bench_reader consumes it
         s = _connect(tcp)
         s.sendall(commands.sub("bench", "ch") + commands.cls())
@@ -188,6 +216,12 @@ def main() -> None:
         p = percentiles(lat)
         print(f"latency: {len(lat)} msgs at {args.rate}/s: p50 {p[50]:.2f} ms, p90 {p[90]:.2f} ms, "
               f"p99 {p[99]:.2f} ms, p99.9 {p[99.9]:.2f} ms; nsqd peak RSS {peak_rss_mb(proc.pid):.0f} MiB")
+        if args.scrape_interval > 0:
+            stop.set()
+            times = sorted(scrapes.get(timeout=60))
+            if times:
+                print(f"scrapes: {len(times)} GET /metrics, median {times[len(times) // 2] * 1000:.1f} ms, "
+                      f"max {times[-1] * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

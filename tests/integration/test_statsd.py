@@ -170,3 +170,27 @@ async def test_bad_address_logged_once(start_nsqd: Callable[..., Any], address: 
     assert (await sub.message()).body == b"still fine"
     for conn in (sub, pub):
         await conn.aclose()
+
+
+def test_flags_and_config_file(tmp_path: Any) -> None:
+    from internal.options import resolve
+    from nsqd.options import Options
+
+    cfg = tmp_path / "nsqd.toml"
+    cfg.write_text('statsd_address = "127.0.0.1:8125"\nstatsd_prefix = "x.%s"\n'
+                   'statsd_interval = "30s"\nstatsd_mem_stats = false\n'
+                   'statsd_udp_packet_size = 1400\n'
+                   'e2e_processing_latency_percentiles = [0.5, 0.99]\n'
+                   'e2e_processing_latency_window_time = "1m"\n')
+    opts, _ = resolve(Options, ["--config", str(cfg), "--data-path", str(tmp_path)], prog="nsqd")
+    assert (opts.statsd_address, opts.statsd_prefix, opts.statsd_interval) == (
+        "127.0.0.1:8125", "x.%s", 30.0)
+    assert not opts.statsd_mem_stats and opts.statsd_udp_packet_size == 1400
+    assert opts.e2e_processing_latency_percentiles == [0.99, 0.5]
+    assert opts.e2e_processing_latency_window_time == 60.0
+    opts, _ = resolve(Options, ["--e2e-processing-latency-percentile", "0.95,0.99",
+                                "--e2e-processing-latency-percentile", "1.0",
+                                "--statsd-address", "h:1", "--data-path", str(tmp_path)],
+                      prog="nsqd")
+    assert opts.e2e_processing_latency_percentiles == [1.0, 0.99, 0.95]
+    assert opts.statsd_address == "h:1"
