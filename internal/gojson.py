@@ -16,6 +16,9 @@ clients that compare bytes (or cache by them) see what Go NSQ would send:
 
 Key order is the caller's: build dicts in Go struct field order, or sorted for Go maps.
 Integer keys are written as strings, as Go does for integer-keyed maps.
+
+JSON read from the network goes through :func:`loads`, for which nesting too deep for
+Python's parser is malformed JSON like any other (a ``ValueError``), not a crash.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["go_json", "go_float"]
+__all__ = ["go_float", "go_json", "loads"]
 
 _quote = json.encoder.encode_basestring  # C: escapes '"', '\\' and control characters only
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -133,3 +136,16 @@ def _key(key: Any) -> str:
     if isinstance(key, int) and not isinstance(key, bool):
         return int.__repr__(key)
     raise TypeError(f"json: unsupported map key type: {type(key).__name__}")
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads`` for untrusted input.
+
+    Raises:
+        ValueError: malformed JSON, including nesting deeper than the parser's recursion
+            limit (``json`` raises ``RecursionError`` for that).
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 import trio
 
+from internal.gojson import loads
 from internal.netaddr import split_host_port
 
 from .stats import Doc, Producer, topic_from_nsqd
@@ -133,7 +134,7 @@ class ClusterInfo:
                                 f"{json.dumps(body.decode('utf-8', 'replace'))}",
                                 resp.status_code)
         try:
-            doc = json.loads(body)
+            doc = loads(body)
         except ValueError as exc:
             raise RequestFailed(f"invalid JSON from {url} - {exc}") from None
         if ("x-nsq-content-type" not in resp.headers and isinstance(doc, dict)

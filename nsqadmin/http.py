@@ -16,7 +16,6 @@ nothing); Graphite endpoints (``/api/graphite``, ``/render``) do not exist.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import mimetypes
 import os
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from client.protocol import is_valid_channel_name, is_valid_topic_name
+from internal.gojson import loads
 from internal.http import HTTPError, Request, Response, Router, json_response, text
 from internal.logs import parse_level, set_level
 from internal.metrics import metrics_response
@@ -69,7 +69,7 @@ def _upstream(what: str, exc: ClusterError) -> HTTPError:
 
 def _json_body(req: Request) -> Any:
     try:
-        return json.loads(req.body or b"null")
+        return loads(req.body or b"null")
     except ValueError as exc:
         raise HTTPError(400, str(exc)) from None
 
@@ -342,7 +342,7 @@ class _Server:
         self._require_admin(req)
         node = req.params["node"]
         try:
-            body = json.loads(req.body)
+            body = loads(req.body)
         except ValueError:
             raise HTTPError(400, "INVALID_BODY") from None
         topic = body.get("topic") if isinstance(body, dict) else None
@@ -375,7 +375,7 @@ class _Server:
                 raise HTTPError(413, "INVALID_VALUE")
             if name == "nsqlookupd_http_addresses":
                 try:
-                    value = json.loads(body)
+                    value = loads(body)
                 except ValueError:
                     raise HTTPError(400, "INVALID_VALUE") from None
                 if value is None:

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import trio
 
+from internal.gojson import loads
+
 __all__ = ["AuthCache", "AuthError", "AuthState", "Authorization", "parse_auth_response",
            "query_any_authd", "query_authd"]
 
@@ -93,7 +95,7 @@ def parse_auth_response(body: bytes, now: float | None = None) -> AuthState:
         AuthError: not JSON, wrong types, unknown permission, bad regex, ttl <= 0.
     """
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except ValueError as exc:
         raise AuthError(f"bad JSON - {exc}") from None
     if not isinstance(doc, dict):

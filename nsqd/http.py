@@ -34,7 +34,6 @@ or a daemon exiting still answers 503 ``EXITING``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -44,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from client.protocol import MPUBError, is_valid_channel_name, is_valid_topic_name, parse_mpub_body
+from client.protocol import (
+    MPUBError,
+    is_valid_channel_name,
+    is_valid_topic_name,
+    parse_mpub_body,
+)
+from internal.gojson import loads
 from internal.http import (
     V1_HEADER,
     HTTPError,
@@ -66,9 +71,15 @@ from .backend import BackendError
 from .errors import TopicError
 from .metrics import nsqd_metrics
 from .options import Options
-from .stats import get_stats, install_gc_monitor, memory_stats, render_text, stats_document
-from .tls import TLS_REQUIRED
+from .stats import (
+    get_stats,
+    install_gc_monitor,
+    memory_stats,
+    render_text,
+    stats_document,
+)
 from .syncer import Syncer
+from .tls import TLS_REQUIRED
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -467,7 +478,7 @@ def _config_value(spec: OptionSpec, value: Any) -> Any:
 
 def _parse_address_list(body: bytes) -> list[str]:
     try:
-        value = json.loads(body)
+        value = loads(body)
     except ValueError:
         raise HTTPError(400, "INVALID_VALUE") from None
     if value is None:

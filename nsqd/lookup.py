@@ -14,7 +14,6 @@ through :meth:`LookupPeers.notify`.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, Final, Literal
 import trio
 
 from client.protocol import MAGIC_V1, ResponseReader, commands
+from internal.gojson import loads
 from internal.netaddr import join_host_port, split_host_port
 
 __all__ = [
@@ -216,7 +216,7 @@ class _Peer:
         if resp.startswith(b"E_"):
             raise _PeerError(f"lookupd returned {resp.decode('latin-1')}")
         try:
-            raw = json.loads(resp)
+            raw = loads(resp)
             self.info = LookupdInfo(int(raw["tcp_port"]), int(raw["http_port"]),
                                     str(raw["version"]), str(raw["broadcast_address"]))
         except (ValueError, TypeError, KeyError) as err:

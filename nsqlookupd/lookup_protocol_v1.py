@@ -12,7 +12,6 @@ connection ends, its nsqd is removed from every registration.
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from client.protocol import (
     is_valid_channel_name,
     is_valid_topic_name,
 )
-from internal.gojson import go_json
+from internal.gojson import go_json, loads
 from internal.netaddr import join_host_port
 
 from .registration_db import PeerInfo, Producer, Registration, RegistrationDB
@@ -96,7 +95,7 @@ def _field(body: dict[str, Any], name: str) -> Any:
 
 def _decode_identify(body: bytes) -> dict[str, Any]:
     """The IDENTIFY fields, typed as Go would decode them; ValueError if they don't fit."""
-    data = json.loads(body)
+    data = loads(body)
     if data is None:
         data = {}
     if not isinstance(data, dict):

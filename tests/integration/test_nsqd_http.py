@@ -651,7 +651,8 @@ async def test_http_config_put_lookupd_without_lookup(nsqd: NSQD,
     assert nsqd.options.lookupd_tcp_addresses == []
 
 
-@pytest.mark.parametrize("body", [b"not json", b'"h:1"', b"[1]", b'{"a":1}', b'["a",null]'])
+@pytest.mark.parametrize("body", [b"not json", b'"h:1"', b"[1]", b'{"a":1}', b'["a",null]',
+                                  b"[" * 100_000])
 async def test_http_config_invalid_addresses(nsqd: NSQD, http: httpx.AsyncClient,
                                              body: bytes) -> None:
     nsqd.lookup = FakeLookup()

@@ -98,3 +98,12 @@ def test_agrees_with_stdlib_where_go_and_python_agree() -> None:
                        "e2e": {"count": 0, "percentiles": None}} for i in range(20)],
            "producers": None}
     assert go_json(doc) == json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_loads_reads_json_and_refuses_deep_nesting_as_malformed() -> None:
+    from internal.gojson import loads
+
+    assert loads(b'{"a":[1,"x"]}') == {"a": [1, "x"]}
+    for bad in (b"[" * 100_000, b'{"a":' * 100_000, b"not json"):
+        with pytest.raises(ValueError):
+            loads(bad)
