@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
@@ -23,8 +24,14 @@ def split(addr: str) -> tuple[str, int]:
 
 
 @contextmanager
-def daemon(module: str, *args: str) -> Iterator[tuple[subprocess.Popen, dict[str, tuple[str, int]]]]:
-    """Run ``python -m module args`` until the block ends; yields (proc, {"TCP": addr, ...})."""
+def daemon(module: str, *args: str, drain: bool = True
+           ) -> Iterator[tuple[subprocess.Popen, dict[str, tuple[str, int]]]]:
+    """Run ``python -m module args`` until the block ends; yields (proc, {"TCP": addr, ...}).
+
+    Once the listen lines are read, a thread keeps reading the daemon's stderr (a full pipe
+    would block the daemon's next log write, e.g. its request log); ``drain=False`` leaves
+    that to the caller.
+    """
     with tempfile.TemporaryDirectory() as data:
         cmd = [sys.executable, "-m", module, "--data-path", data, *args]
         if module != "nsqd":
@@ -40,6 +47,8 @@ def daemon(module: str, *args: str) -> Iterator[tuple[subprocess.Popen, dict[str
             m = _LISTEN.search(line)
             if m:
                 addrs[m.group(1)] = split(m.group(2))
+        if drain:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
         try:
             yield proc, addrs
         finally:

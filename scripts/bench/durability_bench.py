@@ -211,7 +211,6 @@ def _mpub_writer(addr, topic, batches, batch, size, go, out):
 def bench_backlog(args: argparse.Namespace) -> None:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--mem-queue-size", "10000", *args.nsqd_args.split()) as (proc, addrs):
-        log = _drain_log(proc)
         _http(addrs, "/topic/create?topic=backlog")
         _http(addrs, "/channel/create?topic=backlog&channel=ch")
         sampler = Sampler(proc.pid)
@@ -288,8 +287,8 @@ def _dpub_writer(addr, topic, rate, delay, seconds, size, go, out):
 def bench_deferred(args: argparse.Namespace) -> None:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--max-req-timeout", f"{int(args.delay * 2)}s",
-                "--max-rdy-count", str(max(2500, args.rdy)), *args.nsqd_args.split()
-                ) as (proc, addrs):
+                "--max-rdy-count", str(max(2500, args.rdy)), *args.nsqd_args.split(),
+                drain=False) as (proc, addrs):
         log = _drain_log(proc)
         _http(addrs, "/topic/create?topic=later")
         _http(addrs, "/channel/create?topic=later&channel=ch")
@@ -386,7 +385,6 @@ def _sync_publisher(addr, topic, batch, seconds, go, out):
 def _durable_run(extra: list[str], batch: int, args: argparse.Namespace) -> float:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 *extra, *args.nsqd_args.split()) as (proc, addrs):
-        log = _drain_log(proc)
         _http(addrs, "/topic/create?topic=d")
         _http(addrs, "/channel/create?topic=d&channel=ch")
         go = mp.Event()
@@ -419,7 +417,6 @@ def bench_dpub(args: argparse.Namespace) -> None:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--max-rdy-count", str(max(2500, args.rdy)), *args.nsqd_args.split()
                 ) as (proc, addrs):
-        _drain_log(proc)
         _http(addrs, "/topic/create?topic=later")
         _http(addrs, "/channel/create?topic=later&channel=ch")
         batch = commands.dpub("later", int(args.delay * 1000), b"x" * args.size) * 1000

@@ -17,7 +17,6 @@ import os
 import socket
 import statistics
 import sys
-import threading
 import time
 from functools import partial
 
@@ -71,8 +70,6 @@ def main() -> None:
     extra = ["--e2e-processing-latency-percentile", "0.99,0.95"] if args.e2e else []
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 *extra) as (proc, addrs):
-        # nsqd logs every admin request at INFO: keep its stderr pipe drained
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
         host, port = addrs["HTTP"]
         with httpx.Client(base_url=f"http://{host}:{port}", timeout=30) as http:
             t0 = time.perf_counter()
