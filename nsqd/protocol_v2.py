@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -100,9 +99,8 @@ COMMANDS: dict[bytes, CommandSpec] = {
 }
 assert {name for name, spec in COMMANDS.items() if spec.body_limit} == V2_BODY_COMMANDS
 
-#: a run of one of these commands in a row is taken at once (see protocol_pub, _consume)
-RunFn = Callable[["NSQD", ClientV2, list[Command], int], "tuple[int, ClientError | None]"]
-RUNS: dict[bytes, RunFn] = {b"PUB": publish_run, b"DPUB": publish_run, b"FIN": fin_run}
+#: several of these in a row are taken at once (``publish_run``, ``fin_run``)
+RUNS = frozenset({b"PUB", b"DPUB", b"FIN"})
 
 
 class ProtocolV2:
@@ -117,8 +115,11 @@ class ProtocolV2:
     def check(self, client: ClientV2, cmd: Command) -> ClientError | None:
         """Why ``cmd`` may not run now (None: it may). Pure: the same answer before a
         body arrives (from its line) and once it is complete."""
+        return self._refusal(client, cmd, self.commands.get(cmd.name))
+
+    def _refusal(self, client: ClientV2, cmd: Command,
+                 spec: CommandSpec | None) -> ClientError | None:
         name = cmd.name
-        spec = self.commands.get(name)
         if name != b"IDENTIFY" and self._tls_pending(client):
             return tls_required(name)
         if spec is None:
@@ -129,10 +130,11 @@ class ProtocolV2:
 
     def run(self, client: ClientV2, cmd: Command) -> Outcome:
         """Check ``cmd``, then (if allowed) do it."""
-        err = self.check(client, cmd)
+        spec = self.commands.get(cmd.name)
+        err = self._refusal(client, cmd, spec)
         if err is not None:
             return err
-        spec = self.commands[cmd.name]
+        assert spec is not None
         if spec.body_limit is not None and cmd.body is None:
             return body_not_read(cmd.name)  # refused on its line earlier, allowed by now
         return spec.run(self.nsqd, client, cmd)
@@ -248,14 +250,17 @@ class ProtocolV2:
 
         Returns whether the connection closes, and the upgrade IDENTIFY asked for.
         """
-        runs = RUNS if not self._tls_pending(client) else {}
+        runs = not self._tls_pending(client)
         i, count = 0, len(commands)
         while i < count:
             cmd = commands[i]
+            name = cmd.name
             i += 1
             try:
-                if i < count and commands[i].name == cmd.name and cmd.name in runs:
-                    taken, err = (self.fin_run if cmd.name == b"FIN"
+                # a FIN alone goes the run's way too: it is the most frequent command
+                if runs and (name == b"FIN" or i < count and commands[i].name == name
+                             and name in RUNS):
+                    taken, err = (self.fin_run if name == b"FIN"
                                   else self.publish_run)(client, commands, i - 1)
                     if err is not None and report(client, err):
                         return True, None
