@@ -33,7 +33,7 @@ from .errors import (
     not_a_number,
     out_of_range,
 )
-from .protocol_session import auth_expired, authorization_error, refresh_then
+from .protocol_session import authorization_error, when_authorized
 from .protocol_util import Outcome, Reply, base10, msg_id_error, report
 
 if TYPE_CHECKING:
@@ -77,10 +77,8 @@ def check_sub(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None:
 def run_sub(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
     topic_name = cmd.params[0].decode("latin-1")
     channel_name = cmd.params[1].decode("latin-1")
-    if auth_expired(nsqd, client):
-        return refresh_then(nsqd, client, cmd.name, topic_name, channel_name,
-                            lambda: _subscribe(nsqd, client, cmd, topic_name, channel_name))
-    return _subscribe(nsqd, client, cmd, topic_name, channel_name)
+    return when_authorized(nsqd, client, cmd.name, topic_name, channel_name,
+                           lambda: _subscribe(nsqd, client, cmd, topic_name, channel_name))
 
 
 def _subscribe(nsqd: NSQD, client: ClientV2, cmd: Command, topic_name: str,

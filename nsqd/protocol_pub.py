@@ -36,14 +36,13 @@ from .errors import (
     not_a_number,
     out_of_range,
 )
-from .protocol_session import auth_expired, authorization_error, refresh_then
+from .protocol_session import auth_expired, authorization_error, when_authorized
 from .protocol_util import Outcome, Reply, base10, body_error
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
 
-__all__ = ["check_dpub", "check_mpub", "check_pub", "publish_run", "run_dpub", "run_mpub",
-           "run_pub"]
+__all__ = ["check_dpub", "check_mpub", "check_pub", "publish_run", "run_mpub", "run_pub"]
 
 _OK_FRAME = encode_response(OK)
 
@@ -88,17 +87,19 @@ def check_pub(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None:
 
 
 def run_pub(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
+    """PUB, and DPUB (checked by :func:`check_dpub`)."""
     topic_name = cmd.params[0].decode("latin-1")
-    if auth_expired(nsqd, client):
-        return refresh_then(nsqd, client, cmd.name, topic_name, "",
-                            lambda: _publish(nsqd, client, cmd, topic_name))
-    return _publish(nsqd, client, cmd, topic_name)
+    return when_authorized(nsqd, client, cmd.name, topic_name, "",
+                           lambda: _publish(nsqd, client, cmd, topic_name))
 
 
 def _publish(nsqd: NSQD, client: ClientV2, cmd: Command, topic_name: str) -> Reply:
     assert cmd.body is not None
     try:
-        nsqd.publish(topic_name, [cmd.body])
+        if cmd.name == b"DPUB":
+            nsqd.publish_deferred(topic_name, cmd.body, int(cmd.params[1]) / 1000)
+        else:
+            nsqd.publish(topic_name, [cmd.body])
     except (TopicError, BackendError) as exc:
         return command_failed(cmd.name, exc)
     client.published(topic_name, 1)
@@ -115,11 +116,10 @@ def check_mpub(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None
 
 def run_mpub(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
     topic_name = cmd.params[0].decode("latin-1")
-    if auth_expired(nsqd, client):
-        return refresh_then(nsqd, client, cmd.name, topic_name, "",
-                            lambda: body_error(cmd, nsqd.options.max_body_size)
-                            or _publish_many(nsqd, client, cmd, topic_name))
-    return _publish_many(nsqd, client, cmd, topic_name)
+    # with expired authorizations the check stopped before the body: done after the refresh
+    return when_authorized(nsqd, client, cmd.name, topic_name, "",
+                           lambda: body_error(cmd, nsqd.options.max_body_size)
+                           or _publish_many(nsqd, client, cmd, topic_name))
 
 
 def _publish_many(nsqd: NSQD, client: ClientV2, cmd: Command, topic_name: str) -> Reply:
@@ -152,25 +152,6 @@ def check_dpub(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None
     if err is not None or cmd.body is None:  # auth is checked once the body is here
         return err
     return _auth_error(nsqd, client, cmd)
-
-
-def run_dpub(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
-    topic_name = cmd.params[0].decode("latin-1")
-    if auth_expired(nsqd, client):
-        return refresh_then(nsqd, client, cmd.name, topic_name, "",
-                            lambda: _publish_deferred(nsqd, client, cmd, topic_name))
-    return _publish_deferred(nsqd, client, cmd, topic_name)
-
-
-def _publish_deferred(nsqd: NSQD, client: ClientV2, cmd: Command, topic_name: str) -> Reply:
-    assert cmd.body is not None
-    timeout_ms = int(cmd.params[1])
-    try:
-        nsqd.publish_deferred(topic_name, cmd.body, timeout_ms / 1000)
-    except (TopicError, BackendError) as exc:
-        return command_failed(cmd.name, exc)
-    client.published(topic_name, 1)
-    return OK
 
 
 # --------------------------------------------------------------------------- runs

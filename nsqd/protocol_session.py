@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .nsqd import NSQD
 
 __all__ = ["auth_expired", "authorization_error", "check_auth_command", "check_identify",
-           "refresh_then", "run_auth_command", "run_identify"]
+           "run_auth_command", "run_identify", "when_authorized"]
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def authorization_error(nsqd: NSQD, client: ClientV2, name: bytes, topic: str,
                channel: str) -> ClientError | None:
     """NSQ's CheckAuth as far as it needs no I/O: with auth enabled, the client must
     have authorizations granting ``topic``/``channel``. Expired ones pass here: the
-    command's run refreshes them first (:func:`auth_expired`, :func:`refresh_then`)."""
+    command's run refreshes them first (:func:`when_authorized`)."""
     if not nsqd.options.auth_http_addresses:
         return None
     state = client.auth_state
@@ -228,9 +228,13 @@ def auth_expired(nsqd: NSQD, client: ClientV2) -> bool:
     return bool(nsqd.options.auth_http_addresses) and state is not None and state.is_expired()
 
 
-def refresh_then(nsqd: NSQD, client: ClientV2, name: bytes, topic: str, channel: str,
-                 then: Callable[[], Reply]) -> AwaitIO:
-    """Ask the auth server again, then (if still granted) ``then()`` does the command."""
+def when_authorized(nsqd: NSQD, client: ClientV2, name: bytes, topic: str, channel: str,
+                    then: Callable[[], Reply]) -> Outcome:
+    """``then()`` does the command: now, or once the auth server was asked again about
+    expired authorizations (and still grants ``topic``/``channel``)."""
+    if not auth_expired(nsqd, client):
+        return then()
+
     async def refresh() -> Reply:
         fresh = await _query_auth(nsqd, client)
         if isinstance(fresh, ClientError):

@@ -54,7 +54,6 @@ from .protocol_pub import (
     check_mpub,
     check_pub,
     publish_run,
-    run_dpub,
     run_mpub,
     run_pub,
 )
@@ -95,7 +94,7 @@ COMMANDS: dict[bytes, CommandSpec] = {
     b"NOP": CommandSpec(None, check_nothing, run_nop),
     b"PUB": CommandSpec(None, check_pub, run_pub, "max_msg_size"),
     b"MPUB": CommandSpec(None, check_mpub, run_mpub, "max_body_size"),
-    b"DPUB": CommandSpec(None, check_dpub, run_dpub, "max_msg_size"),
+    b"DPUB": CommandSpec(None, check_dpub, run_pub, "max_msg_size"),
 }
 assert {name for name, spec in COMMANDS.items() if spec.body_limit} == V2_BODY_COMMANDS
 
