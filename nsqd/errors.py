@@ -37,6 +37,10 @@ class TopicError(Exception):
 # Every error frame protocol V2 sends is built here, with nsqd 1.3's code and words.
 # ``name`` is the command's name as the client sent it (``b"PUB"``).
 
+#: the whole error frame for a connection that does not open with ``"  V2"``
+BAD_PROTOCOL = b"E_BAD_PROTOCOL"
+
+
 def _text(name: bytes) -> str:
     return name.decode("latin-1")
 

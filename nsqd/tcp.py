@@ -16,6 +16,7 @@ from client.protocol import MAGIC_V2, encode_error
 from internal.netaddr import join_host_port
 
 from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
+from .errors import BAD_PROTOCOL
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -58,7 +59,7 @@ class TCPServer:
             logger.info("CLIENT(%s): desired protocol magic '%s'", remote, magic.decode("latin-1"))
             if magic != MAGIC_V2:
                 logger.error("client(%s) bad protocol magic '%s'", remote, magic.decode("latin-1"))
-                await stream.send_all(encode_error(b"E_BAD_PROTOCOL"))
+                await stream.send_all(encode_error(BAD_PROTOCOL))
                 return
             client = self._new_client(remote)
             await self.nsqd.protocol.serve(stream, client, rest)
