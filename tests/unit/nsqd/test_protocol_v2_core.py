@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +14,8 @@ import trio
 import trio.testing
 
 from client.protocol import HEARTBEAT, Command, FrameReader, FrameType, commands
+from nsqd import protocol_session
+from nsqd.auth import AuthState, parse_auth_response
 from nsqd.client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2, State
 from nsqd.errors import ClientError
 from nsqd.nsqd import NSQD
@@ -268,3 +271,37 @@ async def test_identify_feature_negotiation_answers_json(nsqd: NSQD, nursery: tr
     assert await peer.response() == b"OK"
     assert await peer.error() == b"E_INVALID cannot IDENTIFY in current state"
     assert await peer.closed()
+
+
+async def test_expired_authorizations_are_refreshed_before_the_command_runs(
+        tmp_path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    grant = {"ttl": 60, "identity": "me", "authorizations": [
+        {"topic": "^t$", "channels": [".*"], "permissions": ["publish"]}]}
+    replies = [parse_auth_response(json.dumps(grant).encode(), now=time.time() - 120),  # expired
+               parse_auth_response(json.dumps(grant).encode())]
+    asked: list[bytes] = []
+
+    async def fake_authd(addresses: list[str], **kwargs: object) -> AuthState:
+        asked.append(str(kwargs["secret"]).encode())
+        return replies.pop(0)
+
+    monkeypatch.setattr(protocol_session, "query_any_authd", fake_authd)
+    node = NSQD(Options(data_path=str(tmp_path), auth_http_addresses=["authd.invalid:1"]))
+    node._nursery = nursery
+    nursery.start_soon(node.meta.run)
+    peer, client = await connect(node, nursery)
+    await peer.send(commands.pub("t", b"early"))
+    assert await peer.error() == b"E_AUTH_FIRST AUTH required before PUB"
+    assert await peer.closed()
+
+    peer, client = await connect(node, nursery, 2)
+    await peer.send(commands.auth(b"s3cret"))
+    assert json.loads(await peer.response())["identity"] == "me"
+    assert client.auth_state is not None and client.auth_state.is_expired()
+    await peer.send(commands.pub("t", b"x") + commands.pub("other", b"y"))
+    assert await peer.response() == b"OK"  # after asking again, in order
+    assert asked == [b"s3cret", b"s3cret"] and not replies
+    assert await peer.error() == b'E_UNAUTHORIZED AUTH failed for PUB on "other" ""'
+    assert await peer.closed()
+    assert node.topics["t"].message_count == 1 and "other" not in node.topics
+    node._nursery = None
