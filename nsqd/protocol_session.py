@@ -51,19 +51,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def _given(value: int, low: float, high: float, what: str) -> bool:
-    """Whether IDENTIFY set ``value`` (0 keeps the default).
-
-    Raises:
-        ValueError: NSQ's ``<what> (<value>) is invalid`` outside ``[low, high]``.
-    """
-    if value == 0:
-        return False
-    if low <= value <= high:
-        return True
-    raise ValueError(f"{what} ({value}) is invalid")
-
-
 # --------------------------------------------------------------------------- IDENTIFY
 def check_identify(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None:
     return body_error(cmd, nsqd.options.max_body_size)
@@ -82,10 +69,10 @@ def run_identify(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
         # OverflowError: a number beyond float range given for an integer field
         return bad_json(cmd.name, exc)
     logger.debug("PROTOCOL(V2): [%s] %r", client, data)
-    try:
-        _apply_identify(nsqd, client, ident)
-    except ValueError as exc:
-        return bad_identify(str(exc))
+    reason = _identify_refusal(nsqd, ident)
+    if reason is not None:
+        return bad_identify(reason)
+    _apply_identify(nsqd, client, ident)
     if not ident.feature_negotiation:
         return OK
     tls_v1 = nsqd.tls_context is not None and ident.tls_v1
@@ -118,37 +105,50 @@ def run_identify(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
     return encoded
 
 
-def _apply_identify(nsqd: NSQD, client: ClientV2, ident: IdentifyData) -> None:
+def _identify_refusal(nsqd: NSQD, ident: IdentifyData) -> str | None:
+    """The first field out of range, in NSQ's order (``heartbeat interval (5) is invalid``).
+
+    0 keeps the default everywhere; -1 turns heartbeats or output buffering off.
+    """
     opts = nsqd.options
+    fields = (
+        (ident.heartbeat_interval, 1000, opts.max_heartbeat_interval * 1000, True,
+         "heartbeat interval"),
+        (ident.output_buffer_timeout, opts.min_output_buffer_timeout * 1000,
+         opts.max_output_buffer_timeout * 1000, True, "output buffer timeout"),
+        (ident.output_buffer_size, 64, opts.max_output_buffer_size, True, "output buffer size"),
+        (ident.sample_rate, 0, 99, False, "sample rate"),
+        (ident.msg_timeout, 1000, opts.max_msg_timeout * 1000, False, "msg timeout"),
+    )
+    for value, low, high, off_allowed, what in fields:
+        if value != 0 and not (off_allowed and value == -1) and not low <= value <= high:
+            return f"{what} ({value}) is invalid"
+    return None
+
+
+def _apply_identify(nsqd: NSQD, client: ClientV2, ident: IdentifyData) -> None:
+    """Set what IDENTIFY asked for (every field checked by :func:`_identify_refusal`)."""
     client.client_id = ident.client_id
     client.hostname = ident.hostname
     client.user_agent = ident.user_agent
     hb = ident.heartbeat_interval
-    if hb == -1:
-        client.heartbeat_interval = 0
-    elif _given(hb, 1000, opts.max_heartbeat_interval * 1000, "heartbeat interval"):
-        client.heartbeat_interval = hb / 1000
+    if hb:
+        client.heartbeat_interval = 0 if hb == -1 else hb / 1000
     client.heartbeat_changed()
     timeout = ident.output_buffer_timeout
-    if timeout == -1:
-        client.output_buffer_timeout = 0
-    elif _given(timeout, opts.min_output_buffer_timeout * 1000,
-                opts.max_output_buffer_timeout * 1000, "output buffer timeout"):
-        client.output_buffer_timeout = timeout / 1000
+    if timeout:
+        client.output_buffer_timeout = 0 if timeout == -1 else timeout / 1000
     size = ident.output_buffer_size
     if size == -1:
         client.output_buffer_size = 1
         client.output_buffer_timeout = 0
-    elif _given(size, 64, opts.max_output_buffer_size, "output buffer size"):
+    elif size:
         client.output_buffer_size = size
     if size or timeout:  # asked for: NSQ's buffering (else every batch goes at once)
         client.buffer_output(client.output_buffer_size, client.output_buffer_timeout)
-    if not 0 <= ident.sample_rate <= 99:
-        raise ValueError(f"sample rate ({ident.sample_rate}) is invalid")
     client.sample_rate = ident.sample_rate
-    mt = ident.msg_timeout
-    if _given(mt, 1000, opts.max_msg_timeout * 1000, "msg timeout"):
-        client.msg_timeout = mt / 1000
+    if ident.msg_timeout:
+        client.msg_timeout = ident.msg_timeout / 1000
 
 
 # --------------------------------------------------------------------------- AUTH

@@ -305,3 +305,26 @@ async def test_expired_authorizations_are_refreshed_before_the_command_runs(
     assert await peer.closed()
     assert node.topics["t"].message_count == 1 and "other" not in node.topics
     node._nursery = None
+
+
+@pytest.mark.parametrize("fields,answer", [
+    ({"heartbeat_interval": 5}, b"E_BAD_BODY IDENTIFY heartbeat interval (5) is invalid"),
+    ({"heartbeat_interval": -1, "output_buffer_size": -1, "output_buffer_timeout": -1}, b"OK"),
+    ({"output_buffer_size": 63}, b"E_BAD_BODY IDENTIFY output buffer size (63) is invalid"),
+    ({"sample_rate": -1}, b"E_BAD_BODY IDENTIFY sample rate (-1) is invalid"),
+    ({"sample_rate": 99, "msg_timeout": 1000}, b"OK"),
+    ({"msg_timeout": -1}, b"E_BAD_BODY IDENTIFY msg timeout (-1) is invalid"),
+    ({"heartbeat_interval": 1.5}, b"E_BAD_BODY IDENTIFY failed to decode JSON body"),
+])
+async def test_identify_ranges(nsqd: NSQD, nursery: trio.Nursery, fields: dict[str, object],
+                               answer: bytes) -> None:
+    peer, client = await connect(nsqd, nursery)
+    await peer.send(commands.identify(fields))
+    frame = await peer.frame()
+    assert frame is not None and frame[1] == answer
+    if answer == b"OK":
+        assert client.sample_rate == fields.get("sample_rate", 0)
+        if fields.get("heartbeat_interval") == -1:
+            assert client.heartbeat_interval == 0 and client.output_buffer_size == 1
+    else:
+        assert frame[0] == FrameType.ERROR and await peer.closed()
