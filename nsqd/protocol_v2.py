@@ -1,9 +1,15 @@
-"""Protocol V2: the command loop of one client connection and every command's rules.
+"""Protocol V2: the command loop of one client connection, and the command table.
+
+Each command is a row of :data:`COMMANDS`: the client states it is allowed in, a pure
+check and a run that returns what to do (see :mod:`nsqd.protocol_util`). A command with
+a body is checked on its line before the body is buffered, and again, by the same pure
+check, once it is complete; it runs once.
 
 The loop reads whatever arrived, parses every complete command, runs them one after
 another (synchronously: publishing, delivering and acknowledging never await per
-message), then lets the writer send all resulting frames in one write. Errors and their
-fatality, texts and order of checks follow nsqd 1.3's ``protocol_v2.go``.
+message; runs of PUB, DPUB or FIN are taken at once), then lets the writer send all
+resulting frames in one write. Errors and their fatality, texts and order of checks
+follow nsqd 1.3's ``protocol_v2.go``.
 """
 
 from __future__ import annotations
