@@ -40,16 +40,17 @@ class TCPServer:
             await trio.aclose_forcefully(stream)
             return
         try:
-            await self._serve(stream)
-        finally:
-            limit.release()
-
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        try:
             peer = stream.socket.getpeername()
             remote = join_host_port(peer[0], peer[1])
         except OSError:
             remote = "?"
+        try:
+            await self.serve(stream, remote)
+        finally:
+            limit.release()
+
+    async def serve(self, stream: trio.abc.Stream, remote: str) -> None:
+        """Select the protocol by its magic and run it; close ``stream`` at the end."""
         try:
             logger.info("TCP: new client(%s)", remote)
             data = await self._read_magic(stream)
@@ -70,7 +71,7 @@ class TCPServer:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _read_magic(self, stream: trio.SocketStream) -> bytes | None:
+    async def _read_magic(self, stream: trio.abc.Stream) -> bytes | None:
         """The first bytes (at least four) within --client-timeout, or None."""
         data = b""
         with trio.move_on_after(self.nsqd.options.client_timeout):
