@@ -22,6 +22,7 @@ from client.protocol import HEARTBEAT, encode_response
 
 if TYPE_CHECKING:
     from .auth import AuthState
+    from .channel import Channel
     from .tls import TLSInfo
 
 __all__ = ["OUTPUT_LIMIT_FACTOR", "ClientV2", "State"]
@@ -58,7 +59,7 @@ class ClientV2:
         self.hostname = host
         self.user_agent = ""
         self.state = State.INIT
-        self.channel = None  # set by SUB
+        self.channel: Channel | None = None  # set by SUB
         self.ready_count = 0
         self.in_flight = 0
         self.message_count = 0

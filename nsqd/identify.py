@@ -17,6 +17,20 @@ class IdentifyData:
                  "hostname", "msg_timeout", "output_buffer_size", "output_buffer_timeout",
                  "sample_rate", "snappy", "tls_v1", "user_agent")
 
+    client_id: str
+    hostname: str
+    user_agent: str
+    heartbeat_interval: int
+    output_buffer_size: int
+    output_buffer_timeout: int
+    deflate_level: int
+    sample_rate: int
+    msg_timeout: int
+    feature_negotiation: bool
+    tls_v1: bool
+    snappy: bool
+    deflate: bool
+
     _STR = ("client_id", "hostname", "user_agent")
     _INT = ("heartbeat_interval", "output_buffer_size", "output_buffer_timeout", "deflate_level",
             "sample_rate", "msg_timeout")

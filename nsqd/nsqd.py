@@ -25,8 +25,6 @@ import trio
 from client.errors import LookupdError
 from client.lookup import channels as lookupd_channels
 from client.protocol import (
-    MAGIC_V2,
-    encode_error,
     is_ephemeral,
     is_valid_channel_name,
     is_valid_topic_name,
@@ -38,7 +36,7 @@ from internal.version import NSQ_VERSION, version_string
 
 from .backend import Backend, DummyBackend, Entry
 from .channel import Channel
-from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
+from .client_v2 import ClientV2
 from .deferred_loop import DeferredLoop
 from .deferred_store import DeferredStore
 from .diskqueue import DiskQueue
@@ -51,6 +49,7 @@ from .protocol_v2 import ProtocolV2
 from .queue_scan import queue_scan_loop
 from .statsd import StatsdPusher
 from .syncer import Syncer
+from .tcp import TCPServer
 from .tls import build_client_context, build_server_context
 from .topic import Topic
 
@@ -88,10 +87,10 @@ class NSQD:
         self.start_time = time.time()
         self.ids = IDGenerator(options.node_id)
         self.protocol = ProtocolV2(self)
+        self.tcp = TCPServer(self)
         self.bound: BoundAddresses | None = None
         self.lookup: LookupPeers | None = None  # once running
         self.health = "OK"
-        self._client_seq = 0
         #: TCP connections open now, bounded by --max-connections
         self.tcp_limit = ConnectionLimit("TCP", options.max_connections, logger)
         self._nursery: trio.Nursery | None = None
@@ -269,57 +268,6 @@ class NSQD:
     def remove_client(self, client: ClientV2) -> None:
         self.clients.pop(client.id, None)
 
-    async def handle_tcp(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection: read the protocol magic, then run V2.
-
-        Beyond ``--max-connections`` open ones the connection is closed at once.
-        """
-        if not self.tcp_limit.admit():
-            await trio.aclose_forcefully(stream)
-            return
-        try:
-            await self._serve_connection(stream)
-        finally:
-            self.tcp_limit.release()
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        try:
-            peer = stream.socket.getpeername()
-            remote = join_host_port(peer[0], peer[1])
-        except OSError:
-            remote = "?"
-        try:
-            logger.info("TCP: new client(%s)", remote)
-            data = b""
-            with trio.move_on_after(self.options.client_timeout):
-                while len(data) < 4:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-            if len(data) < 4:
-                return
-            magic, rest = data[:4], data[4:]
-            logger.info("CLIENT(%s): desired protocol magic '%s'", remote, magic.decode("latin-1"))
-            if magic != MAGIC_V2:
-                logger.error("client(%s) bad protocol magic '%s'", remote, magic.decode("latin-1"))
-                await stream.send_all(encode_error(b"E_BAD_PROTOCOL"))
-                return
-            self._client_seq += 1
-            opts = self.options
-            client = ClientV2(self._client_seq, remote, msg_timeout=opts.msg_timeout,
-                              heartbeat_interval=opts.client_timeout / 2,
-                              output_buffer_timeout=opts.output_buffer_timeout,
-                              output_limit=OUTPUT_LIMIT_FACTOR * opts.max_output_buffer_size)
-            self.clients[client.id] = client
-            await self.protocol.serve(stream, client, rest)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            logger.debug("TCP: client(%s) connection error: %s", remote, exc)
-        except Exception:
-            logger.exception("TCP: client(%s) handler failed", remote)
-        finally:
-            await trio.aclose_forcefully(stream)
-
     # ------------------------------------------------------------------ deferred
     def watch_deferred(self, channel: Channel) -> None:
         """Have the deferred loop serve ``channel``'s deferred store from now on."""
@@ -470,7 +418,7 @@ class NSQD:
             self._shutdown()
 
     async def _serve_tcp(self, listeners: list[trio.SocketListener]) -> None:
-        await trio.serve_listeners(self.handle_tcp, listeners)
+        await trio.serve_listeners(self.tcp.handle, listeners)
 
     def identity(self) -> dict[str, Any]:
         """What nsqd tells lookupd about itself in IDENTIFY."""

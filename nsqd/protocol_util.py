@@ -1,54 +1,80 @@
-"""Small pieces shared by the protocol V2 command handlers: NSQ's errors and parsers."""
+"""The shapes protocol V2's commands are made of: outcomes, the command table's row, parsers.
+
+A command is a pure *check* (state, parameters, sizes; no side effects) and a *run*
+that does the work and returns what the read loop does next: send a response (bytes),
+send nothing (None), send an error (a :class:`~nsqd.errors.ClientError` value), await
+I/O (:class:`AwaitIO`) or upgrade the stream (:class:`StartUpgrade`).
+"""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from client.protocol import Command
+from client.protocol import Command, encode_error
 
-from .errors import FatalClientError
+from .client_v2 import ClientV2, State
+from .errors import (
+    ClientError,
+    FatalClientError,
+    body_too_big,
+    invalid_body_size,
+    invalid_msg_id,
+)
 
 if TYPE_CHECKING:
+    from .nsqd import NSQD
     from .transport import UpgradePlan
 
-__all__ = ["AwaitIO", "NeedBody", "StartUpgrade", "bad_size", "base10", "fatal", "go_quote",
-           "msg_id_param", "sized_body", "unauthorized"]
+__all__ = ["AwaitIO", "Check", "CommandSpec", "Outcome", "Reply", "Run", "StartUpgrade",
+           "base10", "body_error", "msg_id_error", "report"]
+
+logger = logging.getLogger("nsqd.protocol_v2")
+
+#: what a command answers without waiting: a response, nothing, or an error frame
+Reply = bytes | ClientError | None
 
 
-class NeedBody(Exception):
-    """A body-carrying command checked before its body arrived: parameters are fine."""
+@dataclass(frozen=True, slots=True)
+class AwaitIO:
+    """The command needs I/O first (the auth server): the loop awaits ``fn()`` in order
+    (later commands wait) and handles its result as the command's reply."""
+
+    fn: Callable[[], Awaitable[Reply]]
 
 
-class AwaitIO(Exception):
-    """A command needs I/O (the auth server): the loop awaits ``fn()`` in order.
+@dataclass(frozen=True, slots=True)
+class StartUpgrade:
+    """IDENTIFY negotiated TLS/snappy/deflate: send the plan's response, then upgrade."""
 
-    With ``retry`` the command's handler runs again afterwards and answers; without,
-    ``fn()``'s result is the answer.
+    plan: UpgradePlan
+
+
+#: what running a command returns to the read loop
+Outcome = Reply | AwaitIO | StartUpgrade
+Check = Callable[["NSQD", ClientV2, Command], "ClientError | None"]
+Run = Callable[["NSQD", ClientV2, Command], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One row of protocol V2's command table.
+
+    Attributes:
+        states: the client states the command is allowed in (None: any).
+        check: the pure checks, in NSQ's order; a body-carrying command is also checked
+            before its body arrived (``body`` and ``bad_body_size`` None), which must
+            then judge its line alone.
+        run: does the command (only after ``check`` passed).
+        body_limit: for a command with a body, the option bounding the body's size.
     """
 
-    def __init__(self, fn: Any, retry: bool) -> None:
-        self.fn = fn
-        self.retry = retry
-
-
-class StartUpgrade(Exception):
-    """IDENTIFY negotiated TLS/snappy/deflate: send the response, then upgrade."""
-
-    def __init__(self, plan: UpgradePlan) -> None:
-        self.plan = plan
-
-
-def fatal(code: str, desc: str) -> FatalClientError:
-    """An error that closes the connection after it is sent."""
-    return FatalClientError(code, desc)
-
-
-def msg_id_param(param: bytes) -> bytes:
-    """A FIN/REQ/TOUCH message ID parameter (16 bytes) or E_INVALID."""
-    if len(param) != 16:
-        raise fatal("E_INVALID", "invalid message ID")
-    return param
+    states: frozenset[State] | None
+    check: Check
+    run: Run
+    body_limit: str | None = None
 
 
 #: Python refuses to parse longer decimal numbers (and NSQ's uint64 cannot hold them)
@@ -60,31 +86,30 @@ def base10(param: bytes) -> int | None:
     return int(param) if param.isdigit() and len(param) <= _MAX_DIGITS else None
 
 
-def sized_body(cmd: Command, name: str, max_body_size: int) -> bytes:
-    """The body of IDENTIFY/AUTH/MPUB, or NSQ's E_BAD_BODY for a refused size."""
+def msg_id_error(param: bytes) -> ClientError | None:
+    """A FIN/REQ/TOUCH message ID must be 16 bytes."""
+    return None if len(param) == 16 else invalid_msg_id()
+
+
+def body_error(cmd: Command, max_body_size: int) -> ClientError | None:
+    """IDENTIFY/AUTH/MPUB's body size (None also while the body has not arrived)."""
     body = cmd.body
     if body is None:
-        size = bad_size(cmd)
+        size = cmd.bad_body_size
+        if size is None:
+            return None
         if size > max_body_size:
-            raise fatal("E_BAD_BODY", f"{name} body too big {size} > {max_body_size}")
-        raise fatal("E_BAD_BODY", f"{name} invalid body size {size}")
+            return body_too_big(cmd.name, size, max_body_size)
+        return invalid_body_size(cmd.name, size)
     if len(body) > max_body_size:
-        raise fatal("E_BAD_BODY", f"{name} body too big {len(body)} > {max_body_size}")
-    return body
+        return body_too_big(cmd.name, len(body), max_body_size)
+    return None
 
 
-def bad_size(cmd: Command) -> int:
-    """The refused body size of a body-less command, or :class:`NeedBody` if none yet."""
-    if cmd.bad_body_size is None:
-        raise NeedBody()
-    return cmd.bad_body_size
-
-
-def go_quote(s: str) -> str:
-    """Go's %q for the ASCII names we quote."""
-    return json.dumps(s)
-
-
-def unauthorized(name: str, topic: str, channel: str) -> FatalClientError:
-    """NSQ's E_UNAUTHORIZED for a command on a topic/channel the secret does not grant."""
-    return fatal("E_UNAUTHORIZED", f"AUTH failed for {name} on {go_quote(topic)} {go_quote(channel)}")
+def report(client: ClientV2, err: ClientError) -> bool:
+    """Log and send a command's error frame; return whether it closes the connection."""
+    closing = isinstance(err, FatalClientError)
+    ctx = f" - {err.parent}" if err.parent else ""
+    logger.log(logging.INFO if closing else logging.DEBUG, "[%s] - %s%s", client, err, ctx)
+    client.send(encode_error(err.wire()))
+    return closing

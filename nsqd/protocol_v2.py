@@ -1,48 +1,77 @@
-"""Protocol V2: the command loop of one client connection and every command's rules.
+"""Protocol V2: the command loop of one client connection, and the command table.
+
+Each command is a row of :data:`COMMANDS`: the client states it is allowed in, a pure
+check and a run that returns what to do (see :mod:`nsqd.protocol_util`). A command with
+a body is checked on its line before the body is buffered, and again, by the same pure
+check, once it is complete; it runs once.
 
 The loop reads whatever arrived, parses every complete command, runs them one after
 another (synchronously: publishing, delivering and acknowledging never await per
-message), then lets the writer send all resulting frames in one write. Errors and their
-fatality, texts and order of checks follow nsqd 1.3's ``protocol_v2.go``.
+message; runs of PUB, DPUB or FIN are taken at once), then lets the writer send all
+resulting frames in one write. Errors and their fatality, texts and order of checks
+follow nsqd 1.3's ``protocol_v2.go``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from client.protocol import (
-    CLOSE_WAIT,
-    OK,
-    Command,
     V2_BODY_COMMANDS,
+    Command,
     CommandReader,
     RemoteProtocolError,
     encode_error,
     encode_response,
-    is_valid_channel_name,
-    is_valid_topic_name,
 )
 
 from .backend import BackendError
 from .client_v2 import ClientV2, State
-from .errors import ChannelError, ClientError, FatalClientError, TopicError
-from .protocol_pub import PublishCommands
-from .protocol_session import SessionCommands
-from .protocol_util import (
-    AwaitIO,
-    NeedBody,
-    StartUpgrade,
-    base10,
-    fatal,
-    go_quote,
-    msg_id_param,
+from .errors import (
+    ClientError,
+    body_not_read,
+    command_failed,
+    internal_error,
+    invalid_command,
+    invalid_state,
+    tls_required,
 )
+from .protocol_consume import (
+    check_fin,
+    check_nothing,
+    check_rdy,
+    check_req,
+    check_sub,
+    fin_run,
+    run_cls,
+    run_fin,
+    run_nop,
+    run_rdy,
+    run_req,
+    run_sub,
+    run_touch,
+)
+from .protocol_pub import (
+    check_dpub,
+    check_mpub,
+    check_pub,
+    publish_run,
+    run_mpub,
+    run_pub,
+)
+from .protocol_session import (
+    check_auth_command,
+    check_identify,
+    run_auth_command,
+    run_identify,
+)
+from .protocol_util import AwaitIO, CommandSpec, Outcome, StartUpgrade, report
 from .tls import TLS_NOT_REQUIRED
-from .transport import UpgradeError, upgrade_connection
+from .transport import UpgradeError, UpgradePlan, upgrade_connection
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -53,55 +82,103 @@ logger = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
 
+_INIT = frozenset({State.INIT})
+_SUBSCRIBED = frozenset({State.SUBSCRIBED})
+_ACKING = frozenset({State.SUBSCRIBED, State.CLOSING})
 
-def _fin_failed(msg_id: bytes, exc: ChannelError) -> ClientError:
-    return ClientError("E_FIN_FAILED", f"FIN {msg_id.decode('latin-1')} failed {exc}", exc)
+#: Every command: the states it is allowed in (else ``cannot X in current state``), its
+#: checks and its run. Before a required TLS upgrade only IDENTIFY is allowed.
+COMMANDS: dict[bytes, CommandSpec] = {
+    b"IDENTIFY": CommandSpec(_INIT, check_identify, run_identify, "max_body_size"),
+    b"AUTH": CommandSpec(_INIT, check_auth_command, run_auth_command, "max_body_size"),
+    b"SUB": CommandSpec(_INIT, check_sub, run_sub),
+    b"RDY": CommandSpec(_ACKING, check_rdy, run_rdy),  # ignored while closing
+    b"FIN": CommandSpec(_ACKING, check_fin, run_fin),
+    b"REQ": CommandSpec(_ACKING, check_req, run_req),
+    b"TOUCH": CommandSpec(_ACKING, check_fin, run_touch),
+    b"CLS": CommandSpec(_SUBSCRIBED, check_nothing, run_cls),
+    b"NOP": CommandSpec(None, check_nothing, run_nop),
+    b"PUB": CommandSpec(None, check_pub, run_pub, "max_msg_size"),
+    b"MPUB": CommandSpec(None, check_mpub, run_mpub, "max_body_size"),
+    b"DPUB": CommandSpec(None, check_dpub, run_pub, "max_msg_size"),
+}
+assert {name for name, spec in COMMANDS.items() if spec.body_limit} == V2_BODY_COMMANDS
+
+#: several of these in a row are taken at once (``publish_run``, ``fin_run``)
+RUNS = frozenset({b"PUB", b"DPUB", b"FIN"})
 
 
-def _internal_error(name: bytes, exc: Exception) -> FatalClientError:
-    return FatalClientError("E_INVALID", f"{name.decode('latin-1')} failed", exc)
-
-
-class ProtocolV2(SessionCommands, PublishCommands):
+class ProtocolV2:
     """Runs protocol V2 for the connections of one nsqd."""
 
     def __init__(self, nsqd: NSQD) -> None:
         self.nsqd = nsqd
-        self._handlers = {
-            b"IDENTIFY": self.identify,
-            b"AUTH": self.auth,
-            b"SUB": self.sub,
-            b"RDY": self.rdy,
-            b"FIN": self.fin,
-            b"REQ": self.req,
-            b"TOUCH": self.touch,
-            b"CLS": self.cls,
-            b"NOP": self.nop,
-            b"PUB": self.pub,
-            b"MPUB": self.mpub,
-            b"DPUB": self.dpub,
-        }
-        #: commands handled several at a time when they arrive in a row
-        self._runs = {b"PUB": self.publish_run, b"DPUB": self.publish_run, b"FIN": self.fin_run}
-        #: before a TLS upgrade when TLS is required: anything but IDENTIFY is refused
-        self._tls_guard = {b"IDENTIFY": self.identify}
+        #: the command table (a copy: tests may patch one server's)
+        self.commands = dict(COMMANDS)
+
+    # ------------------------------------------------------------------ commands
+    def check(self, client: ClientV2, cmd: Command) -> ClientError | None:
+        """Why ``cmd`` may not run now (None: it may). Pure: the same answer before a
+        body arrives (from its line) and once it is complete."""
+        return self._refusal(client, cmd, self.commands.get(cmd.name))
+
+    def _refusal(self, client: ClientV2, cmd: Command,
+                 spec: CommandSpec | None) -> ClientError | None:
+        name = cmd.name
+        if name != b"IDENTIFY" and self._tls_pending(client):
+            return tls_required(name)
+        if spec is None:
+            return invalid_command(name)
+        if spec.states is not None and client.state not in spec.states:
+            return invalid_state(name)
+        return spec.check(self.nsqd, client, cmd)
+
+    def run(self, client: ClientV2, cmd: Command) -> Outcome:
+        """Check ``cmd``, then (if allowed) do it."""
+        spec = self.commands.get(cmd.name)
+        err = self._refusal(client, cmd, spec)
+        if err is not None:
+            return err
+        assert spec is not None
+        if spec.body_limit is not None and cmd.body is None:
+            return body_not_read(cmd.name)  # refused on its line earlier, allowed by now
+        return spec.run(self.nsqd, client, cmd)
+
+    def _rejects(self, client: ClientV2, name: bytes, params: list[bytes]) -> bool:
+        """Would this command fail before its body is read (NSQ checks params first)?"""
+        try:
+            return self.check(client, Command(name, params)) is not None
+        except Exception:  # noqa: BLE001 - a bug: the command loop reports it
+            return True
+
+    def publish_run(self, client: ClientV2, commands: list[Command],
+                    start: int) -> tuple[int, ClientError | None]:
+        """PUBs or DPUBs to one topic in a row, at once (see :mod:`nsqd.protocol_pub`)."""
+        return publish_run(self.nsqd, client, commands, start)
+
+    def fin_run(self, client: ClientV2, commands: list[Command],
+                start: int) -> tuple[int, ClientError | None]:
+        """FINs in a row, at once (see :mod:`nsqd.protocol_consume`)."""
+        return fin_run(self.nsqd, client, commands, start)
 
     # ------------------------------------------------------------------ loop
     async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
         """Run the connection until the client leaves, errs fatally or is closed."""
         opts = self.nsqd.options
         # sizes are refused on the size header, before any of the body is buffered
+        limits = {name: getattr(opts, spec.body_limit)
+                  for name, spec in self.commands.items() if spec.body_limit}
         reader = CommandReader(V2_BODY_COMMANDS, max_body_size=opts.max_body_size,
-                               body_limits={b"PUB": opts.max_msg_size, b"DPUB": opts.max_msg_size},
-                               early_reject=lambda name, params: self._rejects(client, name, params))
+                               body_limits=limits,
+                               early_reject=lambda name, params: self._rejects(client, name,
+                                                                               params))
         reader.feed(initial)
-        handlers = self._handlers_for(client)
         try:
             async with trio.open_nursery() as nursery:
                 client.cancel_scope = nursery.cancel_scope
                 nursery.start_soon(client.writer, stream)
                 try:
-                    await self._read_loop(stream, client, reader, handlers)
+                    await self._read_loop(stream, client, reader)
                 finally:
                     client.finish_output()
                     nursery.cancel_scope.deadline = trio.current_time() + 5
@@ -111,7 +188,7 @@ class ProtocolV2(SessionCommands, PublishCommands):
             self._cleanup(client)
 
     async def _read_loop(self, stream: trio.abc.Stream, client: ClientV2,
-                         reader: CommandReader, handlers: dict) -> None:
+                         reader: CommandReader) -> None:
         pending = reader.buffered > 0
         received = trio.current_time()
         started = received if pending else None  # first byte of the incomplete command
@@ -136,7 +213,7 @@ class ProtocolV2(SessionCommands, PublishCommands):
                 if not data:
                     return
                 received = trio.current_time()
-                reader.feed(data)
+                reader.feed(bytes(data))  # TLS streams give bytearrays
             pending = False
             try:
                 commands = reader.commands()
@@ -147,52 +224,8 @@ class ProtocolV2(SessionCommands, PublishCommands):
                 started = None
             elif commands or started is None:
                 started = received  # the rest began in the last read
-            closing = False
-            upgrade = None
-            runs = self._runs
             token = self._hold_responses(client)
-            i, count = 0, len(commands)
-            while i < count:
-                cmd = commands[i]
-                i += 1
-                try:
-                    run = runs.get(cmd.name)
-                    if run is not None and i < count and commands[i].name == cmd.name \
-                            and handlers is self._handlers:
-                        taken = run(client, commands, i - 1)
-                        if taken:
-                            i += taken - 1
-                            continue
-                    handler = handlers.get(cmd.name)
-                    if handler is None:
-                        raise self._no_handler(client, cmd.name)
-                    try:
-                        response = handler(client, cmd)
-                    except NeedBody:
-                        raise fatal("E_BAD_BODY", f"{cmd.name.decode()} failed to read body")
-                    except AwaitIO as aw:
-                        response = await aw.fn()
-                        if aw.retry:
-                            response = handler(client, cmd)
-                    if response is not None:
-                        client.send(encode_response(response))
-                except StartUpgrade as up:
-                    client.send(encode_response(up.plan.response))
-                    if i < count or reader.buffered:
-                        # a client must wait for IDENTIFY's response before upgrading
-                        logger.info("PROTOCOL(V2): [%s] data after IDENTIFY before the upgrade",
-                                    client)
-                        closing = True
-                    upgrade = up.plan
-                    break
-                except ClientError as err:
-                    closing = self._report(client, err)
-                    if closing:
-                        break
-                except Exception as exc:  # a bug: still an error frame, then close
-                    logger.exception("PROTOCOL(V2): [%s] %s failed", client, cmd.name)
-                    closing = self._report(client, _internal_error(cmd.name, exc))
-                    break
+            closing, upgrade = await self._run_batch(client, commands, reader.buffered > 0)
             if not await self._release_responses(client, token):
                 return
             if client.needs_fill:
@@ -209,13 +242,58 @@ class ProtocolV2(SessionCommands, PublishCommands):
                 except UpgradeError as exc:
                     logger.info("PROTOCOL(V2): [%s] %s", client, exc)
                     return
-                handlers = self._handlers_for(client)
                 continue
             if client.out_bytes > client.reader_limit \
                     and not await client.wait_output_drained(self._io_limit(client)):
                 logger.info("PROTOCOL(V2): [%s] write timeout (%d bytes not read)",
                             client, client.out_bytes)
                 return
+
+    async def _run_batch(self, client: ClientV2, commands: list[Command],
+                         more: bool) -> tuple[bool, UpgradePlan | None]:
+        """Run one receive buffer's commands in order; ``more``: bytes follow them.
+
+        Returns whether the connection closes, and the upgrade IDENTIFY asked for.
+        """
+        runs = not self._tls_pending(client)
+        i, count = 0, len(commands)
+        while i < count:
+            cmd = commands[i]
+            name = cmd.name
+            i += 1
+            try:
+                # a FIN alone goes the run's way too: it is the most frequent command
+                if runs and (name == b"FIN" or i < count and commands[i].name == name
+                             and name in RUNS):
+                    taken, err = (self.fin_run if name == b"FIN"
+                                  else self.publish_run)(client, commands, i - 1)
+                    if err is not None and report(client, err):
+                        return True, None
+                    if taken:
+                        i += taken - 1
+                        continue
+                outcome = self.run(client, cmd)
+                if isinstance(outcome, AwaitIO):
+                    outcome = await outcome.fn()
+                if outcome is None:
+                    continue
+                if isinstance(outcome, bytes):
+                    client.send(encode_response(outcome))
+                elif isinstance(outcome, StartUpgrade):
+                    client.send(encode_response(outcome.plan.response))
+                    if i < count or more:
+                        # a client must wait for IDENTIFY's response before upgrading
+                        logger.info("PROTOCOL(V2): [%s] data after IDENTIFY before the upgrade",
+                                    client)
+                        return True, None
+                    return False, outcome.plan
+                elif report(client, outcome):
+                    return True, None
+            except Exception as exc:  # a bug: still an error frame, then close
+                logger.exception("PROTOCOL(V2): [%s] %s failed", client, cmd.name)
+                report(client, internal_error(cmd.name, exc))
+                return True, None
+        return False, None
 
     def _idle_limit(self, client: ClientV2) -> float:
         """How long a client may stay silent: NSQ's read deadline of two heartbeats."""
@@ -226,14 +304,6 @@ class ProtocolV2(SessionCommands, PublishCommands):
         """How long one command may take to arrive, or the output to be read."""
         limit = self._idle_limit(client)
         return limit if limit < math.inf else self.nsqd.options.client_timeout
-
-    def _report(self, client: ClientV2, err: ClientError) -> bool:
-        """Log and send a command's error frame; return whether it closes the connection."""
-        closing = isinstance(err, FatalClientError)
-        ctx = f" - {err.parent}" if err.parent else ""
-        logger.log(logging.INFO if closing else logging.DEBUG, "[%s] - %s%s", client, err, ctx)
-        client.send(encode_error(err.wire()))
-        return closing
 
     def _hold_responses(self, client: ClientV2) -> tuple[int, int]:
         """Collect this batch's responses apart (group commit, see ``nsqd/syncer.py``)."""
@@ -254,45 +324,23 @@ class ProtocolV2(SessionCommands, PublishCommands):
                 await self.nsqd.meta.saved()
             except BackendError as exc:
                 # a consumer's batch created its channel; a publisher's its topic
-                cmd = "SUB" if client.channel is not None and not client.pub_counts else "PUB"
-                logger.error("PROTOCOL(V2): [%s] %s - %s", client, cmd, exc)
-                client.send(encode_error(f"E_{cmd}_FAILED {cmd} failed {exc}".encode()))
+                cmd = b"SUB" if client.channel is not None and not client.pub_counts else b"PUB"
+                logger.error("PROTOCOL(V2): [%s] %s - %s", client, cmd.decode(), exc)
+                client.send(encode_error(command_failed(cmd, exc).wire()))
                 return False
         if self.nsqd.syncer.pending(durable):
             try:
                 await self.nsqd.wait_durable(durable)
             except BackendError as exc:
                 logger.error("PROTOCOL(V2): [%s] publish not stored - %s", client, exc)
-                client.send(encode_error(f"E_PUB_FAILED PUB failed {exc}".encode()))
+                client.send(encode_error(command_failed(b"PUB", exc).wire()))
                 return False
         if held:
             client.send_frames(held)
         return True
 
-    def _rejects(self, client: ClientV2, name: bytes, params: list[bytes]) -> bool:
-        """Would this command fail before its body is read (NSQ checks params first)?"""
-        if name != b"IDENTIFY" and self._tls_pending(client):
-            return True
-        try:
-            self._handlers[name](client, Command(name, params))
-        except (NeedBody, AwaitIO):
-            return False
-        except Exception:  # ClientError, or a bug the command loop then reports
-            return True
-        return False
-
     def _tls_pending(self, client: ClientV2) -> bool:
         return self.nsqd.options.tls_required != TLS_NOT_REQUIRED and not client.tls
-
-    def _handlers_for(self, client: ClientV2) -> dict[bytes, Any]:
-        return self._tls_guard if self._tls_pending(client) else self._handlers
-
-    def _no_handler(self, client: ClientV2, name: bytes) -> FatalClientError:
-        """The error for a command without handler (unknown, or TLS still required)."""
-        text = name.decode("latin-1")
-        if self._tls_pending(client):
-            return fatal("E_INVALID", f"cannot {text} in current state (TLS required)")
-        return fatal("E_INVALID", "invalid command " + text)
 
     def _cleanup(self, client: ClientV2) -> None:
         logger.info("PROTOCOL(V2): [%s] exiting ioloop", client)
@@ -301,145 +349,3 @@ class ProtocolV2(SessionCommands, PublishCommands):
             channel.remove_client(client, trio.current_time())
         client.state = State.DISCONNECTED
         self.nsqd.remove_client(client)
-
-    # ------------------------------------------------------------------ commands
-    def sub(self, client: ClientV2, cmd: Any) -> bytes | None:
-        if client.state != State.INIT:
-            raise fatal("E_INVALID", "cannot SUB in current state")
-        if client.heartbeat_interval <= 0:
-            raise fatal("E_INVALID", "cannot SUB with heartbeats disabled")
-        params = cmd.params
-        if len(params) < 2:
-            raise fatal("E_INVALID", "SUB insufficient number of parameters")
-        topic_name = params[0].decode("latin-1")
-        if not is_valid_topic_name(topic_name):
-            raise fatal("E_BAD_TOPIC", f"SUB topic name {go_quote(topic_name)} is not valid")
-        channel_name = params[1].decode("latin-1")
-        if not is_valid_channel_name(channel_name):
-            raise fatal("E_BAD_CHANNEL", f"SUB channel name {go_quote(channel_name)} is not valid")
-        if self.nsqd.options.auth_http_addresses:
-            self._check_auth(client, "SUB", topic_name, channel_name)
-        try:
-            topic = self.nsqd.get_topic(topic_name)
-            channel = topic.get_channel(channel_name)
-            channel.add_client(client, self.nsqd.options.max_channel_consumers)
-        except (ChannelError, TopicError) as exc:
-            raise FatalClientError("E_SUB_FAILED", f"SUB failed {exc}", exc)
-        client.state = State.SUBSCRIBED
-        client.channel = channel
-        return OK
-
-    def rdy(self, client: ClientV2, cmd: Any) -> bytes | None:
-        if client.state == State.CLOSING:
-            logger.info("PROTOCOL(V2): [%s] ignoring RDY after CLS in state ClientStateV2Closing",
-                        client)
-            return None
-        if client.state != State.SUBSCRIBED:
-            raise fatal("E_INVALID", "cannot RDY in current state")
-        count = 1
-        if cmd.params:
-            parsed = base10(cmd.params[0])
-            if parsed is None:
-                raise fatal("E_INVALID",
-                             f"RDY could not parse count {cmd.params[0].decode('latin-1')}")
-            count = parsed
-        max_rdy = self.nsqd.options.max_rdy_count
-        if count > max_rdy:
-            raise fatal("E_INVALID", f"RDY count {count} out of range 0-{max_rdy}")
-        client.ready_count = count
-        client.needs_fill = True
-        return None
-
-    @staticmethod
-    def _may_ack(client: ClientV2) -> bool:
-        return client.state == State.SUBSCRIBED or client.state == State.CLOSING
-
-    def _check_ack_state(self, client: ClientV2, name: str) -> None:
-        if not self._may_ack(client):
-            raise fatal("E_INVALID", f"cannot {name} in current state")
-
-    def fin(self, client: ClientV2, cmd: Any) -> bytes | None:
-        self._check_ack_state(client, "FIN")
-        if not cmd.params:
-            raise fatal("E_INVALID", "FIN insufficient number of params")
-        msg_id = msg_id_param(cmd.params[0])
-        try:
-            client.channel.finish(client, msg_id)
-        except ChannelError as exc:
-            raise _fin_failed(msg_id, exc)
-        client.finish_count += 1
-        client.needs_fill = True
-        return None
-
-    def fin_run(self, client: ClientV2, commands: list[Command], start: int) -> int:
-        """FIN ``commands[start:]`` up to the first that is not a well-formed FIN.
-
-        Returns how many were handled (0: ``commands[start]`` runs alone, as when the
-        client may not FIN at all). An ID not in flight gets its E_FIN_FAILED in turn.
-        """
-        if not self._may_ack(client):
-            return 0
-        finish = client.channel.finish
-        done = 0
-        i = start
-        end = len(commands)
-        while i < end:
-            cmd = commands[i]
-            params = cmd.params
-            if cmd.name != b"FIN" or not params or len(params[0]) != 16:
-                break
-            i += 1
-            try:
-                finish(client, params[0])
-            except ChannelError as exc:
-                self._report(client, _fin_failed(params[0], exc))
-                continue
-            done += 1
-        if done:
-            client.finish_count += done
-            client.needs_fill = True
-        return i - start
-
-    def req(self, client: ClientV2, cmd: Any) -> bytes | None:
-        self._check_ack_state(client, "REQ")
-        params = cmd.params
-        if len(params) < 2:
-            raise fatal("E_INVALID", "REQ insufficient number of params")
-        msg_id = msg_id_param(params[0])
-        timeout_ms = base10(params[1])
-        if timeout_ms is None:
-            raise fatal("E_INVALID", f"REQ could not parse timeout {params[1].decode('latin-1')}")
-        max_ms = int(self.nsqd.options.max_req_timeout * 1000)
-        if timeout_ms > max_ms:
-            logger.info("PROTOCOL(V2): [%s] REQ timeout %dms out of range 0-%dms. Setting to %dms",
-                        client, timeout_ms, max_ms, max_ms)
-            timeout_ms = max_ms
-        try:
-            client.channel.requeue(client, msg_id, timeout_ms / 1000, trio.current_time())
-        except ChannelError as exc:
-            raise ClientError("E_REQ_FAILED", f"REQ {msg_id.decode('latin-1')} failed {exc}", exc)
-        client.requeue_count += 1
-        client.needs_fill = True
-        return None
-
-    def touch(self, client: ClientV2, cmd: Any) -> bytes | None:
-        self._check_ack_state(client, "TOUCH")
-        if not cmd.params:
-            raise fatal("E_INVALID", "TOUCH insufficient number of params")
-        msg_id = msg_id_param(cmd.params[0])
-        try:
-            client.channel.touch(client, msg_id, trio.current_time())
-        except ChannelError as exc:
-            raise ClientError("E_TOUCH_FAILED",
-                              f"TOUCH {msg_id.decode('latin-1')} failed {exc}", exc)
-        return None
-
-    def cls(self, client: ClientV2, cmd: Any) -> bytes | None:
-        if client.state != State.SUBSCRIBED:
-            raise fatal("E_INVALID", "cannot CLS in current state")
-        client.start_close()
-        return CLOSE_WAIT
-
-    def nop(self, client: ClientV2, cmd: Any) -> bytes | None:
-        return None
-

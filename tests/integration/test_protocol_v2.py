@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
@@ -348,10 +349,11 @@ async def test_bad_input_is_fatal(nsqd_server, data, error):
 
 
 async def test_unexpected_handler_failure_is_an_error_frame(nsqd_server, monkeypatch, caplog):
-    def broken(client, cmd):
+    def broken(nsqd, client, cmd):
         raise RuntimeError("a bug")
 
-    monkeypatch.setitem(nsqd_server.nsqd.protocol._handlers, b"NOP", broken)
+    table = nsqd_server.nsqd.protocol.commands
+    monkeypatch.setitem(table, b"NOP", dataclasses.replace(table[b"NOP"], run=broken))
     conn = await RawConn.open(nsqd_server.tcp_address)
     await conn.send(commands.nop())
     assert await conn.error() == b"E_INVALID NOP failed"
@@ -459,9 +461,9 @@ def run_calls(monkeypatch):
         original = getattr(ProtocolV2, name)
 
         def counting(self, client, cmds, start, _original=original):
-            taken = _original(self, client, cmds, start)
+            taken, err = _original(self, client, cmds, start)
             calls.append((cmds[start].name, taken))
-            return taken
+            return taken, err
 
         monkeypatch.setattr(ProtocolV2, name, counting)
     return calls
