@@ -35,6 +35,12 @@ from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameTyp
 from .backend import Backend, BackendError, Msg
 from .deferred_store import DeferredStore
 from .errors import ChannelError
+from .statistics import (
+    NO_LATENCY,
+    ChannelStatistics,
+    ClientStatistics,
+    LatencyStatistics,
+)
 
 if TYPE_CHECKING:
     from internal.quantile import WindowedQuantile
@@ -71,6 +77,7 @@ class Consumer(Protocol):
     output_blocked: bool  # delivery stopped at output_limit: fill again once drained
 
     def send_messages(self, parts: list[bytes], nbytes: int) -> None: ...
+    def statistics(self) -> ClientStatistics: ...
     def message_timed_out(self) -> None: ...
     def close(self) -> None: ...
 
@@ -133,6 +140,25 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.topic.name}:{self.name}>"
+
+    def latency(self) -> LatencyStatistics:
+        """This channel's publish→FIN latencies (FINs not yet recorded are folded in)."""
+        e2e = self.e2e
+        if e2e is None:
+            return NO_LATENCY
+        self.fold_e2e()
+        return LatencyStatistics.of(e2e.result(), (e2e,))
+
+    def statistics(self, *, clients: bool = False) -> ChannelStatistics:
+        """A snapshot of this channel's figures; with ``clients``, its consumers' too."""
+        subs = None
+        if clients:
+            subs = tuple(c.statistics()
+                         for c in sorted(self.clients.values(), key=lambda c: c.id))
+        return ChannelStatistics(
+            self.name, self.depth(), self.backend.depth(), len(self.in_flight),
+            len(self.deferred), self.message_count, self.requeue_count, self.timeout_count,
+            len(self.clients), self.paused, self.latency(), subs)
 
     # ------------------------------------------------------------------ input
     def put(self, msgs: Iterable[Msg], now: float) -> None:
