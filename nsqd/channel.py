@@ -132,6 +132,8 @@ class Channel:
         self.e2e = e2e
         #: timestamps of the messages FIN'd since the last :meth:`fold_e2e`
         self._fins: list[int] | None = [] if e2e is not None else None
+        #: the last :meth:`latency` record and the window result it was made from
+        self._latency: tuple[object, LatencyStatistics] | None = None
 
     # ------------------------------------------------------------------ queries
     def depth(self) -> int:
@@ -147,7 +149,11 @@ class Channel:
         if e2e is None:
             return NO_LATENCY
         self.fold_e2e()
-        return LatencyStatistics.of(e2e.result(), (e2e,))
+        result = e2e.result()  # the same object while the window did not change
+        cached = self._latency
+        if cached is None or cached[0] is not result:
+            cached = self._latency = (result, LatencyStatistics.of(result, (e2e,)))
+        return cached[1]
 
     def statistics(self, *, clients: bool = False) -> ChannelStatistics:
         """A snapshot of this channel's figures; with ``clients``, its consumers' too."""

@@ -61,6 +61,8 @@ class Topic:
         self.message_bytes = 0
         self._pump_lot = trio.lowlevel.ParkingLot()
         self._retry: tuple[list[Entry], bool] | None = None
+        #: the last :meth:`latency` record and the channel records it was merged from
+        self._latency: tuple[list[LatencyStatistics], LatencyStatistics] | None = None
 
     def __repr__(self) -> str:
         return f"<Topic {self.name}>"
@@ -72,13 +74,19 @@ class Topic:
     def latency(self) -> LatencyStatistics:
         """Its channels' publish→FIN latencies merged (none while it has no channel)."""
         windows = []
+        parts = []
         for channel in self.channels.values():
             if channel.e2e is not None:
-                channel.fold_e2e()
+                parts.append(channel.latency())  # the same record while unchanged
                 windows.append(channel.e2e)
         if not windows:
             return NO_LATENCY
-        return LatencyStatistics.of(e2e_result(windows, windows[0].percentiles), windows)
+        cached = self._latency
+        if cached is None or len(cached[0]) != len(parts) or any(
+                a is not b for a, b in zip(cached[0], parts)):
+            merged = LatencyStatistics.of(e2e_result(windows, windows[0].percentiles), windows)
+            cached = self._latency = (parts, merged)
+        return cached[1]
 
     def statistics(self, *, channel: str = "", clients: bool = False) -> TopicStatistics:
         """A snapshot of this topic's figures and its channels' (by name; only the one

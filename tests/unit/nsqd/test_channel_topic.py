@@ -61,9 +61,9 @@ class ListBackend:
 class FakeNSQD:
     """What a Topic asks of its daemon."""
 
-    def __init__(self, mem_queue_size: int = 100) -> None:
+    def __init__(self, mem_queue_size: int = 100, percentiles: list[float] | None = None) -> None:
         self.options = SimpleNamespace(mem_queue_size=mem_queue_size,
-                                       e2e_processing_latency_percentiles=[],
+                                       e2e_processing_latency_percentiles=percentiles or [],
                                        e2e_processing_latency_window_time=600.0)
         self.created: list[str] = []
         self.deleted_channels: list[str] = []
@@ -131,8 +131,9 @@ def ids(*numbers: int) -> list[bytes]:
     return [msg(i)[0] for i in numbers]
 
 
-def make_topic(name: str = "t", mem_queue_size: int = 100) -> tuple[FakeNSQD, Topic]:
-    nsqd = FakeNSQD(mem_queue_size)
+def make_topic(name: str = "t", mem_queue_size: int = 100,
+               percentiles: list[float] | None = None) -> tuple[FakeNSQD, Topic]:
+    nsqd = FakeNSQD(mem_queue_size, percentiles)
     topic = Topic(nsqd, name, ListBackend(), lambda _name, _eph: ListBackend())  # type: ignore[arg-type]
     return nsqd, topic
 
@@ -404,3 +405,23 @@ async def test_records_are_frozen_and_slotted() -> None:
         stats.ready_count = 1
     assert (stats.id, stats.client_id, stats.pub_counts, stats.tls, stats.tls_version) == (
         7, "10.0.0.1", (("a", 1), ("b", 2)), False, "")
+
+
+async def test_latency_records_follow_fins() -> None:
+    _, topic = make_topic(percentiles=[0.5])
+    channel = topic.get_channel("c")
+    topic.get_channel("idle")
+    client = FakeClient(1, ready=2)
+    subscribe(channel, client)
+    topic.put([msg(1), msg(2)], trio.current_time())
+    channel.finish(client, msg(1)[0])
+    first = channel.latency()
+    assert (first.count, first.total_count, first.windows) == (1, 1, 1)
+    assert first.percentiles is not None and first.percentiles[0][0] == 0.5
+    merged = topic.latency()
+    assert (merged.count, merged.total_count, merged.windows) == (1, 1, 2)
+    # nothing changed: the same records (stats cost nothing per message)
+    assert channel.latency() is first and topic.latency() is merged
+    channel.finish(client, msg(2)[0])
+    assert channel.latency().total_count == 2 and topic.latency().total_count == 2
+    assert topic.statistics().e2e_processing_latency.count == 2
