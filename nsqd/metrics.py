@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from internal.metrics import CHANNEL_SERIES, TOPIC_SERIES, Exposition, Family, label_set
+from internal.metrics import (
+    CHANNEL_SERIES,
+    TOPIC_SERIES,
+    Exposition,
+    Family,
+    add_samples,
+    label_set,
+    series_families,
+)
 from internal.version import NSQ_VERSION
 
 from .stats import get_stats
@@ -36,21 +44,15 @@ def _summary(fam: Family, labels: str, e2e: LatencyStatistics) -> None:
 def _topic_channel_series(ex: Exposition, topics: Sequence[TopicStatistics]) -> _Rows:
     """:data:`~internal.metrics.TOPIC_SERIES` and ``CHANNEL_SERIES`` of the records
     (labels ``topic`` and ``channel``); returns the labels of each for further series."""
-    t_fams = [(attrgetter(key), ex.family(name, kind, help))
-              for key, name, kind, help in TOPIC_SERIES]
-    c_fams = [(attrgetter(key), ex.family(name, kind, help))
-              for key, name, kind, help in CHANNEL_SERIES]
+    t_fams = series_families(ex, TOPIC_SERIES, attrgetter)
+    c_fams = series_families(ex, CHANNEL_SERIES, attrgetter)
     rows: _Rows = []
     for t in topics:
         tl = label_set(("topic", t.name))
-        for get, fam in t_fams:  # Family.add inlined: ~40k samples for 3k channels
-            fam.lines.append(f"{fam.name}{{{tl}}} {int(get(t))}\n")
-        chans = []
-        for c in t.channels:
-            cl = f'{tl},{label_set(("channel", c.name))}'
-            for get, fam in c_fams:
-                fam.lines.append(f"{fam.name}{{{cl}}} {int(get(c))}\n")
-            chans.append((cl, c))
+        add_samples(t_fams, tl, t)
+        chans = [(f'{tl},{label_set(("channel", c.name))}', c) for c in t.channels]
+        for cl, c in chans:
+            add_samples(c_fams, cl, c)
         rows.append((tl, t, chans))
     return rows
 
