@@ -18,6 +18,7 @@ Differences from Go, on purpose:
 from __future__ import annotations
 
 import datetime
+import functools
 import gc
 import os
 import resource
@@ -97,9 +98,13 @@ def get_stats(nsqd: NSQD, topic: str = "", channel: str = "",
 
 
 # --------------------------------------------------------------------------- JSON
+@functools.lru_cache(maxsize=16384)
 def latency_json(e2e: LatencyStatistics) -> Stats:
     """NSQ's ``quantile.Result``: ``{"count": 0, "percentiles": null}`` when no window
-    is kept (no ``--e2e-processing-latency-percentile``)."""
+    is kept (no ``--e2e-processing-latency-percentile``).
+
+    Shared between equal records (channels keep theirs while unchanged): do not modify it.
+    """
     pairs = e2e.percentiles
     return {"count": e2e.count,
             "percentiles": None if pairs is None else
