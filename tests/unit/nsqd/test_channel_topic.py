@@ -150,6 +150,15 @@ def subscribe(channel: Channel, *clients: FakeClient) -> None:
         channel.fill(client, now)
 
 
+def one_consumer(ready: int, msg_timeout: float = TIMEOUT) -> tuple[Topic, Channel, FakeClient]:
+    """A topic with channel ``c`` and one consumer (id 1) subscribed to it."""
+    _, topic = make_topic()
+    channel = topic.get_channel("c")
+    client = FakeClient(1, ready, msg_timeout)
+    subscribe(channel, client)
+    return topic, channel, client
+
+
 # ------------------------------------------------------------------ put / fan-out
 async def test_put_fans_out_a_copy_to_every_channel() -> None:
     _, topic = make_topic()
@@ -201,10 +210,7 @@ async def test_rdy_shares_messages_between_two_consumers() -> None:
 
 async def test_in_flight_timeout_requeues_to_the_next_consumer(
         autojump_clock: trio.testing.MockClock) -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    slow = FakeClient(1, ready=1, msg_timeout=10.0)
-    subscribe(channel, slow)
+    topic, channel, slow = one_consumer(ready=1, msg_timeout=10.0)
     topic.put([msg(1)], trio.current_time())
     assert slow.got == [(msg(1)[0], 1)]
     await trio.sleep(9.0)
@@ -219,10 +225,7 @@ async def test_in_flight_timeout_requeues_to_the_next_consumer(
 
 async def test_req_with_delay_defers_then_redelivers(
         autojump_clock: trio.testing.MockClock) -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    client = FakeClient(1, ready=1)
-    subscribe(channel, client)
+    topic, channel, client = one_consumer(ready=1)
     topic.put([msg(1)], trio.current_time())
     t0 = trio.current_time()
     channel.requeue(client, msg(1)[0], 5.0, t0)
@@ -240,10 +243,7 @@ async def test_req_with_delay_defers_then_redelivers(
 
 
 async def test_req_without_delay_requeues_at_once() -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    client = FakeClient(1, ready=1)
-    subscribe(channel, client)
+    topic, channel, client = one_consumer(ready=1)
     topic.put([msg(1), msg(2)], trio.current_time())
     channel.requeue(client, msg(1)[0], 0.0, trio.current_time())
     assert channel.statistics().deferred_count == 0 and channel.depth() == 2
@@ -255,10 +255,7 @@ async def test_req_without_delay_requeues_at_once() -> None:
 
 
 async def test_touch_restarts_the_timeout(autojump_clock: trio.testing.MockClock) -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    client = FakeClient(1, ready=1, msg_timeout=10.0)
-    subscribe(channel, client)
+    topic, channel, client = one_consumer(ready=1, msg_timeout=10.0)
     topic.put([msg(1)], trio.current_time())
     await trio.sleep(8.0)
     channel.touch(client, msg(1)[0], trio.current_time())
@@ -286,10 +283,7 @@ async def test_fin_of_unknown_or_foreign_id_is_an_error() -> None:
 
 # ------------------------------------------------------------------ admin
 async def test_pause_holds_messages_until_unpause() -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    client = FakeClient(1, ready=5)
-    subscribe(channel, client)
+    topic, channel, client = one_consumer(ready=5)
     channel.pause()
     topic.put([msg(1), msg(2)], trio.current_time())
     assert client.got == [] and channel.statistics().paused
@@ -315,10 +309,7 @@ async def test_topic_pause_queues_in_the_topic(autojump_clock: trio.testing.Mock
 
 
 async def test_empty_drops_queued_in_flight_and_deferred() -> None:
-    _, topic = make_topic()
-    channel = topic.get_channel("c")
-    client = FakeClient(1, ready=1)
-    subscribe(channel, client)
+    topic, channel, client = one_consumer(ready=1)
     topic.put([msg(1), msg(2), msg(3)], trio.current_time())
     channel.defer(msg(4), trio.current_time() + 60)
     stats = channel.statistics()
