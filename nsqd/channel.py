@@ -35,6 +35,12 @@ from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameTyp
 from .backend import Backend, BackendError, Msg
 from .deferred_store import DeferredStore
 from .errors import ChannelError
+from .statistics import (
+    NO_LATENCY,
+    ChannelStatistics,
+    ClientStatistics,
+    LatencyStatistics,
+)
 
 if TYPE_CHECKING:
     from internal.quantile import WindowedQuantile
@@ -71,6 +77,7 @@ class Consumer(Protocol):
     output_blocked: bool  # delivery stopped at output_limit: fill again once drained
 
     def send_messages(self, parts: list[bytes], nbytes: int) -> None: ...
+    def statistics(self) -> ClientStatistics: ...
     def message_timed_out(self) -> None: ...
     def close(self) -> None: ...
 
@@ -125,6 +132,8 @@ class Channel:
         self.e2e = e2e
         #: timestamps of the messages FIN'd since the last :meth:`fold_e2e`
         self._fins: list[int] | None = [] if e2e is not None else None
+        #: the last :meth:`latency` record and the window result it was made from
+        self._latency: tuple[object, LatencyStatistics] | None = None
 
     # ------------------------------------------------------------------ queries
     def depth(self) -> int:
@@ -133,6 +142,29 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.topic.name}:{self.name}>"
+
+    def latency(self) -> LatencyStatistics:
+        """This channel's publish→FIN latencies (FINs not yet recorded are folded in)."""
+        e2e = self.e2e
+        if e2e is None:
+            return NO_LATENCY
+        self.fold_e2e()
+        result = e2e.result()  # the same object while the window did not change
+        cached = self._latency
+        if cached is None or cached[0] is not result:
+            cached = self._latency = (result, LatencyStatistics.of(result, (e2e,)))
+        return cached[1]
+
+    def statistics(self, *, clients: bool = False) -> ChannelStatistics:
+        """A snapshot of this channel's figures; with ``clients``, its consumers' too."""
+        subs = None
+        if clients:
+            subs = tuple(c.statistics()
+                         for c in sorted(self.clients.values(), key=lambda c: c.id))
+        return ChannelStatistics(
+            self.name, self.depth(), self.backend.depth(), len(self.in_flight),
+            len(self.deferred), self.message_count, self.requeue_count, self.timeout_count,
+            len(self.clients), self.paused, self.latency(), subs)
 
     # ------------------------------------------------------------------ input
     def put(self, msgs: Iterable[Msg], now: float) -> None:

@@ -13,12 +13,13 @@ import enum
 import logging
 import math
 import time
-
 from typing import TYPE_CHECKING
 
 import trio
 
 from client.protocol import HEARTBEAT, encode_response
+
+from .statistics import ClientStatistics
 
 if TYPE_CHECKING:
     from .auth import AuthState
@@ -116,6 +117,19 @@ class ClientV2:
 
     def __repr__(self) -> str:
         return self.remote_address
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of this connection's figures, for /stats, /metrics and statsd."""
+        counts = self.pub_counts
+        tls = bool(self.tls)
+        return ClientStatistics(
+            self.id, self.client_id, self.hostname, self.remote_address, self.user_agent,
+            int(self.state), self.ready_count, self.in_flight, self.message_count,
+            self.finish_count, self.requeue_count, int(self.connect_time), self.sample_rate,
+            bool(self.deflate), bool(self.snappy), self.authed, self.auth_identity,
+            self.auth_identity_url, tuple((name, counts[name]) for name in sorted(counts)),
+            tls, self.tls_version if tls else "", self.tls_cipher_suite if tls else "",
+            self.tls_negotiated_protocol if tls else "")
 
     # ------------------------------------------------------------------ output
     def send(self, frame: bytes) -> None:

@@ -1,9 +1,10 @@
 """Statistics of a running nsqd, in the shapes of NSQ 1.3's ``/stats`` (``nsqd/stats.go``).
 
-Everything here is a pure read of the live objects: no locks are needed on Trio, and
-nothing awaits, so one call sees one consistent instant. The functions return plain
-dicts whose keys (and key order) are those of NSQ's JSON structs, ready for
-``json.dumps``; nsqadmin and the statsd loop read the same dicts.
+:func:`get_stats` snapshots the topics, channels and connections through their
+``statistics()`` records (see :mod:`nsqd.statistics`): nothing awaits, so one call sees
+one consistent instant. The rest renders those records only: as plain dicts whose keys
+(and key order) are those of NSQ's JSON structs, ready for ``json.dumps``, or as NSQ's
+text format.
 
 Differences from Go, on purpose:
 
@@ -17,185 +18,184 @@ Differences from Go, on purpose:
 from __future__ import annotations
 
 import datetime
+import functools
 import gc
 import os
 import resource
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from internal.options import format_duration
-from internal.quantile import e2e_result
 from internal.version import version_string
 
 if TYPE_CHECKING:
-    from .channel import Channel
-    from .client_v2 import ClientV2
     from .nsqd import NSQD
-    from .topic import Topic
+    from .statistics import (
+        ChannelStatistics,
+        ClientStatistics,
+        LatencyStatistics,
+        TopicStatistics,
+    )
 
 __all__ = [
-    "channel_e2e",
-    "channel_stats",
-    "client_stats",
+    "NSQDStatistics",
+    "channel_json",
+    "client_json",
     "format_client",
     "get_stats",
     "install_gc_monitor",
+    "latency_json",
     "memory_stats",
     "render_text",
     "stats_document",
-    "topic_e2e",
-    "topic_stats",
+    "stats_json",
+    "topic_json",
 ]
 
 Stats = dict[str, Any]
 
 
-def channel_e2e(channel: Channel) -> Stats:
-    """A channel's publish→FIN latency quantiles (NSQ's ``quantile.Result``).
+@dataclass(frozen=True, slots=True)
+class NSQDStatistics:
+    """What one /stats request sees (NSQ's ``GetStats``)."""
 
-    Without ``--e2e-processing-latency-percentile`` NSQ keeps no stream and the result
-    is ``{"count": 0, "percentiles": null}``.
-    """
-    if channel.e2e is None:
-        return e2e_result((), ())
-    channel.fold_e2e()
-    return channel.e2e.result()
-
-
-def topic_e2e(topic: Topic) -> Stats:
-    """A topic's latency quantiles: its channels' windows merged, as NSQ's
-    ``AggregateChannelE2eProcessingLatency`` (empty while it has no channel)."""
-    windows = []
-    for channel in topic.channels.values():
-        if channel.e2e is not None:
-            channel.fold_e2e()
-            windows.append(channel.e2e)
-    return e2e_result(windows, windows[0].percentiles if windows else ())
-
-
-# --------------------------------------------------------------------------- clients
-def client_stats(client: ClientV2, topic_filter: str = "") -> Stats:
-    """One connection's stats (Go's ``ClientV2Stats``), ``pub_counts`` limited to
-    ``topic_filter`` when given."""
-    doc: Stats = {
-        "client_id": client.client_id,
-        "hostname": client.hostname,
-        "version": "V2",
-        "remote_address": client.remote_address,
-        "state": int(client.state),
-        "ready_count": client.ready_count,
-        "in_flight_count": client.in_flight,
-        "message_count": client.message_count,
-        "finish_count": client.finish_count,
-        "requeue_count": client.requeue_count,
-        "connect_ts": int(client.connect_time),
-        "sample_rate": client.sample_rate,
-        "deflate": bool(client.deflate),
-        "snappy": bool(client.snappy),
-        "user_agent": client.user_agent,
-    }
-    # Go tags these ``omitempty``
-    if getattr(client, "authed", False):
-        doc["authed"] = True
-    if client.auth_identity:
-        doc["auth_identity"] = client.auth_identity
-    if client.auth_identity_url:
-        doc["auth_identity_url"] = client.auth_identity_url
-    counts = client.pub_counts
-    if counts:
-        pubs = [{"topic": name, "count": counts[name]} for name in sorted(counts)
-                if not topic_filter or name == topic_filter]
-        if pubs:
-            doc["pub_counts"] = pubs
-    tls = bool(client.tls)
-    doc["tls"] = tls
-    doc["tls_cipher_suite"] = getattr(client, "tls_cipher_suite", "") if tls else ""
-    doc["tls_version"] = getattr(client, "tls_version", "") if tls else ""
-    doc["tls_negotiated_protocol"] = getattr(client, "tls_negotiated_protocol", "") if tls else ""
-    doc["tls_negotiated_protocol_is_mutual"] = (
-        bool(getattr(client, "tls_negotiated_protocol_is_mutual", False)) if tls else False)
-    return doc
-
-
-# --------------------------------------------------------------------------- channels, topics
-def channel_stats(channel: Channel, clients: list[Stats] | None) -> Stats:
-    """One channel's stats (Go's ``ChannelStats``); ``clients`` None marshals as null,
-    as NSQ does with ``include_clients=false``."""
-    return {
-        "channel_name": channel.name,
-        "depth": channel.depth(),
-        "backend_depth": channel.backend.depth(),
-        "in_flight_count": len(channel.in_flight),
-        "deferred_count": len(channel.deferred),
-        "message_count": channel.message_count,
-        "requeue_count": channel.requeue_count,
-        "timeout_count": channel.timeout_count,
-        "client_count": len(channel.clients),
-        "clients": clients,
-        "paused": channel.paused,
-        "e2e_processing_latency": channel_e2e(channel),
-    }
-
-
-def topic_stats(topic: Topic, channels: list[Stats]) -> Stats:
-    """One topic's stats (Go's ``TopicStats``)."""
-    return {
-        "topic_name": topic.name,
-        "channels": channels,
-        "depth": topic.depth(),
-        "backend_depth": topic.backend.depth(),
-        "message_count": topic.message_count,
-        "message_bytes": topic.message_bytes,
-        "paused": topic.paused,
-        "e2e_processing_latency": topic_e2e(topic),
-    }
-
-
-def _clients_in_order(clients: Iterable[Any]) -> list[Any]:
-    return sorted(clients, key=lambda c: c.id)
+    topics: tuple[TopicStatistics, ...]  #: by name
+    #: connections that published, in connection order; None without clients or when none
+    producers: tuple[ClientStatistics, ...] | None
+    #: the topic asked for: clients' ``pub_counts`` are shown for it only
+    topic: str = ""
 
 
 def get_stats(nsqd: NSQD, topic: str = "", channel: str = "",
-              include_clients: bool = True) -> Stats:
-    """NSQ's ``GetStats``: ``{"topics": [...], "producers": [...] | None}``.
+              include_clients: bool = True) -> NSQDStatistics:
+    """Snapshot nsqd's topics (sorted by name), their channels and clients.
 
-    Topics and channels are sorted by name. A ``topic`` that does not exist gives no
-    topics; a ``channel`` filter skips topics without that channel. ``producers`` is
-    None (null) without clients, or when no connection has published, as in NSQ.
+    A ``topic`` that does not exist gives no topics; a ``channel`` filter skips topics
+    without that channel. ``producers`` is None without clients, or when no connection
+    has published, as in NSQ.
     """
     if not topic:
         topics = [nsqd.topics[name] for name in sorted(nsqd.topics)]
     elif topic in nsqd.topics:
         topics = [nsqd.topics[topic]]
     else:
-        return {"topics": [], "producers": None}
-
+        return NSQDStatistics((), None, topic)
     out = []
     for t in topics:
-        if not channel:
-            chans = [t.channels[name] for name in sorted(t.channels)]
-        elif channel in t.channels:
-            chans = [t.channels[channel]]
-        else:
-            continue
-        channels = []
-        for c in chans:
-            clients = None
-            if include_clients:
-                clients = [client_stats(cl, topic)
-                           for cl in _clients_in_order(c.clients.values())]
-            channels.append(channel_stats(c, clients))
-        out.append(topic_stats(t, channels))
-
+        rec = t.statistics(channel=channel, clients=include_clients)
+        if rec.channels or not channel:
+            out.append(rec)
     producers = None
     if include_clients:
-        pubs = [client_stats(cl, topic) for cl in _clients_in_order(nsqd.clients.values())
-                if cl.pub_counts]
+        pubs = tuple(rec for rec in (cl.statistics() for cl in
+                                     sorted(nsqd.clients.values(), key=lambda c: c.id))
+                     if rec.pub_counts)
         producers = pubs or None
-    return {"topics": out, "producers": producers}
+    return NSQDStatistics(tuple(out), producers, topic)
+
+
+# --------------------------------------------------------------------------- JSON
+@functools.lru_cache(maxsize=16384)
+def latency_json(e2e: LatencyStatistics) -> Stats:
+    """NSQ's ``quantile.Result``: ``{"count": 0, "percentiles": null}`` when no window
+    is kept (no ``--e2e-processing-latency-percentile``).
+
+    Shared between equal records (channels keep theirs while unchanged): do not modify it.
+    """
+    pairs = e2e.percentiles
+    return {"count": e2e.count,
+            "percentiles": None if pairs is None else
+            [{"quantile": q, "value": v} for q, v in pairs]}
+
+
+def _pub_counts(client: ClientStatistics, topic_filter: str) -> tuple[tuple[str, int], ...]:
+    if not topic_filter:
+        return client.pub_counts
+    return tuple(p for p in client.pub_counts if p[0] == topic_filter)
+
+
+def client_json(client: ClientStatistics, topic_filter: str = "") -> Stats:
+    """One connection (Go's ``ClientV2Stats``), ``pub_counts`` limited to
+    ``topic_filter`` when given."""
+    doc: Stats = {
+        "client_id": client.client_id,
+        "hostname": client.hostname,
+        "version": "V2",
+        "remote_address": client.remote_address,
+        "state": client.state,
+        "ready_count": client.ready_count,
+        "in_flight_count": client.in_flight_count,
+        "message_count": client.message_count,
+        "finish_count": client.finish_count,
+        "requeue_count": client.requeue_count,
+        "connect_ts": client.connect_ts,
+        "sample_rate": client.sample_rate,
+        "deflate": client.deflate,
+        "snappy": client.snappy,
+        "user_agent": client.user_agent,
+    }
+    # Go tags these ``omitempty``
+    if client.authed:
+        doc["authed"] = True
+    if client.auth_identity:
+        doc["auth_identity"] = client.auth_identity
+    if client.auth_identity_url:
+        doc["auth_identity_url"] = client.auth_identity_url
+    pubs = _pub_counts(client, topic_filter)
+    if pubs:
+        doc["pub_counts"] = [{"topic": name, "count": count} for name, count in pubs]
+    doc["tls"] = client.tls
+    doc["tls_cipher_suite"] = client.tls_cipher_suite
+    doc["tls_version"] = client.tls_version
+    doc["tls_negotiated_protocol"] = client.tls_negotiated_protocol
+    # Python's ssl does not say (Go's field is deprecated): false, as before
+    doc["tls_negotiated_protocol_is_mutual"] = False
+    return doc
+
+
+def channel_json(channel: ChannelStatistics, topic_filter: str = "") -> Stats:
+    """One channel (Go's ``ChannelStats``); ``clients`` null when not asked for."""
+    clients = channel.clients
+    return {
+        "channel_name": channel.name,
+        "depth": channel.depth,
+        "backend_depth": channel.backend_depth,
+        "in_flight_count": channel.in_flight_count,
+        "deferred_count": channel.deferred_count,
+        "message_count": channel.message_count,
+        "requeue_count": channel.requeue_count,
+        "timeout_count": channel.timeout_count,
+        "client_count": channel.client_count,
+        "clients": None if clients is None else
+        [client_json(c, topic_filter) for c in clients],
+        "paused": channel.paused,
+        "e2e_processing_latency": latency_json(channel.e2e_processing_latency),
+    }
+
+
+def topic_json(topic: TopicStatistics, topic_filter: str = "") -> Stats:
+    """One topic (Go's ``TopicStats``)."""
+    return {
+        "topic_name": topic.name,
+        "channels": [channel_json(c, topic_filter) for c in topic.channels],
+        "depth": topic.depth,
+        "backend_depth": topic.backend_depth,
+        "message_count": topic.message_count,
+        "message_bytes": topic.message_bytes,
+        "paused": topic.paused,
+        "e2e_processing_latency": latency_json(topic.e2e_processing_latency),
+    }
+
+
+def stats_json(stats: NSQDStatistics) -> Stats:
+    """``{"topics": [...], "producers": [...] | None}`` in NSQ's JSON shapes."""
+    producers = stats.producers
+    return {"topics": [topic_json(t, stats.topic) for t in stats.topics],
+            "producers": None if producers is None else
+            [client_json(p, stats.topic) for p in producers]}
 
 
 # --------------------------------------------------------------------------- memory
@@ -271,7 +271,7 @@ def memory_stats() -> Stats:
 def stats_document(nsqd: NSQD, *, version: str, topic: str = "", channel: str = "",
                    include_clients: bool = True, include_mem: bool = True) -> Stats:
     """The JSON body of ``GET /stats?format=json``."""
-    stats = get_stats(nsqd, topic, channel, include_clients)
+    stats = stats_json(get_stats(nsqd, topic, channel, include_clients))
     doc: Stats = {
         "version": version,
         "health": nsqd.health,
@@ -298,28 +298,28 @@ def _ns_to_human(ns: float) -> str:
     return f"{ns:0.1f}ns"
 
 
-def _e2e_text(result: Stats) -> str:
+def _e2e_text(e2e: LatencyStatistics) -> str:
     """Go's ``quantile.Result.String()``: the percentile values, comma separated."""
-    values = result.get("percentiles") or []
-    return ", ".join(_ns_to_human(p["value"]) for p in values)
+    return ", ".join(_ns_to_human(value) for _, value in e2e.percentiles or ())
 
 
-def format_client(doc: Stats, now: float | None = None) -> str:
+def format_client(client: ClientStatistics, now: float | None = None,
+                  topic_filter: str = "") -> str:
     """One client line of the text format (Go's ``ClientV2Stats.String``)."""
     now = time.time() if now is None else now
-    connected = format_duration(max(0, int(now) - doc["connect_ts"]))
-    port = doc["remote_address"].rsplit(":", 1)[-1]
-    ident = f"{doc['hostname']}:{port} {doc['user_agent']}"
-    pubs = doc.get("pub_counts")
+    connected = format_duration(max(0, int(now) - client.connect_ts))
+    port = client.remote_address.rsplit(":", 1)[-1]
+    ident = f"{client.hostname}:{port} {client.user_agent}"
+    pubs = _pub_counts(client, topic_filter)
     if pubs:
-        total = sum(p["count"] for p in pubs)
-        topics = ",".join(f"{p['topic']}={p['count']}" for p in pubs)
-        return (f"[{doc['version']} {ident:<21}] msgs: {total:<8} topics: {topics} "
+        total = sum(count for _, count in pubs)
+        topics = ",".join(f"{name}={count}" for name, count in pubs)
+        return (f"[V2 {ident:<21}] msgs: {total:<8} topics: {topics} "
                 f"connected: {connected}")
-    return (f"[{doc['version']} {ident:<21}] state: {doc['state']} "
-            f"inflt: {doc['in_flight_count']:<4} rdy: {doc['ready_count']:<4} "
-            f"fin: {doc['finish_count']:<8} re-q: {doc['requeue_count']:<8} "
-            f"msgs: {doc['message_count']:<8} connected: {connected}")
+    return (f"[V2 {ident:<21}] state: {client.state} "
+            f"inflt: {client.in_flight_count:<4} rdy: {client.ready_count:<4} "
+            f"fin: {client.finish_count:<8} re-q: {client.requeue_count:<8} "
+            f"msgs: {client.message_count:<8} connected: {connected}")
 
 
 _MEM_KEYS = ("heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_released_bytes",
@@ -327,7 +327,7 @@ _MEM_KEYS = ("heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_relea
              "gc_total_runs")
 
 
-def render_text(stats: Stats, memory: Stats | None, health: str, start_time: float,
+def render_text(stats: NSQDStatistics, memory: Stats | None, health: str, start_time: float,
                 now: float | None = None) -> str:
     """The text body of ``GET /stats`` (Go's ``printStats``), byte for byte.
 
@@ -348,26 +348,27 @@ def render_text(stats: Stats, memory: Stats | None, health: str, start_time: flo
     if memory is not None:
         out.append("\nMemory:\n")
         out.extend(f"   {key:<25}\t{memory[key]}\n" for key in _MEM_KEYS)
-    topics = stats["topics"]
+    topics = stats.topics
+    tf = stats.topic
     out.append("\nTopics:" if topics else "\nTopics: None\n")
     for t in topics:
-        prefix = "*P " if t["paused"] else "   "
-        out.append(f"\n{prefix}[{t['topic_name']:<15}] depth: {t['depth']:<5} "
-                   f"be-depth: {t['backend_depth']:<5} msgs: {t['message_count']:<8} "
-                   f"e2e%: {_e2e_text(t['e2e_processing_latency'])}\n")
-        for c in t["channels"]:
-            prefix = "   *P " if c["paused"] else "      "
-            out.append(f"{prefix}[{c['channel_name']:<25}] depth: {c['depth']:<5} "
-                       f"be-depth: {c['backend_depth']:<5} inflt: {c['in_flight_count']:<4} "
-                       f"def: {c['deferred_count']:<4} re-q: {c['requeue_count']:<5} "
-                       f"timeout: {c['timeout_count']:<5} msgs: {c['message_count']:<8} "
-                       f"e2e%: {_e2e_text(c['e2e_processing_latency'])}\n")
-            for client in c["clients"] or ():
-                out.append(f"        {format_client(client, now)}\n")
-    producers = stats["producers"]
+        prefix = "*P " if t.paused else "   "
+        out.append(f"\n{prefix}[{t.name:<15}] depth: {t.depth:<5} "
+                   f"be-depth: {t.backend_depth:<5} msgs: {t.message_count:<8} "
+                   f"e2e%: {_e2e_text(t.e2e_processing_latency)}\n")
+        for c in t.channels:
+            prefix = "   *P " if c.paused else "      "
+            out.append(f"{prefix}[{c.name:<25}] depth: {c.depth:<5} "
+                       f"be-depth: {c.backend_depth:<5} inflt: {c.in_flight_count:<4} "
+                       f"def: {c.deferred_count:<4} re-q: {c.requeue_count:<5} "
+                       f"timeout: {c.timeout_count:<5} msgs: {c.message_count:<8} "
+                       f"e2e%: {_e2e_text(c.e2e_processing_latency)}\n")
+            for client in c.clients or ():
+                out.append(f"        {format_client(client, now, tf)}\n")
+    producers = stats.producers
     if not producers:
         out.append("\nProducers: None\n")
     else:
         out.append("\nProducers:\n")
-        out.extend(f"   {format_client(p, now)}\n" for p in producers)
+        out.extend(f"   {format_client(p, now, tf)}\n" for p in producers)
     return "".join(out)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,6 +36,7 @@ from .stats import get_stats, memory_stats
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
+    from .statistics import ChannelStatistics, LatencyStatistics, TopicStatistics
 
 __all__ = ["StatsdPusher", "host_key", "pack_datagrams", "statsd_lines", "statsd_prefix"]
 
@@ -60,53 +62,53 @@ def statsd_prefix(template: str, broadcast_address: str, http_port: int) -> str:
     return prefix if prefix.endswith(".") else prefix + "."
 
 
-def _by_name(items: Iterable[Stats], key: str) -> dict[str, Stats]:
-    return {item[key]: item for item in items}
+_Table = tuple[tuple[str, Callable[[Any], int], bool], ...]
+
+#: (statsd name, record field, counter) in Go's order
+_TOPIC_STATS: _Table = tuple((name, attrgetter(field), counter) for name, field, counter in (
+    ("message_count", "message_count", True), ("message_bytes", "message_bytes", True),
+    ("depth", "depth", False), ("backend_depth", "backend_depth", False)))
+_CHANNEL_STATS: _Table = tuple((name, attrgetter(field), counter) for name, field, counter in (
+    ("message_count", "message_count", True), ("depth", "depth", False),
+    ("backend_depth", "backend_depth", False), ("in_flight_count", "in_flight_count", False),
+    ("deferred_count", "deferred_count", False), ("requeue_count", "requeue_count", True),
+    ("timeout_count", "timeout_count", True), ("clients", "client_count", False)))
 
 
-#: (statsd name, /stats key, counter) in Go's order
-_TOPIC_STATS = (("message_count", "message_count", True), ("message_bytes", "message_bytes", True),
-                ("depth", "depth", False), ("backend_depth", "backend_depth", False))
-_CHANNEL_STATS = (("message_count", "message_count", True), ("depth", "depth", False),
-                  ("backend_depth", "backend_depth", False),
-                  ("in_flight_count", "in_flight_count", False),
-                  ("deferred_count", "deferred_count", False),
-                  ("requeue_count", "requeue_count", True),
-                  ("timeout_count", "timeout_count", True), ("clients", "client_count", False))
-
-
-def _stat_lines(out: list[str], stat: str, doc: Stats, prev: Stats,
-                table: tuple[tuple[str, str, bool], ...]) -> None:
-    for name, key, counter in table:
+def _stat_lines(out: list[str], stat: str, rec: TopicStatistics | ChannelStatistics,
+                prev: TopicStatistics | ChannelStatistics | None, table: _Table,
+                e2e: LatencyStatistics) -> None:
+    for name, get, counter in table:
         if counter:
-            out.append(f"{stat}.{name}:{doc[key] - prev.get(key, 0)}|c\n")
+            out.append(f"{stat}.{name}:{get(rec) - (get(prev) if prev else 0)}|c\n")
         else:
-            out.append(f"{stat}.{name}:{doc[key]}|g\n")
-    for item in doc["e2e_processing_latency"].get("percentiles") or ():
-        out.append(f"{stat}.e2e_processing_latency_{item['quantile'] * 100:.0f}:"
-                   f"{int(item['value'])}|g\n")
+            out.append(f"{stat}.{name}:{get(rec)}|g\n")
+    for quantile, value in e2e.percentiles or ():
+        out.append(f"{stat}.e2e_processing_latency_{quantile * 100:.0f}:{int(value)}|g\n")
 
 
-def statsd_lines(stats: Stats, last: Stats | None, prefix: str, *,
-                 exclude_ephemeral: bool = False, mem: Stats | None = None,
+def statsd_lines(topics: Sequence[TopicStatistics], last: Sequence[TopicStatistics] | None,
+                 prefix: str, *, exclude_ephemeral: bool = False, mem: Stats | None = None,
                  last_mem: Stats | None = None) -> list[str]:
-    """The lines of one push: ``stats`` (:func:`~nsqd.stats.get_stats` without clients)
-    against the ``last`` push; ``mem`` (:func:`~nsqd.stats.memory_stats`) adds ``mem.*``."""
+    """The lines of one push: ``topics`` (:func:`~nsqd.stats.get_stats` records) against
+    the ``last`` push; ``mem`` (:func:`~nsqd.stats.memory_stats`) adds ``mem.*``."""
     out: list[str] = []
-    last_topics = _by_name(last["topics"], "topic_name") if last else {}
-    for topic in stats["topics"]:
-        name = topic["topic_name"]
+    last_topics = {t.name: t for t in last or ()}
+    for topic in topics:
+        name = topic.name
         if exclude_ephemeral and is_ephemeral(name):
             continue
-        prev = last_topics.get(name, {})
-        _stat_lines(out, f"{prefix}topic.{name}", topic, prev, _TOPIC_STATS)
-        prev_channels = _by_name(prev.get("channels", ()), "channel_name")
-        for channel in topic["channels"]:
-            cname = channel["channel_name"]
+        prev = last_topics.get(name)
+        _stat_lines(out, f"{prefix}topic.{name}", topic, prev, _TOPIC_STATS,
+                    topic.e2e_processing_latency)
+        prev_channels = {c.name: c for c in prev.channels} if prev else {}
+        for channel in topic.channels:
+            cname = channel.name
             if exclude_ephemeral and is_ephemeral(cname):
                 continue
             _stat_lines(out, f"{prefix}topic.{name}.channel.{cname}", channel,
-                        prev_channels.get(cname, {}), _CHANNEL_STATS)
+                        prev_channels.get(cname), _CHANNEL_STATS,
+                        channel.e2e_processing_latency)
     if mem is not None:
         out.extend(f"{prefix}mem.{key}:{mem[key]}|g\n" for key in _MEM_GAUGES)
         runs = mem["gc_total_runs"] - (last_mem["gc_total_runs"] if last_mem else 0)
@@ -138,7 +140,7 @@ class StatsdPusher:
 
     def __init__(self, nsqd: NSQD) -> None:
         self.nsqd = nsqd
-        self._last: Stats | None = None
+        self._last: tuple[TopicStatistics, ...] | None = None
         self._last_mem: Stats | None = None
         self._failing: str | None = None
 
@@ -175,12 +177,12 @@ class StatsdPusher:
         """One push (the stats are read at once, the datagrams then spread out)."""
         opts = self.nsqd.options
         addr = opts.statsd_address
-        stats = get_stats(self.nsqd, include_clients=False)
+        topics = get_stats(self.nsqd, include_clients=False).topics
         mem = memory_stats() if opts.statsd_mem_stats else None
-        lines = statsd_lines(stats, self._last, self._prefix(),
+        lines = statsd_lines(topics, self._last, self._prefix(),
                              exclude_ephemeral=opts.statsd_exclude_ephemeral,
                              mem=mem, last_mem=self._last_mem)
-        self._last = stats
+        self._last = topics
         if mem is not None:
             self._last_mem = mem
         datagrams = pack_datagrams(lines, opts.statsd_udp_packet_size)

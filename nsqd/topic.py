@@ -18,11 +18,17 @@ from typing import TYPE_CHECKING
 import trio
 
 from client.protocol import is_ephemeral
-from internal.quantile import WindowedQuantile
+from internal.quantile import WindowedQuantile, e2e_result
 
 from .backend import Backend, BackendError, DueMsg, Entry, Msg
 from .channel import Channel
 from .errors import TopicError
+from .statistics import (
+    NO_LATENCY,
+    ChannelStatistics,
+    LatencyStatistics,
+    TopicStatistics,
+)
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -55,6 +61,8 @@ class Topic:
         self.message_bytes = 0
         self._pump_lot = trio.lowlevel.ParkingLot()
         self._retry: tuple[list[Entry], bool] | None = None
+        #: the last :meth:`latency` record and the channel records it was merged from
+        self._latency: tuple[list[LatencyStatistics], LatencyStatistics] | None = None
 
     def __repr__(self) -> str:
         return f"<Topic {self.name}>"
@@ -62,6 +70,37 @@ class Topic:
     def depth(self) -> int:
         """Messages waiting in the topic itself (no channel yet, or paused)."""
         return len(self.memory) + self.backend.depth()
+
+    def latency(self) -> LatencyStatistics:
+        """Its channels' publish→FIN latencies merged (none while it has no channel)."""
+        windows = []
+        parts = []
+        for channel in self.channels.values():
+            if channel.e2e is not None:
+                parts.append(channel.latency())  # the same record while unchanged
+                windows.append(channel.e2e)
+        if not windows:
+            return NO_LATENCY
+        cached = self._latency
+        if cached is None or len(cached[0]) != len(parts) or any(
+                a is not b for a, b in zip(cached[0], parts)):
+            merged = LatencyStatistics.of(e2e_result(windows, windows[0].percentiles), windows)
+            cached = self._latency = (parts, merged)
+        return cached[1]
+
+    def statistics(self, *, channel: str = "", clients: bool = False) -> TopicStatistics:
+        """A snapshot of this topic's figures and its channels' (by name; only the one
+        named ``channel``, if any); with ``clients``, the channels' consumers too."""
+        chans: tuple[ChannelStatistics, ...]
+        if channel:
+            one = self.channels.get(channel)
+            chans = (one.statistics(clients=clients),) if one is not None else ()
+        else:
+            chans = tuple(self.channels[name].statistics(clients=clients)
+                          for name in sorted(self.channels))
+        return TopicStatistics(self.name, self.depth(), self.backend.depth(),
+                               self.message_count, self.message_bytes, self.paused,
+                               self.latency(), chans)
 
     # ------------------------------------------------------------------ publish
     def _flowing(self) -> bool:

@@ -19,6 +19,13 @@ import trio
 from client.protocol import MAGIC_V2, FrameReader, FrameType, commands, decode_message
 from nsqd import NSQD, Options
 from nsqd import stats as nsqd_stats
+from nsqd.statistics import (
+    NO_LATENCY,
+    ChannelStatistics,
+    ClientStatistics,
+    LatencyStatistics,
+    TopicStatistics,
+)
 
 # Go's json tags, in struct order
 TOP_KEYS = ["version", "health", "start_time", "topics", "memory", "producers"]
@@ -288,9 +295,10 @@ async def test_stats_filters(nsqd: NSQD, http: httpx.AsyncClient) -> None:
 
         # the same through the pure function
         stats = nsqd_stats.get_stats(nsqd, "test_stats", "ch", True)
-        assert len(stats["topics"]) == 1
-        assert len(stats["topics"][0]["channels"][0]["clients"]) == 1
-        assert nsqd_stats.get_stats(nsqd, "test_stats", "none_exist_channel", False)["topics"] == []
+        assert len(stats.topics) == 1
+        clients = stats.topics[0].channels[0].clients
+        assert clients is not None and len(clients) == 1
+        assert nsqd_stats.get_stats(nsqd, "test_stats", "none_exist_channel", False).topics == ()
     finally:
         await consumer.aclose()
 
@@ -452,39 +460,45 @@ async def test_stats_text_topics(nsqd: NSQD, http: httpx.AsyncClient) -> None:
     assert "[V2 " not in text
 
 
+def _client(**fields: Any) -> ClientStatistics:
+    base: dict[str, Any] = {
+        "id": 1, "client_id": "c", "hostname": "h", "remote_address": "[::1]:5000",
+        "user_agent": "go-nsq/1.1.0", "state": 3, "ready_count": 10, "in_flight_count": 2,
+        "message_count": 7, "finish_count": 5, "requeue_count": 1, "connect_ts": 1000,
+        "sample_rate": 0, "deflate": False, "snappy": False, "authed": False,
+        "auth_identity": "", "auth_identity_url": "", "pub_counts": (), "tls": False,
+        "tls_version": "", "tls_cipher_suite": "", "tls_negotiated_protocol": ""}
+    return ClientStatistics(**{**base, **fields})
+
+
 def test_format_client_lines() -> None:
-    base = {"client_id": "c", "hostname": "h", "version": "V2",
-            "remote_address": "[::1]:5000", "state": 3, "ready_count": 10,
-            "in_flight_count": 2, "message_count": 7, "finish_count": 5, "requeue_count": 1,
-            "connect_ts": 1000, "user_agent": "go-nsq/1.1.0"}
+    base = _client()
     assert nsqd_stats.format_client(base, now=1065.9) == (
         "[V2 h:5000 go-nsq/1.1.0  ] state: 3 inflt: 2    rdy: 10   fin: 5        "
         "re-q: 1        msgs: 7        connected: 1m5s")
-    producer = {**base, "pub_counts": [{"topic": "a", "count": 3}, {"topic": "b", "count": 4}]}
+    producer = _client(pub_counts=(("a", 3), ("b", 4)))
     assert nsqd_stats.format_client(producer, now=1000) == (
         "[V2 h:5000 go-nsq/1.1.0  ] msgs: 7        topics: a=3,b=4 connected: 0s")
+    # a topic filter shows that topic's count only; none left: the consumer line
+    assert nsqd_stats.format_client(producer, now=1000, topic_filter="b") == (
+        "[V2 h:5000 go-nsq/1.1.0  ] msgs: 4        topics: b=4 connected: 0s")
+    assert "state: 3" in nsqd_stats.format_client(producer, now=1000, topic_filter="z")
 
 
 def test_render_text_exact() -> None:
-    client = {"client_id": "c", "hostname": "host", "version": "V2",
-              "remote_address": "10.0.0.1:4242", "state": 3, "ready_count": 1,
-              "in_flight_count": 0, "message_count": 0, "finish_count": 0, "requeue_count": 0,
-              "connect_ts": 100, "user_agent": ""}
-    stats = {
-        "topics": [{
-            "topic_name": "t", "depth": 12, "backend_depth": 2, "message_count": 123456,
-            "paused": True, "e2e_processing_latency": EMPTY_E2E,
-            "channels": [{
-                "channel_name": "c", "depth": 1, "backend_depth": 0, "in_flight_count": 2,
-                "deferred_count": 3, "requeue_count": 4, "timeout_count": 5,
-                "message_count": 6, "paused": False, "clients": [client],
-                "e2e_processing_latency": {"count": 9, "percentiles": [
-                    {"quantile": 0.99, "value": 1_500_000.0},
-                    {"quantile": 0.5, "value": 2_000_000_000.0}]},
-            }],
-        }],
-        "producers": None,
-    }
+    client = _client(hostname="host", remote_address="10.0.0.1:4242", user_agent="",
+                     ready_count=1, in_flight_count=0, message_count=0, finish_count=0,
+                     requeue_count=0, connect_ts=100)
+    channel = ChannelStatistics(
+        name="c", depth=1, backend_depth=0, in_flight_count=2, deferred_count=3,
+        message_count=6, requeue_count=4, timeout_count=5, client_count=1, paused=False,
+        e2e_processing_latency=LatencyStatistics(
+            9, ((0.99, 1_500_000.0), (0.5, 2_000_000_000.0)), 9, 0, 1),
+        clients=(client,))
+    topic = TopicStatistics(name="t", depth=12, backend_depth=2, message_count=123456,
+                            message_bytes=0, paused=True, e2e_processing_latency=NO_LATENCY,
+                            channels=(channel,))
+    stats = nsqd_stats.NSQDStatistics((topic,), None)
     memory = dict.fromkeys(MEMORY_KEYS, 7)
     text = nsqd_stats.render_text(stats, memory, "OK", 0.0, now=3723.5)
     lines = text.split("\n")
@@ -498,6 +512,9 @@ def test_render_text_exact() -> None:
         "        [V2 host:4242            ] state: 3 inflt: 0    rdy: 1    fin: 0        "
         "re-q: 0        msgs: 0        connected: 1h0m23s\n"
         "\nProducers: None\n")
+    assert nsqd_stats.stats_json(stats)["topics"][0]["channels"][0][
+        "e2e_processing_latency"] == {"count": 9, "percentiles": [
+            {"quantile": 0.99, "value": 1_500_000.0}, {"quantile": 0.5, "value": 2_000_000_000.0}]}
 
 
 # ---------------------------------------------------------------------------- memory

@@ -15,6 +15,12 @@ import trio
 
 from client.protocol import commands
 from helpers import RawConn
+from nsqd.statistics import (
+    NO_LATENCY,
+    ChannelStatistics,
+    LatencyStatistics,
+    TopicStatistics,
+)
 from nsqd.statsd import pack_datagrams, statsd_lines, statsd_prefix
 
 LINE = re.compile(r"^([^:]+):(-?\d+)\|(c|g)$")
@@ -104,18 +110,23 @@ async def test_statsd_names_and_values(start_nsqd: Callable[..., Any], udp: Any)
         await conn.aclose()
 
 
+def _topic(message_count: int, message_bytes: int, channels: tuple[ChannelStatistics, ...],
+           e2e: LatencyStatistics = NO_LATENCY, depth: int = 0,
+           backend_depth: int = 0) -> TopicStatistics:
+    return TopicStatistics("t", depth, backend_depth, message_count, message_bytes, False, e2e,
+                           channels)
+
+
+def _channel(depth: int, in_flight: int, deferred: int, messages: int, requeued: int,
+             timed_out: int, clients: int) -> ChannelStatistics:
+    return ChannelStatistics("c#ephemeral", depth, 0, in_flight, deferred, messages, requeued,
+                             timed_out, clients, False, NO_LATENCY, None)
+
+
 def test_lines_match_go() -> None:
-    stats = {"topics": [{
-        "topic_name": "t", "depth": 3, "backend_depth": 1, "message_count": 10,
-        "message_bytes": 100, "e2e_processing_latency": {"count": 2, "percentiles": [
-            {"quantile": 0.99, "value": 1500}, {"quantile": 0.995, "value": 1600}]},
-        "channels": [{"channel_name": "c#ephemeral", "depth": 2, "backend_depth": 0,
-                      "in_flight_count": 4, "deferred_count": 5, "message_count": 10,
-                      "requeue_count": 6, "timeout_count": 7, "client_count": 8,
-                      "e2e_processing_latency": {"count": 0, "percentiles": None}}]}]}
-    last = {"topics": [{"topic_name": "t", "message_count": 4, "message_bytes": 40,
-                        "channels": [{"channel_name": "c#ephemeral", "message_count": 1,
-                                      "requeue_count": 6, "timeout_count": 2}]}]}
+    e2e = LatencyStatistics(2, ((0.99, 1500), (0.995, 1600)), 2, 3100, 1)
+    stats = [_topic(10, 100, (_channel(2, 4, 5, 10, 6, 7, 8),), e2e, depth=3, backend_depth=1)]
+    last = [_topic(4, 40, (_channel(0, 0, 0, 1, 6, 2, 0),))]
     mem = dict.fromkeys(("heap_objects", "heap_idle_bytes", "heap_in_use_bytes",
                          "heap_released_bytes", "gc_pause_usec_100", "gc_pause_usec_99",
                          "gc_pause_usec_95", "next_gc_bytes"), 1)
