@@ -224,11 +224,11 @@ class _Server:
                 ready.clear()
                 connection = CLOSE
             result = self.respond(request, date, connection)
-            if type(result) is not bytes:
+            if not isinstance(result, bytes):
                 conn.batched = size
-                return result  # type: ignore[return-value]
+                return result
             out.append(result)
-            size += len(result)  # type: ignore[arg-type]
+            size += len(result)
             if size >= BATCH_BYTES:
                 break
         conn.batched = size
