@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 from internal.gojson import go_json
 
-
 __all__ = [
     "PeerInfo",
     "Producer",

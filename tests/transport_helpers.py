@@ -14,9 +14,10 @@ import trio
 
 trustme = pytest.importorskip("trustme")  # test extra; skip rather than break collection
 
+from helpers import TIMEOUT, RawConn
+
 from client.compression import CompressedStream, DeflateCodec, SnappyCodec, start_tls
 from client.protocol import FrameType, commands
-from helpers import TIMEOUT, RawConn
 from internal.http import Request, Response, Router, json_response, serve_http, text
 
 

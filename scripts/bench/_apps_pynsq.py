@@ -122,7 +122,7 @@ def to_http(addr: str, topic: str, channel: str, url: str, concurrency: str, max
         def done(future: Any) -> None:
             try:
                 ok = future.result().code // 100 == 2
-            except Exception:  # noqa: BLE001 - any failure requeues
+            except Exception:  # any failure requeues
                 ok = False
             if ok:
                 message.finish()

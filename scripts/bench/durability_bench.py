@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, peak_rss_mb, percentiles  # noqa: E402
+from _common import cpu_seconds, daemon, peak_rss_mb, percentiles
 
-from client.protocol import commands  # noqa: E402
+from client.protocol import commands
 
 _FRAME = struct.Struct(">lL")
 
@@ -89,7 +89,7 @@ class Sampler(threading.Thread):
                     ch = doc["topics"][0]["channels"][0]
                     extra = ch["deferred_count"]
                     self.depths.append(ch["depth"])
-                except Exception:  # noqa: BLE001 - best effort
+                except Exception:  # best effort
                     pass
             try:
                 self.samples.append((time.monotonic() - t0, _rss_mb(self.pid), extra))
@@ -163,7 +163,7 @@ def _reader(addr: tuple[str, int], topic: str, channel: str, total: int, *,
     while got < total and time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             continue
         if not data:
             raise RuntimeError("closed")

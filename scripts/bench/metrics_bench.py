@@ -24,11 +24,10 @@ from functools import partial
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import httpx  # noqa: E402
+import httpx
+from _common import daemon, fin_loop
 
-from _common import daemon, fin_loop  # noqa: E402
-
-from client.protocol import FrameReader, commands  # noqa: E402
+from client.protocol import FrameReader, commands
 
 
 def _timed(http: httpx.Client, path: str, n: int) -> tuple[list[float], int]:

@@ -23,10 +23,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, fin_loop  # noqa: E402
+from _common import cpu_seconds, daemon, fin_loop
 
-from client.compression import DeflateCodec, SnappyCodec  # noqa: E402
-from client.protocol import FrameReader, commands  # noqa: E402
+from client.compression import DeflateCodec, SnappyCodec
+from client.protocol import FrameReader, commands
 
 MODES = ("plain", "tls", "snappy", "deflate", "tls+snappy", "tls+deflate")
 _unpack = struct.Struct(">lL").unpack_from

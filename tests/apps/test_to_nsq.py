@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-
 from apps_helpers import consume, run_tool, tcp
 
 

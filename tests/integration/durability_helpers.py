@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from helpers import RawConn
 
 from client.protocol import FrameType, commands, decode_message
-from helpers import RawConn
 from nsqd import NSQD, Options
 
 ROOT = Path(__file__).resolve().parents[2]

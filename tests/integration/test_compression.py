@@ -9,6 +9,8 @@ import zlib
 import httpx
 import pytest
 import trio
+from helpers import RawConn
+from transport_helpers import make_tls_files, open_upgrading
 
 from client.compression import (
     CompressedStream,
@@ -18,8 +20,6 @@ from client.compression import (
     make_codec,
 )
 from client.protocol import commands
-from helpers import RawConn
-from transport_helpers import make_tls_files, open_upgrading
 
 snappy = pytest.importorskip("snappy")  # python-snappy: the framing pynsq/gnsq speak
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from helpers import RawConn
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.protocol import commands
-from helpers import RawConn
 
 
 async def scrape(url: str) -> tuple[str, dict[str, Any]]:

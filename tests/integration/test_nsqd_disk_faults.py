@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-
-from client.protocol import commands
 from durability_helpers import ROOT, Daemon, consumer, receive
 from helpers import RawConn
+
+from client.protocol import commands
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import FrameType, commands
-from helpers import RawConn
 
 
 async def consumer(server, topic: str, channel: str, rdy: int = 1, **identify) -> RawConn:

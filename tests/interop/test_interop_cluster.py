@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
-
 from helpers import RawConn
+from test_interop_clients import run_client
+
 from internal.netaddr import join_host_port
 from nsqlookupd import NSQLookupd
 from nsqlookupd import Options as LookupdOptions
-from test_interop_clients import run_client
 
 pytestmark = pytest.mark.interop
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from client_fakes import FakeNetwork
 
@@ -135,7 +136,7 @@ async def test_fatal_error_maps_to_class_and_fails_the_rest(network: FakeNetwork
         async with trio.open_nursery() as pubs:
             for body in (b"a", b"bad", b"c"):
                 pubs.start_soon(pub, body)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
     assert outcomes[b"a"] == b"OK"
     bad = outcomes[b"bad"]
     assert isinstance(bad, BadTopicError) and bad.code == "E_BAD_TOPIC"

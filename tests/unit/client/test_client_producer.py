@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from client_fakes import FakeClient, FakeNetwork
 
@@ -212,7 +213,7 @@ async def test_close_flushes_pending_batches(network: FakeNetwork, autojump_cloc
             for i in range(5):
                 outer.start_soon(publish, producer, b"%d" % i)
             while producer.statistics().in_progress < 6:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             fake.hold.set()
         # leaving the producer sent the batch without waiting for the flush interval
         assert sorted(finished) == [b"0", b"1", b"2", b"3", b"4", b"first"]
@@ -251,14 +252,13 @@ async def test_failover_when_an_nsqd_dies_mid_stream(network: FakeNetwork) -> No
         await producer.publish("t", b"%d" % i)
         acked.append(i)
 
-    async with Producer([A, B], open_stream=network.open_stream) as producer:
-        async with trio.open_nursery() as nursery:
-            for i in range(300):
-                nursery.start_soon(publish, producer, i)
-                if i == 100:
-                    await fake_a.wait_for(lambda: len(fake_a.published["t"]) > 50)
-                    network.remove(A)
-                    await fake_a.kill()
+    async with Producer([A, B], open_stream=network.open_stream) as producer, trio.open_nursery() as nursery:
+        for i in range(300):
+            nursery.start_soon(publish, producer, i)
+            if i == 100:
+                await fake_a.wait_for(lambda: len(fake_a.published["t"]) > 50)
+                network.remove(A)
+                await fake_a.kill()
     assert sorted(acked) == list(range(300))
     stored = set(fake_a.published["t"]) | set(fake_b.published["t"])
     assert stored == {b"%d" % i for i in range(300)}  # at least once, none lost

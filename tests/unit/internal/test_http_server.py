@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import ssl
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-
-from internal import http as ihttp
-from internal.http import HTTPError, Request, Response, Router, json_response, serve_http, text
+import trio.lowlevel
 from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
+
+from internal.http import HTTPError, Request, Response, Router, json_response, text
 
 
 async def echo(req: Request) -> Response:
@@ -254,7 +254,7 @@ async def test_request_split_across_many_writes(nursery):
     data = get("/echo?x=slow", "Content-Type: text/x", body=b"dribble", method="PUT")
     for i in range(len(data)):
         await client.send(data[i : i + 1])
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
     body = json.loads((await client.response()).body)
     assert body["body"] == "dribble" and body["ctype"] == "text/x" and body["method"] == "PUT"
 

@@ -11,12 +11,12 @@ from html.parser import HTMLParser
 import jinja2
 import jinja2.meta
 import pytest
+from pages_state import EVIL, render_all
 
 from nsqadmin import pages
 from nsqadmin.graphs import SeriesStore
-from nsqadmin.stats import aggregate_topic
 from nsqadmin.render import environment, render
-from pages_state import EVIL, render_all
+from nsqadmin.stats import aggregate_topic
 
 
 class Parsed(HTMLParser):

@@ -81,8 +81,8 @@ V1_ROUND_TRIPS = [
 
 
 def test_body_command_sets() -> None:
-    assert V2_BODY_COMMANDS == {b"IDENTIFY", b"PUB", b"MPUB", b"DPUB", b"AUTH"}
-    assert V1_BODY_COMMANDS == {b"IDENTIFY"}
+    assert {b"IDENTIFY", b"PUB", b"MPUB", b"DPUB", b"AUTH"} == V2_BODY_COMMANDS
+    assert {b"IDENTIFY"} == V1_BODY_COMMANDS
     assert DEFAULT_MAX_LINE == 16 * 1024
 
 

@@ -19,11 +19,11 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
-from client_fakes import FakeNetwork  # noqa: E402
+from client_fakes import FakeNetwork
 
-import client.queue  # noqa: E402
-from client import BadTopicError, Producer  # noqa: E402
-from client.queue import BalancedPusher, DelayQueue, NSQPusher, ServiceGroup  # noqa: E402
+import client.queue
+from client import BadTopicError, Producer
+from client.queue import BalancedPusher, DelayQueue, NSQPusher, ServiceGroup
 
 A = "127.0.0.1:4150"
 TIMEOUT = 10_000
@@ -223,7 +223,7 @@ async def test_delay_put_at() -> None:
     delays = DelayQueue(publisher, "later", clock=lambda: now)
     await delays.put_at(b"soon", now + 90)
     await delays.put_at(b"past", now - 5)
-    when = datetime.datetime.fromtimestamp(now + 30, tz=datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(now + 30, tz=datetime.UTC)
     await delays.put_at(b"dt", when)
     with pytest.raises(ValueError, match="aware"):
         await delays.put_at(b"naive", datetime.datetime(2030, 1, 1))

@@ -17,10 +17,10 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
-from client_fakes import FakeNetwork, FakeNSQD  # noqa: E402
+from client_fakes import FakeNetwork, FakeNSQD
 
-from client import BadChannelError, BadTopicError, ClientConfig, Message  # noqa: E402
-from client.queue import NSQHandler, NSQQueue, Queue, ServiceGroup  # noqa: E402
+from client import BadChannelError, BadTopicError, ClientConfig, Message
+from client.queue import NSQHandler, NSQQueue, Queue, ServiceGroup
 
 A = "127.0.0.1:4150"
 B = "127.0.0.1:4250"
