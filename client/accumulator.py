@@ -7,8 +7,9 @@ out when that MPUB is answered: batches grow with the load and latency stays low
 
 A batch is a list of bodies plus the tasks awaiting its answer; every waiter is woken
 directly when nsqd answers its MPUB (no per-message future: a message is its index,
-and :class:`PublishReceipt` is made only for :meth:`Producer.send`). If nsqd refuses a batch because of one bad body, the messages
-are sent again one by one so each receipt reports its own outcome.
+and :class:`PublishReceipt` is made only for :meth:`Producer.send`). If nsqd refuses a
+batch because of one bad body, the messages are sent again one by one so each receipt
+reports its own outcome.
 """
 
 from __future__ import annotations
