@@ -32,7 +32,7 @@ def to_nsq(addr: str, topic: str) -> None:
 
     def send() -> None:
         while state["inflight"] < window and not state["eof"]:
-            bodies = [b for _, b in zip(range(batch), lines) if b]
+            bodies = [b for _, b in zip(range(batch), lines, strict=False) if b]
             if not bodies:
                 state["eof"] = True
                 break

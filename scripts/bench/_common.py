@@ -78,7 +78,8 @@ def fin_loop(recv: Callable[[], bytes], send: Callable[[bytes], object], total: 
     """A lean reader's loop: FIN every message until ``total``, one FIN batch per read.
 
     Frames are parsed by offset from what ``recv()`` returns (``buf`` is data already
-    read; an empty read raises ``RuntimeError("closed")``); heartbeats are answered with NOP through ``send``. Returns the messages FIN'd.
+    read; an empty read raises ``RuntimeError("closed")``); heartbeats are answered with
+    NOP through ``send``. Returns the messages FIN'd.
     """
     unpack = _FRAME
     got = 0

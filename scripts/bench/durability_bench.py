@@ -211,7 +211,7 @@ def _mpub_writer(addr, topic, batches, batch, size, go, out):
 def bench_backlog(args: argparse.Namespace) -> None:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 "--mem-queue-size", "10000", *args.nsqd_args.split()) as (proc, addrs):
-        log = _drain_log(proc)
+        _drain_log(proc)
         _http(addrs, "/topic/create?topic=backlog")
         _http(addrs, "/channel/create?topic=backlog&channel=ch")
         sampler = Sampler(proc.pid)
@@ -326,7 +326,7 @@ def bench_deferred(args: argparse.Namespace) -> None:
         for p in procs:
             p.join()
         while not out.empty():
-            s, el = out.get()
+            s, _el = out.get()
             sent += s
         print(f"deferred publish: {sent:,} DPUB ({args.delay:.0f}s delay) in {args.seconds:.0f}s "
               f"= {sent / args.seconds:,.0f} msg/s", flush=True)
@@ -355,7 +355,7 @@ def bench_deferred(args: argparse.Namespace) -> None:
         if arrivals:
             t0 = arrivals[0]
             worst: dict[int, float] = {}
-            for at, late in zip(arrivals, lateness):
+            for at, late in zip(arrivals, lateness, strict=False):
                 sec = int(at - t0)
                 if late > worst.get(sec, -1e9):
                     worst[sec] = late
@@ -386,7 +386,7 @@ def _sync_publisher(addr, topic, batch, seconds, go, out):
 def _durable_run(extra: list[str], batch: int, args: argparse.Namespace) -> float:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
                 *extra, *args.nsqd_args.split()) as (proc, addrs):
-        log = _drain_log(proc)
+        _drain_log(proc)
         _http(addrs, "/topic/create?topic=d")
         _http(addrs, "/channel/create?topic=d&channel=ch")
         go = mp.Event()

@@ -87,7 +87,7 @@ def main() -> None:
             if args.e2e and args.messages:
                 _fin_all(addrs["TCP"], args.topics, args.channels, args.messages)
             print(f"setup: {args.topics} topics x {args.channels} channels, "
-                  f"{args.messages} msg/topic{' FIN’d, e2e on' if args.e2e else ''} "
+                  f"{args.messages} msg/topic{' FIN’d, e2e on' if args.e2e else ''} "  # noqa: RUF001
                   f"in {time.perf_counter() - t0:.1f}s")
             for path in ("/metrics", "/stats?format=json&include_clients=false"):
                 times, size = _timed(http, path, args.scrapes)

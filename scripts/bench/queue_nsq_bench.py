@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 import trio  # noqa: E402
-import trio.lowlevel
+import trio.lowlevel  # noqa: E402
 from _common import daemon  # noqa: E402
 
 from client import Consumer, Message, Producer  # noqa: E402

@@ -144,7 +144,7 @@ async def test_tls_wrong_ca_is_a_clear_error(start_nsqd: Callable[..., Any], nur
     server = await start_nsqd(**tls_files.nsqd_options())
     config = ClientConfig(tls_v1=True, tls_config=tls_files.client_context(trusted=False))
     conn = Connection(tcp(server), config)
-    with pytest.raises(IdentifyError, match="TLS handshake .* failed: .*CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(IdentifyError, match=r"TLS handshake .* failed: .*CERTIFICATE_VERIFY_FAILED"):
         await nursery.start(conn.run)
     assert conn.closed
     with trio.fail_after(TIMEOUT):

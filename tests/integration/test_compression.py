@@ -227,7 +227,7 @@ async def test_heartbeats_flow_compressed(nsqd_server):
     await conn.negotiate(snappy=True, heartbeat_interval=1000)
     await conn.sub("hb", "c")
     # the heartbeat arrives through the codec; answering NOP keeps us connected
-    ftype, data = await conn.frame(timeout=5, skip_heartbeats=False)
+    _ftype, data = await conn.frame(timeout=5, skip_heartbeats=False)
     assert data == b"_heartbeat_"
 
 

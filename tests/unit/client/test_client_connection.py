@@ -171,7 +171,8 @@ async def test_heartbeats_are_answered_with_nop(network: FakeNetwork, autojump_c
         await conn.aclose()
 
 
-async def test_read_deadline_is_twice_the_heartbeat(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
+async def test_read_deadline_is_twice_the_heartbeat(
+        network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
     network.add(ADDR).heartbeats = False
     conn = Connection(ADDR, ClientConfig(heartbeat_interval=1.5), open_stream=network.open_stream)
     async with trio.open_nursery() as nursery:

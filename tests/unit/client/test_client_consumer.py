@@ -55,7 +55,8 @@ async def test_iterate_and_finish(network: FakeNetwork) -> None:
     assert fake.max_total_in_flight <= 5
 
 
-async def test_run_handler_fin_and_req_with_backoff(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
+async def test_run_handler_fin_and_req_with_backoff(
+        network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
     fake = network.add(A)
     fake.put(b"good")
     fake.put(b"bad")

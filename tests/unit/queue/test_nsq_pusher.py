@@ -184,10 +184,12 @@ async def test_pusher_sends_mpub_through_a_real_producer(
     network: FakeNetwork, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake = network.add(A)
-    async with Producer(A, open_stream=network.open_stream) as producer:
-        async with NSQPusher(producer, "events", max_items=50) as pusher:
-            for i in range(120):
-                await pusher.push(b"e%d" % i)
+    async with (
+        Producer(A, open_stream=network.open_stream) as producer,
+        NSQPusher(producer, "events", max_items=50) as pusher,
+    ):
+        for i in range(120):
+            await pusher.push(b"e%d" % i)
     assert fake.published["events"] == [b"e%d" % i for i in range(120)]
     assert [name for _cid, name, _params in fake.commands if name != b"IDENTIFY"] == [b"MPUB"] * 3
 

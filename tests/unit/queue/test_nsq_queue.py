@@ -293,7 +293,7 @@ async def test_stop_then_restart_handles_everything_exactly_once(
             queue = make_queue(network, handler, conns=2, processors=8, queue_capacity=32)
             async with trio.open_nursery() as nursery:
                 await nursery.start(queue.run)
-                await fake.wait_for(lambda: len(handled) >= threshold)
+                await fake.wait_for(lambda: len(handled) >= threshold)  # noqa: B023 - awaited here
                 queue.stop()
     assert sorted(handled) == sorted(expected)  # none lost, none twice
     assert sorted(fake.finished) == sorted(expected)
