@@ -286,11 +286,6 @@ class Accumulator:
                     self._timer_lot.unpark_all()
         return batch
 
-    def add_receipt(self, topic: str, body: bytes) -> PublishReceipt:
-        """:meth:`add`, returning the message's receipt."""
-        batch = self.add(topic, body)
-        return PublishReceipt(batch, len(batch.bodies) - 1)
-
     async def wait_capacity(self) -> None:
         """Wait while ``max_pending`` messages are queued and unanswered.
 

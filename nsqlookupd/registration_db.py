@@ -43,14 +43,6 @@ class Registration(NamedTuple):
     key: str
     subkey: str
 
-    def is_match(self, category: str, key: str, subkey: str) -> bool:
-        """True when this registration matches the pattern (``"*"`` matches anything)."""
-        return (
-            self.category == category
-            and (key == WILDCARD or self.key == key)
-            and (subkey == WILDCARD or self.subkey == subkey)
-        )
-
 
 @dataclass(slots=True, eq=False)
 class PeerInfo:
