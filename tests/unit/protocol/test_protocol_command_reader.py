@@ -12,7 +12,6 @@ from client.protocol import (
     V2_BODY_COMMANDS,
     Command,
     CommandReader,
-    ErrorCode,
     MPUBError,
     RemoteProtocolError,
     commands,
@@ -414,7 +413,7 @@ def test_many_small_commands_in_small_chunks_is_linear() -> None:
 
 
 def test_mpub_error_is_remote() -> None:
-    err = MPUBError(ErrorCode.BAD_BODY, "text")
+    err = MPUBError("E_BAD_BODY", "text")
     assert isinstance(err, RemoteProtocolError)
     assert err.code == "E_BAD_BODY"
     assert str(err) == "text"
