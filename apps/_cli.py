@@ -83,7 +83,7 @@ def run(prog: str, main: Callable[..., Awaitable[int | None]], *args: Any,
         logging.getLogger("client").setLevel(client_log_level)
     try:
         code = trio.run(main, *args)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line
+    except BaseException as exc:  # every failure becomes one line
         leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, trio.Cancelled)]
         if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
             sys.exit(130)

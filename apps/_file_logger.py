@@ -336,7 +336,8 @@ class FileLogger:
         if opts.work_dir == opts.output_dir:
             return
         src = file.path
-        dst = os.path.join(opts.output_dir, os.path.relpath(src, opts.work_dir))
+        # path arithmetic on the tool's own directories; the move itself runs in a thread
+        dst = os.path.join(opts.output_dir, os.path.relpath(src, opts.work_dir))  # noqa: ASYNC240
         logger.info("%s moving finished file %s to %s", self.label, src, dst)
         try:
             await trio.to_thread.run_sync(_link_exclusive, src, dst)
@@ -377,12 +378,13 @@ class FileLogger:
             path = _rev(template, self.rev)
             if opts.work_dir != opts.output_dir:
                 # a name already taken in the output dir would only conflict on rename
-                final = os.path.join(opts.output_dir, os.path.relpath(path, opts.work_dir))
+                # local metadata calls on the tool's own directories, like os.open below
+                final = os.path.join(opts.output_dir, os.path.relpath(path, opts.work_dir))  # noqa: ASYNC240
                 try:
                     os.makedirs(os.path.dirname(final) or ".", 0o770, exist_ok=True)
                 except OSError as exc:
                     raise ToolError(f"{self.label} unable to create dir: {exc}") from None
-                if os.path.lexists(final):
+                if os.path.lexists(final):  # noqa: ASYNC240
                     logger.warning("%s output file already exists: %s", self.label, final)
                     self.rev += 1
                     continue

@@ -108,7 +108,7 @@ _OPTION_PARSERS: dict[str, Callable[[str], Any]] = {
     "auth_secret": str,
     "backoff_strategy": str,
 }
-_TLS_OPTIONS = {"tls_root_ca_file": str, "tls_insecure_skip_verify": parse_bool,
+_TLS_OPTIONS: dict[str, Callable[[str], Any]] = {"tls_root_ca_file": str, "tls_insecure_skip_verify": parse_bool,
                 "tls_cert": str, "tls_key": str, "tls_min_version": str}
 _TLS_VERSIONS = {"ssl3.0": ssl.TLSVersion.SSLv3, "tls1.0": ssl.TLSVersion.TLSv1,
                  "tls1.1": ssl.TLSVersion.TLSv1_1, "tls1.2": ssl.TLSVersion.TLSv1_2,

@@ -31,7 +31,6 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._start = 0.0
-        self._shown = False
 
     def _line(self, total: int, rate: float) -> str:
         return f"{self.prog}: {total} {self.unit}, {rate:,.0f}/s"
@@ -53,7 +52,6 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-        self._shown = True
 
     def done(self) -> None:
         """Print the final total and the average rate."""

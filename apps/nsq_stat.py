@@ -155,7 +155,7 @@ class Poller:
     async def poll(self) -> tuple[ChannelTotals, list[str]]:
         opts = self.opts
         nodes = await self.producers()
-        channels = []
+        channels: list[dict[str, Any]] = []
         for address in nodes:
             stats = await self._stats(address)
             for topic in stats.get("topics") or ():

@@ -108,7 +108,7 @@ async def _main(opts: Options, channel: str) -> int:
         max_in_flight = opts.n  # don't ask for more messages than we want
     config = await consumer_config(opts, PROG, max_in_flight)
     # our own buffer: sys.stdout.buffer is unbuffered under PYTHONUNBUFFERED / -u
-    out = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    out = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115, ASYNC230 - wraps an fd, no I/O
     tail = Tail(opts, out)
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_signals, tail.stop)

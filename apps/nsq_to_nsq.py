@@ -136,7 +136,7 @@ class Publisher:
                 return
             # one body the destination refuses: find it by publishing one by one
             async with trio.open_nursery() as nursery:
-                for message, body in zip(messages, bodies):
+                for message, body in zip(messages, bodies, strict=True):
                     nursery.start_soon(self._publish, topic, [message], [body])
             return
         except NSQError as exc:

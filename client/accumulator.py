@@ -7,8 +7,9 @@ out when that MPUB is answered: batches grow with the load and latency stays low
 
 A batch is a list of bodies plus the tasks awaiting its answer; every waiter is woken
 directly when nsqd answers its MPUB (no per-message future: a message is its index,
-and :class:`PublishReceipt` is made only for :meth:`Producer.send`). If nsqd refuses a batch because of one bad body, the messages
-are sent again one by one so each receipt reports its own outcome.
+and :class:`PublishReceipt` is made only for :meth:`Producer.send`). If nsqd refuses a
+batch because of one bad body, the messages are sent again one by one so each receipt
+reports its own outcome.
 """
 
 from __future__ import annotations
@@ -284,11 +285,6 @@ class Accumulator:
                 if self._timer_idle:
                     self._timer_lot.unpark_all()
         return batch
-
-    def add_receipt(self, topic: str, body: bytes) -> PublishReceipt:
-        """:meth:`add`, returning the message's receipt."""
-        batch = self.add(topic, body)
-        return PublishReceipt(batch, len(batch.bodies) - 1)
 
     async def wait_capacity(self) -> None:
         """Wait while ``max_pending`` messages are queued and unanswered.

@@ -9,8 +9,8 @@ Usage::
 
 A handler returns a :class:`Response` or an awaitable of one: a plain ``def``
 handler is answered inline, an ``async def`` one (or a plain one returning a
-coroutine for its slow path) in a task of its own. Handlers raise :class:`HTTPError` for NSQ's ``{"message": ...}`` errors; any
-other exception is logged and answered with 500 ``INTERNAL_ERROR``. The
+coroutine for its slow path) in a task of its own. Handlers raise :class:`HTTPError`
+for NSQ's ``{"message": ...}`` errors; any other exception is logged and answered with 500 ``INTERNAL_ERROR``. The
 server supports keep-alive, pipelining (responses batched into one write),
 chunked request bodies, ``Expect: 100-continue``, body and header size
 limits (a body is refused on its headers), header, body, send and idle timeouts,
@@ -224,11 +224,11 @@ class _Server:
                 ready.clear()
                 connection = CLOSE
             result = self.respond(request, date, connection)
-            if type(result) is not bytes:
+            if not isinstance(result, bytes):
                 conn.batched = size
-                return result  # type: ignore[return-value]
+                return result
             out.append(result)
-            size += len(result)  # type: ignore[arg-type]
+            size += len(result)
             if size >= BATCH_BYTES:
                 break
         conn.batched = size

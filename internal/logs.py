@@ -99,9 +99,8 @@ class NSQFormatter(logging.Formatter):
         micros = int(created * 1_000_000) % 1_000_000
         level = _LINE_NAMES.get(record.levelno) or level_name(record.levelno).upper()
         line = f"{self.prefix}{stamp}.{micros:06d} {level}: {record.getMessage()}"
-        if record.exc_info:
-            if not record.exc_text:
-                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line = f"{line}\n{record.exc_text}"
         if record.stack_info:

@@ -227,4 +227,4 @@ def e2e_result(windows: Sequence[WindowedQuantile], percentiles: Sequence[float]
         return {"count": 0, "percentiles": None}
     count, values = query(chain.from_iterable(w.sketches() for w in windows), percentiles)
     return {"count": count,
-            "percentiles": [{"quantile": q, "value": v} for q, v in zip(percentiles, values)]}
+            "percentiles": [{"quantile": q, "value": v} for q, v in zip(percentiles, values, strict=True)]}

@@ -58,7 +58,7 @@ def run_daemon(logger: logging.Logger, main: Callable[..., Awaitable[Any]], *arg
         trio.run(main, *args)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - every cause is named below
+    except BaseException as exc:  # every cause is named below
         if isinstance(exc, BaseExceptionGroup) and all(
                 isinstance(e, KeyboardInterrupt) for e in _leaves(exc)):
             raise

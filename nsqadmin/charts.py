@@ -43,7 +43,7 @@ def format_number(value: float) -> str:
 def _path(xs: Sequence[float], ys: Sequence[float | None]) -> str:
     parts: list[str] = []
     pen_up = True
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=False):
         if y is None:
             pen_up = True
             continue

@@ -402,7 +402,7 @@ class _Server:
                 if name == "log_level":
                     value = _NSQ_LOG_LEVELS.get(value.lower(), value)
                 elif spec.kind == "duration":
-                    value = int(round(value * 1e9))
+                    value = round(value * 1e9)
                 return json_response(value)
         raise HTTPError(400, "INVALID_OPTION")
 
@@ -441,7 +441,7 @@ class _Server:
                         [("Cache-Control", "no-store")])
 
     # ------------------------------------------------------------------ static
-    async def static(self, req: Request) -> Response:
+    def static(self, req: Request) -> Response:
         name = req.params["asset"]
         if not _ASSET_NAME.fullmatch(name):
             raise HTTPError(404, "NOT_FOUND")

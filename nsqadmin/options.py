@@ -51,7 +51,8 @@ class Options:
 
     http_address: str = _opt("0.0.0.0:4171", "http-address", "<addr>:<port> to listen on for HTTP clients")
     base_path: str = _opt("/", "base-path", "URL base path")
-    max_connections: int = _opt(10000, "max-connections", "maximum open connections per listener; more are closed at once (0 = unlimited)")
+    max_connections: int = _opt(10000, "max-connections",
+                                "maximum open connections per listener; more are closed at once (0 = unlimited)")
     dev_static_dir: str = _opt("", "dev-static-dir", "(development use only)")
 
     graphite_url: str = _opt("", "graphite-url", "graphite HTTP address (ignored: graphs are built in)")
@@ -148,4 +149,4 @@ class Options:
     @property
     def graph_capacity(self) -> int:
         """Number of samples each graphed series keeps."""
-        return max(2, int(round(self.graph_retention / self.graph_sample_interval)))
+        return max(2, round(self.graph_retention / self.graph_sample_interval))

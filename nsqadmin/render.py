@@ -35,7 +35,7 @@ class _JoinedLinesLoader(jinja2.PackageLoader):
     """A package loader that removes line breaks and indentation from the sources."""
 
     def get_source(self, environment: jinja2.Environment,
-                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+                   template: str) -> tuple[str, str, Callable[[], bool] | None]:
         source, filename, uptodate = super().get_source(environment, template)
         return _LINE_BREAK.sub("", source), filename, uptodate
 

@@ -30,7 +30,7 @@ import time
 from .backend import Msg
 from .fileio import AppendFile, SyncedFiles, remove_file
 from .records import encode_due_records, encode_record, scan_file
-from .syncer import SyncJob, Syncer
+from .syncer import Syncer, SyncJob
 
 __all__ = ["Bucket", "BucketFiles", "HeapEntry"]
 

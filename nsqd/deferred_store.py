@@ -189,7 +189,7 @@ class DeferredStore(BucketFiles):
         group: list[Msg] = []
         group_due: list[int] = []
         try:
-            for msg, due in zip(msgs, dues):
+            for msg, due in zip(msgs, dues, strict=True):
                 due_ns = offset + int(due * NS)
                 i0 = due_ns // WIDTH0
                 if spill and i0 >= h0 and due_ns // WIDTH1 < h1:

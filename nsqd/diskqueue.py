@@ -368,9 +368,8 @@ class DiskQueue(SegmentFiles):
         num = self._rseg
         seg = self._segs.get(num)
         self._close_reader()
-        if seg is not None:
-            if not self.ack_mode or seg.done >= seg.total:
-                self._drop_segment(num)
+        if seg is not None and (not self.ack_mode or seg.done >= seg.total):
+            self._drop_segment(num)
         self._rseg = num + 1
         self._rpos = self._ridx = 0
         self._enter_segment()

@@ -28,7 +28,7 @@ from typing import Any
 
 from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
 from .records import scan_file
-from .syncer import SyncJob, Syncer
+from .syncer import Syncer, SyncJob
 
 __all__ = ["Segment", "SegmentFiles", "unpack_pos"]
 

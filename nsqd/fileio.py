@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .syncer import SyncJob, Syncer
+    from .syncer import Syncer, SyncJob
 
 __all__ = ["AppendFile", "SyncedFiles", "remove_file", "write_atomic"]
 

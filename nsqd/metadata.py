@@ -11,6 +11,7 @@ topics and channels whose queue files are in the data path, so their messages st
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -144,7 +145,7 @@ class MetadataFile:
             data = self._encode()
             try:
                 await trio.to_thread.run_sync(
-                    lambda: write_atomic(self.path, data, mode=0o644, sync_dir=True))
+                    functools.partial(write_atomic, self.path, data, mode=0o644, sync_dir=True))
             except OSError as exc:
                 if self._error is None:
                     logger.error("failed to persist metadata to %s - %s (retrying)",

@@ -248,7 +248,7 @@ class NSQD:
         topic = self.get_topic(topic_name)
         ts = time.time_ns()
         ids = self.ids.new_ids(len(bodies))
-        topic.put([(i, b, ts, 0) for i, b in zip(ids, bodies)], trio.current_time())
+        topic.put([(i, b, ts, 0) for i, b in zip(ids, bodies, strict=True)], trio.current_time())
 
     def publish_deferred(self, topic_name: str, body: bytes, delay: float) -> None:
         """Put one message on a topic, delivered after ``delay`` seconds (DPUB)."""
@@ -261,7 +261,7 @@ class NSQD:
         ts = time.time_ns()
         now = trio.current_time()
         ids = self.ids.new_ids(len(bodies))
-        topic.put_deferred([(i, b, ts, 0) for i, b in zip(ids, bodies)],
+        topic.put_deferred([(i, b, ts, 0) for i, b in zip(ids, bodies, strict=True)],
                            [now + d for d in delays])
 
     # ------------------------------------------------------------------ clients

@@ -82,7 +82,7 @@ def encode_due_records(msgs: Iterable[Msg], dues_ns: Iterable[int]) -> list[byte
     pack_lc = _LEN_CRC.pack
     crc32 = _crc32
     fixed = (8 + FIXED) | DUE_FLAG
-    for (msg_id, body, ts, attempts), due_ns in zip(msgs, dues_ns):
+    for (msg_id, body, ts, attempts), due_ns in zip(msgs, dues_ns, strict=True):
         head = pack_head(due_ns, ts, attempts, msg_id)
         append(pack_lc(fixed + len(body), crc32(body, crc32(head))) + head)
         append(body)
@@ -160,10 +160,7 @@ def find_record(buf: bytes | memoryview, start: int, limit: int, max_size: int,
             break
         i = m.start()
         size = unpack(buf, i)[0]
-        if size & DUE_FLAG:
-            ok = lo_due <= size & ~DUE_FLAG <= hi_due
-        else:
-            ok = lo <= size <= hi
+        ok = (lo_due <= size & ~DUE_FLAG <= hi_due) if size & DUE_FLAG else (lo <= size <= hi)
         if ok:
             end = record_end(buf, i, limit, max_size)
             if end > 0:
@@ -216,7 +213,7 @@ class FileScan:
         range)."""
         mean = self.valid_bytes / self.count if self.count else 0
         total = 0
-        for (a, b), known in zip(self.damaged, self.estimates):
+        for (a, b), known in zip(self.damaged, self.estimates, strict=True):
             if skip and a in skip:
                 continue
             total += known if known is not None else max(1, round((b - a) / mean) if mean else 1)

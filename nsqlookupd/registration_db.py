@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 from internal.gojson import go_json
 
-
 __all__ = [
     "PeerInfo",
     "Producer",
@@ -43,14 +42,6 @@ class Registration(NamedTuple):
     category: str
     key: str
     subkey: str
-
-    def is_match(self, category: str, key: str, subkey: str) -> bool:
-        """True when this registration matches the pattern (``"*"`` matches anything)."""
-        return (
-            self.category == category
-            and (key == WILDCARD or self.key == key)
-            and (subkey == WILDCARD or self.subkey == subkey)
-        )
 
 
 @dataclass(slots=True, eq=False)

@@ -41,8 +41,9 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _soak_faults import HOST, Daemon, Faults, free_port, rss_mib  # noqa: E402
-from client.protocol import (  # noqa: E402
+from _soak_faults import HOST, Daemon, Faults, free_port, rss_mib
+
+from client.protocol import (
     HEARTBEAT,
     MAGIC_V2,
     FrameReader,

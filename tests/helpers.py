@@ -8,8 +8,7 @@ from typing import Any
 
 import trio
 
-from client.protocol import MAGIC_V2, FrameReader, FrameType, RawMessage, commands, decode_message
-from client.protocol import HEARTBEAT
+from client.protocol import HEARTBEAT, MAGIC_V2, FrameReader, FrameType, RawMessage, commands, decode_message
 
 TIMEOUT = 10.0
 

@@ -14,10 +14,11 @@ import trio
 
 trustme = pytest.importorskip("trustme")  # test extra; skip rather than break collection
 
-from client.compression import CompressedStream, DeflateCodec, SnappyCodec, start_tls
-from client.protocol import FrameType, commands
-from helpers import TIMEOUT, RawConn
-from internal.http import Request, Response, Router, json_response, serve_http, text
+from helpers import TIMEOUT, RawConn  # noqa: E402 - after the skip above
+
+from client.compression import CompressedStream, DeflateCodec, SnappyCodec, start_tls  # noqa: E402
+from client.protocol import FrameType, commands  # noqa: E402
+from internal.http import Request, Response, Router, json_response, serve_http, text  # noqa: E402
 
 
 @dataclass

@@ -9,7 +9,6 @@ from .constants import MESSAGE_HEADER_SIZE as MESSAGE_HEADER_SIZE
 from .constants import MSG_ID_LENGTH as MSG_ID_LENGTH
 from .constants import OK as OK
 from .constants import FrameType as FrameType
-from .errors import ErrorCode as ErrorCode
 from .errors import LocalProtocolError as LocalProtocolError
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
@@ -42,7 +41,6 @@ __all__ = [
     "Command",
     "CommandReader",
     "EPHEMERAL_SUFFIX",
-    "ErrorCode",
     "Frame",
     "FrameReader",
     "FrameType",

@@ -133,7 +133,8 @@ def mpub_body(bodies: Sequence[bytes]) -> bytes:
     """
     if not bodies:
         raise LocalProtocolError("MPUB needs at least one message")
-    return _pack_size(len(bodies)) + b"".join(chain.from_iterable(zip(map(_pack_size, map(len, bodies)), bodies)))
+    sizes = map(_pack_size, map(len, bodies))
+    return _pack_size(len(bodies)) + b"".join(chain.from_iterable(zip(sizes, bodies, strict=True)))
 
 
 def dpub(topic: str, delay_ms: int, body: bytes) -> bytes:

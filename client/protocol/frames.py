@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .constants import FrameType
 from ._buffer import ReceiveBuffer
+from .constants import FrameType
 from .errors import RemoteProtocolError
 
 __all__ = [

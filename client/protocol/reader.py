@@ -69,8 +69,7 @@ class CommandReader(ReceiveBuffer):
             (as nsqd does).
     """
 
-    __slots__ = ("_body_commands", "_limits", "early_reject", "failed", "max_body_size",
-                 "max_line")
+    __slots__ = ("_limits", "early_reject", "failed", "max_body_size", "max_line")
 
     def __init__(
         self,
@@ -82,7 +81,6 @@ class CommandReader(ReceiveBuffer):
         body_limits: dict[bytes, int] | None = None,
     ) -> None:
         self.early_reject = early_reject
-        self._body_commands = body_commands
         self.max_body_size = max_body_size
         self._limits = {name: (body_limits or {}).get(name, max_body_size)
                         for name in body_commands}

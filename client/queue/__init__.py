@@ -41,8 +41,8 @@ from .nsq_source import MessageHandler as MessageHandler
 from .nsq_source import NSQHandler as NSQHandler
 from .nsq_source import NSQSource as NSQSource
 from .pushers import BalancedPusher as BalancedPusher
-from .pushers import MultiPushError as MultiPushError
 from .pushers import MultiPusher as MultiPusher
+from .pushers import MultiPushError as MultiPushError
 from .pushers import NoAvailablePusherError as NoAvailablePusherError
 from .queue import DEFAULT_CAPACITY as DEFAULT_CAPACITY
 from .queue import DEFAULT_CONSUMERS as DEFAULT_CONSUMERS

@@ -358,7 +358,7 @@ class NSQQueue:
             return
         self._paused = paused
         logger.info("NSQQUEUE(%s): %s", self._name, "paused" if paused else "resumed")
-        for consumer, share in zip(self._consumers, self._shares):
+        for consumer, share in zip(self._consumers, self._shares, strict=False):
             consumer.change_max_in_flight(0 if paused else share)
         for source in self._sources:
             source.set_paused(paused)

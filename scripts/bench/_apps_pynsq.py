@@ -32,7 +32,7 @@ def to_nsq(addr: str, topic: str) -> None:
 
     def send() -> None:
         while state["inflight"] < window and not state["eof"]:
-            bodies = [b for _, b in zip(range(batch), lines) if b]
+            bodies = [b for _, b in zip(range(batch), lines, strict=False) if b]
             if not bodies:
                 state["eof"] = True
                 break
@@ -122,7 +122,7 @@ def to_http(addr: str, topic: str, channel: str, url: str, concurrency: str, max
         def done(future: Any) -> None:
             try:
                 ok = future.result().code // 100 == 2
-            except Exception:  # noqa: BLE001 - any failure requeues
+            except Exception:  # any failure requeues
                 ok = False
             if ok:
                 message.finish()

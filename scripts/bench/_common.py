@@ -10,8 +10,8 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LISTEN = re.compile(r"(TCP|HTTP): listening on (\S+)")
@@ -87,7 +87,8 @@ def fin_loop(recv: Callable[[], bytes], send: Callable[[bytes], object], total: 
     """A lean reader's loop: FIN every message until ``total``, one FIN batch per read.
 
     Frames are parsed by offset from what ``recv()`` returns (``buf`` is data already
-    read; an empty read raises ``RuntimeError("closed")``); heartbeats are answered with NOP through ``send``. Returns the messages FIN'd.
+    read; an empty read raises ``RuntimeError("closed")``); heartbeats are answered with
+    NOP through ``send``. Returns the messages FIN'd.
     """
     unpack = _FRAME
     got = 0

@@ -114,11 +114,16 @@ def channel_done(http: str, topic: str, channel: str) -> Callable[[], int]:
     return progress
 
 
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
 class Proc:
     """A tool subprocess whose peak RSS is read from ``wait4``."""
 
     def __init__(self, cmd: list[str], stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.DEVNULL) -> None:
-        self.err = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=stdin, stdout=stdout, stderr=self.err)
         self.rss_mb = float("nan")
         self.cpu_us = float("nan")  # the tool's CPU time per message while measured
@@ -295,7 +300,7 @@ def main() -> None:
                 proc = Proc(cmd)
                 rate = measure(proc, channel_done(http, topic, "file"), n, args.timeout)
                 proc.stop()
-                lines = sum(open(os.path.join(out, f), "rb").read().count(b"\n") for f in os.listdir(out))
+                lines = sum(_read(os.path.join(out, f)).count(b"\n") for f in os.listdir(out))
                 report("nsq_to_file", impl, rate, proc, f"{lines} lines written")
             if "nsq_to_http" in tools:
                 sink = subprocess.Popen([PY, __file__, "--role", "sink"], cwd=ROOT, stdout=subprocess.PIPE,

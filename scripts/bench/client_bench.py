@@ -145,7 +145,7 @@ def role_ours_send(addr: str, topic: str, count: int, size: int) -> dict[str, An
             async def collect() -> None:
                 clock = time.perf_counter
                 async for times, receipts in receive_channel:
-                    for t0, receipt in zip(times, receipts):
+                    for t0, receipt in zip(times, receipts, strict=False):
                         if not receipt.done:
                             await receipt
                         elif receipt.error is not None:

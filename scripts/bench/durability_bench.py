@@ -36,9 +36,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, peak_rss_mb, percentiles  # noqa: E402
+from _common import cpu_seconds, daemon, peak_rss_mb, percentiles
 
-from client.protocol import commands  # noqa: E402
+from client.protocol import commands
 
 _FRAME = struct.Struct(">lL")
 
@@ -89,7 +89,7 @@ class Sampler(threading.Thread):
                     ch = doc["topics"][0]["channels"][0]
                     extra = ch["deferred_count"]
                     self.depths.append(ch["depth"])
-                except Exception:  # noqa: BLE001 - best effort
+                except Exception:  # best effort
                     pass
             try:
                 self.samples.append((time.monotonic() - t0, _rss_mb(self.pid), extra))
@@ -163,7 +163,7 @@ def _reader(addr: tuple[str, int], topic: str, channel: str, total: int, *,
     while got < total and time.monotonic() < deadline:
         try:
             data = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             continue
         if not data:
             raise RuntimeError("closed")
@@ -325,7 +325,7 @@ def bench_deferred(args: argparse.Namespace) -> None:
         for p in procs:
             p.join()
         while not out.empty():
-            s, el = out.get()
+            s, _el = out.get()
             sent += s
         print(f"deferred publish: {sent:,} DPUB ({args.delay:.0f}s delay) in {args.seconds:.0f}s "
               f"= {sent / args.seconds:,.0f} msg/s", flush=True)
@@ -354,7 +354,7 @@ def bench_deferred(args: argparse.Namespace) -> None:
         if arrivals:
             t0 = arrivals[0]
             worst: dict[int, float] = {}
-            for at, late in zip(arrivals, lateness):
+            for at, late in zip(arrivals, lateness, strict=False):
                 sec = int(at - t0)
                 if late > worst.get(sec, -1e9):
                     worst[sec] = late

@@ -19,9 +19,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from internal.quantile import WindowedQuantile  # noqa: E402
-from nsqd.backend import DummyBackend  # noqa: E402
-from nsqd.channel import Channel  # noqa: E402
+from internal.quantile import WindowedQuantile
+from nsqd.backend import DummyBackend
+from nsqd.channel import Channel
 
 
 class _Consumer:

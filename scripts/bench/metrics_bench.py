@@ -23,11 +23,10 @@ from functools import partial
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import httpx  # noqa: E402
+import httpx
+from _common import daemon, fin_loop
 
-from _common import daemon, fin_loop  # noqa: E402
-
-from client.protocol import FrameReader, commands  # noqa: E402
+from client.protocol import FrameReader, commands
 
 
 def _timed(http: httpx.Client, path: str, n: int) -> tuple[list[float], int]:
@@ -85,7 +84,7 @@ def main() -> None:
             if args.e2e and args.messages:
                 _fin_all(addrs["TCP"], args.topics, args.channels, args.messages)
             print(f"setup: {args.topics} topics x {args.channels} channels, "
-                  f"{args.messages} msg/topic{' FIN’d, e2e on' if args.e2e else ''} "
+                  f"{args.messages} msg/topic{' FIN’d, e2e on' if args.e2e else ''} "  # noqa: RUF001
                   f"in {time.perf_counter() - t0:.1f}s")
             for path in ("/metrics", "/stats?format=json&include_clients=false"):
                 times, size = _timed(http, path, args.scrapes)

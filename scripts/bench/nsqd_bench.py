@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import socket
 import struct
 import sys
 import time
-import os
 import urllib.request
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, fin_loop, peak_rss_mb, percentiles  # noqa: E402
+from _common import cpu_seconds, daemon, fin_loop, peak_rss_mb, percentiles
 
-from client.protocol import FrameReader, FrameType, commands  # noqa: E402
+from client.protocol import FrameReader, FrameType, commands
 
 
 def _connect(addr):

@@ -27,8 +27,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 import trio  # noqa: E402
-
 from _common import daemon  # noqa: E402
+
 from client import Producer  # noqa: E402
 
 Mode = Callable[[str, str, int, int, bytes], Awaitable[int]]

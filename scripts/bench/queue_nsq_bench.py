@@ -37,6 +37,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 import trio  # noqa: E402
+import trio.lowlevel  # noqa: E402
 from _common import daemon  # noqa: E402
 
 from client import Consumer, Message, Producer  # noqa: E402
@@ -85,11 +86,10 @@ async def role_consumer_iter(addr: str, topic: str, counter: Counter, capacity: 
 
 async def role_consumer_run(addr: str, topic: str, counter: Counter, capacity: int, processors: int) -> None:
     async with Consumer(topic, CHANNEL, nsqd_tcp_addresses=[addr], max_in_flight=capacity,
-                        concurrency=processors) as consumer:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(consumer.run, counter.handle)
-            await counter.done.wait()
-            consumer.stop()
+                        concurrency=processors) as consumer, trio.open_nursery() as nursery:
+        nursery.start_soon(consumer.run, counter.handle)
+        await counter.done.wait()
+        consumer.stop()
 
 
 async def _role_queue(addr: str, topic: str, counter: Counter, capacity: int, processors: int,
@@ -132,13 +132,12 @@ def child_main(argv: list[str]) -> None:
 
 async def fill(addr: str, topic: str, count: int, size: int, batch: int = 500) -> None:
     body = b"x" * size
-    async with Producer(addr) as producer:
-        async with trio.open_nursery() as nursery:
-            for start in range(0, count, batch * 8):
-                for offset in range(start, min(count, start + batch * 8), batch):
-                    n = min(batch, count - offset)
-                    nursery.start_soon(producer.multi_publish, topic, [body] * n)
-                await trio.sleep(0)
+    async with Producer(addr) as producer, trio.open_nursery() as nursery:
+        for start in range(0, count, batch * 8):
+            for offset in range(start, min(count, start + batch * 8), batch):
+                n = min(batch, count - offset)
+                nursery.start_soon(producer.multi_publish, topic, [body] * n)
+            await trio.lowlevel.checkpoint()
 
 
 def run_child(role: str, addr: str, topic: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from client.queue import NOTHING, Nothing, ProduceListener, Queue  # noqa: E402
+from client.queue import NOTHING, Nothing, ProduceListener, Queue
 
 
 class CountingSource:

@@ -6,7 +6,8 @@ One nsqd subprocess with a throwaway certificate (trustme). For each mode: N mes
 are published plainly (MPUB x200, not timed), then one reader negotiates the mode in
 IDENTIFY and consumes them all (RDY 2500, every message FIN'd, FINs batched per read,
 as scripts/bench/nsqd_bench.py). Prints msgs/s, nsqd CPU seconds and the bytes per
-message the reader got under the codec (TLS's own overhead not counted). Bodies are JSON-like text (compressible, not trivially).
+message the reader got under the codec (TLS's own overhead not counted). Bodies are
+JSON-like text (compressible, not trivially).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, fin_loop  # noqa: E402
+from _common import cpu_seconds, daemon, fin_loop
 
-from client.compression import DeflateCodec, SnappyCodec  # noqa: E402
-from client.protocol import FrameReader, commands  # noqa: E402
+from client.compression import DeflateCodec, SnappyCodec
+from client.protocol import FrameReader, commands
 
 MODES = ("plain", "tls", "snappy", "deflate", "tls+snappy", "tls+deflate")
 _unpack = struct.Struct(">lL").unpack_from

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import trio
-
 from apps_helpers import ROOT, Tool
+
 from nsqlookupd import NSQLookupd
 from nsqlookupd import Options as LookupdOptions
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 import trio
+from apps_helpers import TIMEOUT, tcp
 
 from client import Consumer, NotConnectedError, Producer
-
-from apps_helpers import TIMEOUT, tcp
 
 
 async def test_producer_connect(start_nsqd: Callable[..., Any]) -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from apps_helpers import TIMEOUT, http, run_tool, tcp
 
 from client import Producer
-
-from apps_helpers import TIMEOUT, http, run_tool, tcp
 
 
 async def test_table_over_two_nsqd_via_lookupd(start_nsqd: Callable[..., Any], lookupd: Any, tool: Any,

@@ -7,9 +7,9 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from client import Producer
-
 from apps_helpers import run_tool, tcp
+
+from client import Producer
 
 
 async def test_two_topics_print_topic_and_n(start_nsqd: Callable[..., Any], tool: Any) -> None:

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 from client import Producer
-
-from apps_helpers import TIMEOUT, run_tool, tcp
 
 HOST = socket.gethostname().split(".", 1)[0]
 

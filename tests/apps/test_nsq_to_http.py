@@ -9,11 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from apps_helpers import TIMEOUT, run_tool, tcp
 
 from client import Producer
 from internal.http import Response, serve_http
-
-from apps_helpers import TIMEOUT, run_tool, tcp
 
 FAST_RETRY = ["--consumer-opt", "default_requeue_delay,10ms", "--consumer-opt", "backoff_multiplier,5ms",
               "--consumer-opt", "max_backoff_duration,50ms"]

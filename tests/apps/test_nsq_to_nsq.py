@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from apps_helpers import TIMEOUT, consume, run_tool, tcp
 
 from client import Producer
-
-from apps_helpers import TIMEOUT, consume, run_tool, tcp
 
 
 async def two(start_nsqd: Callable[..., Any], tmp_path: Path, *names: str) -> list[Any]:

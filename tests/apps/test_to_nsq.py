@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-
 from apps_helpers import consume, run_tool, tcp
 
 
@@ -51,7 +50,7 @@ async def test_bad_usage_exits_2_with_one_line(tool: Any) -> None:
          "invalid option"),
     ]
     for args, text in cases:
-        code, out, err = await run_tool(tool, "to_nsq", *args)
+        code, _out, err = await run_tool(tool, "to_nsq", *args)
         assert code == 2, (args, err)
         assert err.count("\n") == 1 and text in err and "Traceback" not in err, (args, err)
 

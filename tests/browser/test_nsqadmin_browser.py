@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import trio
-
 from helpers import RawConn
+
 from nsqadmin import NSQAdmin
 from nsqadmin import Options as AdminOptions
 from nsqd import NSQD

@@ -8,11 +8,11 @@ import math
 from typing import Any
 
 import pytest
+from fuzz_strategies import mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
 from client.protocol import MPUBError, commands, parse_mpub_body
-from fuzz_strategies import mutated
 from internal.http import HTTPError
 from nsqd.http import _parse_binary_mpub
 from nsqd.identify import IdentifyData

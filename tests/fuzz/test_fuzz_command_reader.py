@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from fuzz_strategies import bodies, msg_ids, mutated, names, splits
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ from client.protocol import (
     RemoteProtocolError,
     commands,
 )
-from fuzz_strategies import bodies, msg_ids, mutated, names, splits
 
 MAX_LINE = 96
 MAX_BODY = 300

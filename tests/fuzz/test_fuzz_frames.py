@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+from fuzz_strategies import msg_ids, mutated, splits
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from client.protocol import (
     encode_message_frame,
     encode_v1_response,
 )
-from fuzz_strategies import msg_ids, mutated, splits
 
 MAX_FRAME = 512
 

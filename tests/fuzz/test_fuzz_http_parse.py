@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from fuzz_strategies import mutated, splits
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzz_strategies import mutated, splits
 from internal._httpconn import Conn, Limits
 
 MAX_BODY = 400

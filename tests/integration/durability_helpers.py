@@ -11,12 +11,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
+from helpers import RawConn
 
 from client.protocol import FrameType, commands, decode_message
-from helpers import RawConn
 from nsqd import NSQD, Options
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ class Daemon:
     """``python -m nsqd`` on port 0 with a data path; stderr kept for the test."""
 
     #: every daemon started, so a test's teardown can kill what a failure left running
-    started: list[Daemon] = []
+    started: ClassVar[list[Daemon]] = []
 
     def __init__(self, data_path: Path, *args: str, preexec: Any = None) -> None:
         self.data_path = data_path

@@ -10,11 +10,11 @@ import socket
 import httpx
 import pytest
 import trio
+from helpers import RawConn
+from transport_helpers import grant, make_tls_files, open_upgrading, start_auth_server
 
 from client.protocol import commands
-from helpers import RawConn
 from nsqd.auth import AuthCache, AuthError, parse_auth_response
-from transport_helpers import grant, make_tls_files, open_upgrading, start_auth_server
 
 SECRET = "s3cret"
 

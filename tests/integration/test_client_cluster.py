@@ -228,12 +228,11 @@ async def test_graceful_close_under_load_loses_nothing(start_nsqd: Callable[...,
     published = trio.Event()
 
     async def produce() -> None:
-        async with Producer(tcp(server), batch=True) as producer:
-            async with trio.open_nursery() as nursery:
-                for chunk in range(0, total, 100):
-                    for body in bodies[chunk:chunk + 100]:
-                        nursery.start_soon(producer.publish, "load", body)
-                    await trio.sleep(0.001)
+        async with Producer(tcp(server), batch=True) as producer, trio.open_nursery() as nursery:
+            for chunk in range(0, total, 100):
+                for body in bodies[chunk:chunk + 100]:
+                    nursery.start_soon(producer.publish, "load", body)
+                await trio.sleep(0.001)
         published.set()
 
     async def handler(message: Message) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import trio
+from transport_helpers import TLSFiles, grant, make_tls_files, start_auth_server
 
 from client import ClientConfig, Consumer, Message, Producer
 from client.compression import CompressedStream, DeflateCodec, SnappyCodec
 from client.connection import Connection
 from client.errors import IdentifyError, InvalidError, PublishTimeoutError
 from nsqd.tls import TLS_REQUIRED
-from transport_helpers import TLSFiles, grant, make_tls_files, start_auth_server
 
 TIMEOUT = 30
 SECRET = "s3cret"
@@ -39,10 +39,9 @@ async def round_trip(server: Any, config: ClientConfig, topic: str, count: int =
             for body in bodies[:third]:
                 await producer.publish(topic, body)
             await producer.multi_publish(topic, bodies[third : 2 * third])
-        async with Producer(tcp(server), config=config, batch=True) as producer:
-            async with trio.open_nursery() as nursery:
-                for body in bodies[2 * third :]:
-                    nursery.start_soon(producer.publish, topic, body)
+        async with Producer(tcp(server), config=config, batch=True) as producer, trio.open_nursery() as nursery:
+            for body in bodies[2 * third :]:
+                nursery.start_soon(producer.publish, topic, body)
         got: list[Message] = []
         async with Consumer(topic, "c", nsqd_tcp_addresses=[tcp(server)], config=config,
                             max_in_flight=100) as consumer:
@@ -145,7 +144,7 @@ async def test_tls_wrong_ca_is_a_clear_error(start_nsqd: Callable[..., Any], nur
     server = await start_nsqd(**tls_files.nsqd_options())
     config = ClientConfig(tls_v1=True, tls_config=tls_files.client_context(trusted=False))
     conn = Connection(tcp(server), config)
-    with pytest.raises(IdentifyError, match="TLS handshake .* failed: .*CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(IdentifyError, match=r"TLS handshake .* failed: .*CERTIFICATE_VERIFY_FAILED"):
         await nursery.start(conn.run)
     assert conn.closed
     with trio.fail_after(TIMEOUT):

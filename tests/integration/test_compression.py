@@ -9,6 +9,8 @@ import zlib
 import httpx
 import pytest
 import trio
+from helpers import RawConn
+from transport_helpers import make_tls_files, open_upgrading
 
 from client.compression import (
     CompressedStream,
@@ -18,8 +20,6 @@ from client.compression import (
     make_codec,
 )
 from client.protocol import commands
-from helpers import RawConn
-from transport_helpers import make_tls_files, open_upgrading
 
 snappy = pytest.importorskip("snappy")  # python-snappy: the framing pynsq/gnsq speak
 
@@ -227,7 +227,7 @@ async def test_heartbeats_flow_compressed(nsqd_server):
     await conn.negotiate(snappy=True, heartbeat_interval=1000)
     await conn.sub("hb", "c")
     # the heartbeat arrives through the codec; answering NOP keeps us connected
-    ftype, data = await conn.frame(timeout=5, skip_heartbeats=False)
+    _ftype, data = await conn.frame(timeout=5, skip_heartbeats=False)
     assert data == b"_heartbeat_"
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import trio
-
-from client.protocol import commands
 from durability_helpers import addr, consumer, receive, running
 from helpers import RawConn
+
+from client.protocol import commands
 
 
 async def test_restart_keeps_topics_channels_paused_and_backlog(tmp_path: Path) -> None:

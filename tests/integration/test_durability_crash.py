@@ -18,15 +18,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import trio
-
-from client.protocol import FrameReader, FrameType, commands, decode_message
 from durability_helpers import Daemon
 from helpers import RawConn
+
+from client.protocol import FrameReader, FrameType, commands
 
 
 @pytest.fixture
@@ -174,7 +173,7 @@ async def test_kill9_loop_loses_no_acknowledged_message(tmp_path: Path) -> None:
         daemon = await Daemon(tmp_path, *args).start()
         try:
             await _run_until_killed(daemon, ledger, rng, rng.uniform(0.5, 2.5), kill_times)
-        except BaseException as exc:  # noqa: BLE001 - connections die with the daemon
+        except BaseException as exc:  # connections die with the daemon
             if not _swallow_disconnects(exc):
                 raise
     assert len(ledger.acked) > 500

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 
 DELAY = 0.2
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import trio
+from helpers import RawConn
 
 from client.protocol import MAGIC_V1, ResponseReader, commands
-from helpers import RawConn
 from nsqadmin import NSQAdmin
 from nsqadmin import Options as AdminOptions
 from nsqlookupd import NSQLookupd

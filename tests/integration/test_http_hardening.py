@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import trio
-
 from helpers import tls_client_hello
 
 ROOT = Path(__file__).resolve().parents[2]

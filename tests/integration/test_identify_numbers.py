@@ -6,9 +6,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 
 
 @pytest.mark.parametrize("literal", [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"9223372036854775808"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 from nsqd import Options
 
 

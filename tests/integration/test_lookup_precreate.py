@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import trio
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 from internal.netaddr import join_host_port
 from nsqlookupd import NSQLookupd
 from nsqlookupd import Options as LookupdOptions

@@ -3,11 +3,13 @@ nsqd): parsed by prometheus_client's parser, checked by promtool where installed
 
 from __future__ import annotations
 
-from test_metrics_nsqd import promtool_check, value
-from test_nsqadmin import Cluster, lookupd_cluster  # noqa: F401  (fixtures)
-from test_nsqadmin import cluster  # noqa: F401
-
 from prometheus_client.parser import text_string_to_metric_families
+from test_metrics_nsqd import promtool_check, value
+from test_nsqadmin import (  # noqa: F401  (fixtures)
+    Cluster,
+    cluster,
+    lookupd_cluster,
+)
 
 
 async def _scrape(c: Cluster, url: str) -> tuple[str, dict]:

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from helpers import RawConn
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.protocol import commands
-from helpers import RawConn
 
 
 async def scrape(url: str) -> tuple[str, dict[str, Any]]:
@@ -52,7 +52,7 @@ async def test_metrics_follow_the_daemon(start_nsqd: Callable[..., Any]) -> None
     sub = await RawConn.open(server.tcp_address)
     await sub.sub("mt", "ch", rdy=10)
     pub = await RawConn.open(server.tcp_address)
-    for i in range(6):
+    for _i in range(6):
         await pub.pub("mt", b"abcd")
     ids = [(await sub.message()).id for _ in range(6)]
     for msg_id in ids[:4]:

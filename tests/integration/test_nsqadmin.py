@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-
 from helpers import RawConn
+
 from internal.http import Request, Response, serve_http, text
 from internal.version import PROJECT_VERSION
 from nsqadmin import NSQAdmin

@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import httpx
 import trio
-
 from helpers import RawConn
+
 from nsqadmin import NSQAdmin
 from nsqadmin import Options as AdminOptions
 from nsqd import NSQD

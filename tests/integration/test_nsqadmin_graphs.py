@@ -53,7 +53,7 @@ def test_ring_buffer_drops_stale_series_and_caps_count() -> None:
     assert store.keys() == [("a",)]  # "b" aged out of the ring and was dropped
     assert store.points(("b",)) == []
     store.record(50.0, [(("c",), 3, 3)])
-    assert ("c",) in store.keys()
+    assert ("c",) in store.keys()  # noqa: SIM118 - SeriesStore.keys() is a list
 
 
 def test_ring_buffer_memory_is_preallocated() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-
-from client.protocol import commands
 from durability_helpers import ROOT, Daemon, consumer, receive
 from helpers import RawConn
+
+from client.protocol import commands
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ async def test_deleted_segment_is_a_warning_with_the_count(tmp_path: Path) -> No
     os.unlink(tmp_path / victim)
 
     daemon = await Daemon(tmp_path, *args).start()
-    got = await _drain(daemon, 500 - count)
+    await _drain(daemon, 500 - count)
     warn = [line for line in daemon.lines if "WARNING" in line and victim in line]
     assert warn and f"{count} message(s) lost" in warn[0], daemon.log()[-2000:]
     assert await daemon.stop() == 0

@@ -8,9 +8,9 @@ import struct
 
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import FrameType, commands
-from helpers import RawConn
 
 
 async def consumer(server, topic: str, channel: str, rdy: int = 1, **identify) -> RawConn:
@@ -103,7 +103,7 @@ async def test_rdy_shares_channel_across_consumers(nsqd_server):
     await pub.send(commands.mpub("share", [b"x"] * 26))
     assert await pub.response() == b"OK"
     counts = []
-    for conn, rdy in zip(conns, rdys):
+    for conn, _rdy in zip(conns, rdys, strict=False):
         got = 0
         with trio.move_on_after(1.0):
             while True:
@@ -316,7 +316,8 @@ async def test_sub_with_heartbeats_disabled(nsqd_server):
     (b"PUB t\n" + struct.pack(">l", 1048577), b"E_BAD_MESSAGE PUB message too big 1048577 > 1048576"),
     (b"MPUB t\n" + struct.pack(">l", 4) + struct.pack(">l", 0), b"E_BAD_BODY MPUB invalid message count 0"),
     (b"MPUB t\n" + struct.pack(">l", 5242881), b"E_BAD_BODY MPUB body too big 5242881 > 5242880"),
-    (b"MPUB t\n" + struct.pack(">ll", 8, 1) + struct.pack(">l", -1), b"E_BAD_MESSAGE MPUB invalid message(0) body size -1"),
+    (b"MPUB t\n" + struct.pack(">ll", 8, 1) + struct.pack(">l", -1),
+     b"E_BAD_MESSAGE MPUB invalid message(0) body size -1"),
     (b"DPUB t x\n", b"E_INVALID DPUB could not parse timeout x"),
     (b"SUB t\n", b"E_INVALID SUB insufficient number of parameters"),
     (b"SUB t bad!ch\n", b'E_BAD_CHANNEL SUB channel name "bad!ch" is not valid'),

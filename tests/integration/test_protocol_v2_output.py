@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 
 
 async def _subscriber(server, topic: str, rdy: int, **identify) -> RawConn:

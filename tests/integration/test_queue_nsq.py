@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 from client import ClientConfig, HTTPProducer, Message, Producer
 from client.queue import DelayQueue, NSQPusher, NSQQueue, ServiceGroup
@@ -83,7 +84,7 @@ async def test_in_flight_bound_over_two_nsqd(start_nsqd: Callable[..., Any], tmp
 
     async def handler(message: Message) -> None:
         nonlocal handled
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         handled += 1
 
     async def sample() -> None:

@@ -12,15 +12,10 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
-from nsqd.statistics import (
-    NO_LATENCY,
-    ChannelStatistics,
-    LatencyStatistics,
-    TopicStatistics,
-)
+from nsqd.statistics import NO_LATENCY, ChannelStatistics, LatencyStatistics, TopicStatistics
 from nsqd.statsd import pack_datagrams, statsd_lines, statsd_prefix
 
 LINE = re.compile(r"^([^:]+):(-?\d+)\|(c|g)$")

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-
-from client.protocol import FrameType, commands, decode_message
 from durability_helpers import Daemon
 from helpers import RawConn
+
+from client.protocol import FrameType, commands, decode_message
 
 MB = 1024 * 1024
 

@@ -8,13 +8,12 @@ import ssl
 import httpx
 import pytest
 import trio
+from helpers import RawConn
+from transport_helpers import make_tls_files, open_upgrading, trustme
 
 from client.protocol import FrameType, commands
-from helpers import RawConn
-from nsqd import NSQD, Options
-from nsqd import transport
+from nsqd import NSQD, Options, transport
 from nsqd.tls import TLS_REQUIRED, TLS_REQUIRED_EXCEPT_HTTP, parse_tls_min_version, parse_tls_required
-from transport_helpers import make_tls_files, open_upgrading, trustme
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import RawConn
 
 from client.protocol import commands
-from helpers import RawConn
 
 
 @pytest.mark.parametrize("mem_queue_size", [10000, 0])

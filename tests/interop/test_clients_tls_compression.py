@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import trio
+from transport_helpers import grant, make_tls_files, start_auth_server
 
 from nsqd.tls import TLS_REQUIRED
-from transport_helpers import grant, make_tls_files, start_auth_server
 
 pytestmark = pytest.mark.interop
 pytest.importorskip("snappy")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
-
 from helpers import RawConn
+from test_interop_clients import run_client
+
 from internal.netaddr import join_host_port
 from nsqlookupd import NSQLookupd
 from nsqlookupd import Options as LookupdOptions
-from test_interop_clients import run_client
 
 pytestmark = pytest.mark.interop
 
@@ -23,8 +23,8 @@ async def start_cluster(nursery, start_nsqd, tmp_path, nodes: int = 3):
         opts = LookupdOptions(tcp_address="127.0.0.1:0", http_address="127.0.0.1:0",
                               broadcast_address="127.0.0.1")
         lookupds.append(await nursery.start(NSQLookupd(opts).run))
-    tcp = [join_host_port(*l.real_tcp_addr) for l in lookupds]
-    http = ["http://" + join_host_port(*l.real_http_addr) for l in lookupds]
+    tcp = [join_host_port(*d.real_tcp_addr) for d in lookupds]
+    http = ["http://" + join_host_port(*d.real_http_addr) for d in lookupds]
     nsqds = []
     for i in range(nodes):
         path = tmp_path / f"nsqd{i}"

@@ -28,8 +28,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from client import Message  # noqa: E402
-from client.queue import NSQQueue, ServiceGroup  # noqa: E402
+from client import Message
+from client.queue import NSQQueue, ServiceGroup
 
 
 def _drop_torn_tail(path: str) -> None:

@@ -117,7 +117,7 @@ def run_gnsq(args, bodies, out):
                 raise RuntimeError(f"publish failed: {data!r}")
         out["published"] = len(bodies)
         conn.close_stream()
-    except Exception as exc:  # noqa: BLE001 - reported to the test
+    except Exception as exc:  # reported to the test
         out["error"] = f"{type(exc).__name__}: {exc}"
         return
     consumer = gnsq.Consumer(args.topic, "gnsq", max_in_flight=50, nsqd_tcp_addresses=[args.nsqd],
@@ -140,7 +140,7 @@ def main():
     out = {"published": 0, "received": []}
     try:
         (run_gnsq if args.lib == "gnsq" else run_pynsq)(args, bodies, out)
-    except Exception as exc:  # noqa: BLE001 - reported to the test
+    except Exception as exc:  # reported to the test
         out["error"] = f"{type(exc).__name__}: {exc}"
     print(json.dumps(out), flush=True)
 

@@ -20,10 +20,10 @@ from trio.lowlevel import ParkingLot
 from client.protocol import (
     MAGIC_V2,
     CommandReader,
+    MPUBError,
     encode_error,
     encode_message_frame,
     encode_response,
-    MPUBError,
     parse_mpub_body,
 )
 

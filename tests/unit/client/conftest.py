@@ -8,7 +8,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from client_fakes import FakeNetwork  # noqa: E402
+from client_fakes import FakeNetwork
 
 
 @pytest.fixture

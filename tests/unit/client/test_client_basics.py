@@ -13,7 +13,6 @@ import msgpack
 import pytest
 import trio
 
-import client
 from client import errors
 from client.config import USER_AGENT, ClientConfig
 from client.message import Message, encode_json, encode_msgpack

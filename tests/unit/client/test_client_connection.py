@@ -6,6 +6,7 @@ import json
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from client_fakes import FakeNetwork
 
@@ -135,7 +136,7 @@ async def test_fatal_error_maps_to_class_and_fails_the_rest(network: FakeNetwork
         async with trio.open_nursery() as pubs:
             for body in (b"a", b"bad", b"c"):
                 pubs.start_soon(pub, body)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
     assert outcomes[b"a"] == b"OK"
     bad = outcomes[b"bad"]
     assert isinstance(bad, BadTopicError) and bad.code == "E_BAD_TOPIC"
@@ -170,7 +171,8 @@ async def test_heartbeats_are_answered_with_nop(network: FakeNetwork, autojump_c
         await conn.aclose()
 
 
-async def test_read_deadline_is_twice_the_heartbeat(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
+async def test_read_deadline_is_twice_the_heartbeat(
+        network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
     network.add(ADDR).heartbeats = False
     conn = Connection(ADDR, ClientConfig(heartbeat_interval=1.5), open_stream=network.open_stream)
     async with trio.open_nursery() as nursery:

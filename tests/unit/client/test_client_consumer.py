@@ -55,7 +55,8 @@ async def test_iterate_and_finish(network: FakeNetwork) -> None:
     assert fake.max_total_in_flight <= 5
 
 
-async def test_run_handler_fin_and_req_with_backoff(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
+async def test_run_handler_fin_and_req_with_backoff(
+        network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
     fake = network.add(A)
     fake.put(b"good")
     fake.put(b"bad")
@@ -65,12 +66,11 @@ async def test_run_handler_fin_and_req_with_backoff(network: FakeNetwork, autoju
             raise ValueError("boom")
 
     config = ClientConfig(default_requeue_delay=7.0, max_in_flight=2)
-    async with consumer(network, config=config) as c:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(c.run, handler)
-            await fake.wait_for(lambda: bool(fake.finished and fake.requeued))
-            stats = c.statistics()
-            c.stop()
+    async with consumer(network, config=config) as c, trio.open_nursery() as nursery:
+        nursery.start_soon(c.run, handler)
+        await fake.wait_for(lambda: bool(fake.finished and fake.requeued))
+        stats = c.statistics()
+        c.stop()
     assert fake.finished == [b"good"]
     assert fake.requeued == [(b"bad", 7000)]  # default_requeue_delay * attempts
     assert stats.messages_requeued == 1 and stats.messages_finished == 1

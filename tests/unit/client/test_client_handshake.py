@@ -136,10 +136,10 @@ async def test_auth_refused_and_accepted(nursery: trio.Nursery) -> None:
         open_stream, peer = pair()
         conn = Connection(ADDR, ClientConfig(auth_secret="pw"), open_stream=open_stream)
 
-        async def serve() -> None:
-            await peer.command()
-            await peer.stream.send_all(encode_response(b'{"auth_required": true}'))
-            cmd = await peer.command()
+        async def serve() -> None:  # awaited within this iteration
+            await peer.command()  # noqa: B023
+            await peer.stream.send_all(encode_response(b'{"auth_required": true}'))  # noqa: B023
+            cmd = await peer.command()  # noqa: B023
             assert (cmd.name, cmd.body) == (b"AUTH", b"pw")
             await peer.stream.send_all(answer)  # noqa: B023
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from client_fakes import FakeClient, FakeNetwork
 
@@ -67,13 +68,13 @@ async def test_lifecycle_errors(network: FakeNetwork) -> None:
 async def test_unbatched_publishes_are_pipelined_on_one_connection(network: FakeNetwork) -> None:
     fake = network.add(A)
     fake.hold = trio.Event()
-    async with Producer(A, open_stream=network.open_stream) as producer:
-        async with trio.open_nursery() as nursery:
-            for i in range(200):
-                nursery.start_soon(producer.publish, "t", b"%d" % i)
-            while producer.statistics().in_progress < 200 or producer._conn is None or producer._conn.pending_requests < 200:
-                await trio.sleep(0.01)
-            fake.hold.set()
+    async with Producer(A, open_stream=network.open_stream) as producer, trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(producer.publish, "t", b"%d" % i)
+        while (producer.statistics().in_progress < 200 or producer._conn is None
+               or producer._conn.pending_requests < 200):
+            await trio.sleep(0.01)
+        fake.hold.set()
     assert len(fake.clients) == 1
     assert sorted(fake.published["t"]) == sorted(b"%d" % i for i in range(200))
 
@@ -86,10 +87,12 @@ async def test_batching_coalesces_concurrent_publishes(network: FakeNetwork) -> 
         await producer.publish("t", b"%d" % i)
         done.append(i)
 
-    async with Producer(A, open_stream=network.open_stream, batch=True, batch_size=100) as producer:
-        async with trio.open_nursery() as nursery:
-            for i in range(1000):
-                nursery.start_soon(publish, producer, i)
+    async with (
+        Producer(A, open_stream=network.open_stream, batch=True, batch_size=100) as producer,
+        trio.open_nursery() as nursery,
+    ):
+        for i in range(1000):
+            nursery.start_soon(publish, producer, i)
     assert sorted(done) == list(range(1000))
     assert sorted(fake.published["t"]) == sorted(b"%d" % i for i in range(1000))
     assert names(fake.commands, b"MPUB") == 10
@@ -98,10 +101,12 @@ async def test_batching_coalesces_concurrent_publishes(network: FakeNetwork) -> 
 
 async def test_batch_bytes_limit(network: FakeNetwork) -> None:
     fake = network.add(A)
-    async with Producer(A, open_stream=network.open_stream, batch=True, batch_bytes=1000) as producer:
-        async with trio.open_nursery() as nursery:
-            for _ in range(10):
-                nursery.start_soon(producer.publish, "t", b"x" * 496)  # 500 bytes with its size
+    async with (
+        Producer(A, open_stream=network.open_stream, batch=True, batch_bytes=1000) as producer,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(10):
+            nursery.start_soon(producer.publish, "t", b"x" * 496)  # 500 bytes with its size
     assert names(fake.commands, b"MPUB") == 5
 
 
@@ -122,19 +127,21 @@ async def test_batch_gathers_while_previous_is_in_flight(
 ) -> None:
     fake = network.add(A)
     fake.hold = trio.Event()
-    async with Producer(A, open_stream=network.open_stream, batch=True, flush_interval=0.5) as producer:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(producer.publish, "t", b"first")
-            while producer._conn is None or producer._conn.pending_requests < 1:
-                await trio.sleep(0.01)
-            start = trio.current_time()
-            for body in (b"a", b"b", b"c"):
-                nursery.start_soon(producer.publish, "t", body)
-            while producer._conn.pending_requests < 2:
-                await trio.sleep(0.01)
-            # the second batch waited flush_interval, since the first was unanswered
-            assert trio.current_time() - start == pytest.approx(0.5, abs=0.02)
-            fake.hold.set()
+    async with (
+        Producer(A, open_stream=network.open_stream, batch=True, flush_interval=0.5) as producer,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(producer.publish, "t", b"first")
+        while producer._conn is None or producer._conn.pending_requests < 1:
+            await trio.sleep(0.01)
+        start = trio.current_time()
+        for body in (b"a", b"b", b"c"):
+            nursery.start_soon(producer.publish, "t", body)
+        while producer._conn.pending_requests < 2:
+            await trio.sleep(0.01)
+        # the second batch waited flush_interval, since the first was unanswered
+        assert trio.current_time() - start == pytest.approx(0.5, abs=0.02)
+        fake.hold.set()
     assert fake.published["t"][0] == b"first"
     assert sorted(fake.published["t"][1:]) == [b"a", b"b", b"c"]
     assert names(fake.commands, b"MPUB") == 1
@@ -171,27 +178,32 @@ async def test_each_batched_caller_gets_its_own_error(network: FakeNetwork) -> N
         except BadMessageError as exc:
             results[body] = exc
 
-    async with Producer(A, open_stream=network.open_stream, batch=True, flush_interval=1.0) as producer:
-        async with trio.open_nursery() as nursery:
-            for body in (b"one", b"", b"three"):
-                nursery.start_soon(publish, producer, body)
+    async with (
+        Producer(A, open_stream=network.open_stream, batch=True, flush_interval=1.0) as producer,
+        trio.open_nursery() as nursery,
+    ):
+        for body in (b"one", b"", b"three"):
+            nursery.start_soon(publish, producer, body)
     assert results[b"one"] == "ok" and results[b"three"] == "ok"
     assert isinstance(results[b""], BadMessageError)
     assert sorted(fake.published["t"]) == [b"one", b"three"]
     assert names(fake.commands, b"MPUB") == 1  # refused as a whole, then retried one by one
 
 
-async def test_cancelled_batched_publish_is_withdrawn(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancelled_batched_publish_is_withdrawn(
+        network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
     fake = network.add(A)
     fake.hold = trio.Event()
-    async with Producer(A, open_stream=network.open_stream, batch=True, flush_interval=1.0) as producer:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(producer.publish, "t", b"first")
-            await trio.sleep(0.01)
-            nursery.start_soon(producer.publish, "t", b"kept")
-            with trio.move_on_after(0.1):
-                await producer.publish("t", b"withdrawn")
-            fake.hold.set()
+    async with (
+        Producer(A, open_stream=network.open_stream, batch=True, flush_interval=1.0) as producer,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(producer.publish, "t", b"first")
+        await trio.sleep(0.01)
+        nursery.start_soon(producer.publish, "t", b"kept")
+        with trio.move_on_after(0.1):
+            await producer.publish("t", b"withdrawn")
+        fake.hold.set()
     assert fake.published["t"] == [b"first", b"kept"]
 
 
@@ -212,7 +224,7 @@ async def test_close_flushes_pending_batches(network: FakeNetwork, autojump_cloc
             for i in range(5):
                 outer.start_soon(publish, producer, b"%d" % i)
             while producer.statistics().in_progress < 6:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             fake.hold.set()
         # leaving the producer sent the batch without waiting for the flush interval
         assert sorted(finished) == [b"0", b"1", b"2", b"3", b"4", b"first"]
@@ -251,14 +263,13 @@ async def test_failover_when_an_nsqd_dies_mid_stream(network: FakeNetwork) -> No
         await producer.publish("t", b"%d" % i)
         acked.append(i)
 
-    async with Producer([A, B], open_stream=network.open_stream) as producer:
-        async with trio.open_nursery() as nursery:
-            for i in range(300):
-                nursery.start_soon(publish, producer, i)
-                if i == 100:
-                    await fake_a.wait_for(lambda: len(fake_a.published["t"]) > 50)
-                    network.remove(A)
-                    await fake_a.kill()
+    async with Producer([A, B], open_stream=network.open_stream) as producer, trio.open_nursery() as nursery:
+        for i in range(300):
+            nursery.start_soon(publish, producer, i)
+            if i == 100:
+                await fake_a.wait_for(lambda: len(fake_a.published["t"]) > 50)
+                network.remove(A)
+                await fake_a.kill()
     assert sorted(acked) == list(range(300))
     stored = set(fake_a.published["t"]) | set(fake_b.published["t"])
     assert stored == {b"%d" % i for i in range(300)}  # at least once, none lost
@@ -296,11 +307,10 @@ async def test_nothing_reachable_times_out(network: FakeNetwork, autojump_clock:
 
 
 async def test_recovers_when_nsqd_comes_back(network: FakeNetwork, autojump_clock: trio.testing.MockClock) -> None:
-    async with Producer(A, open_stream=network.open_stream, timeout=30.0) as producer:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(producer.publish, "t", b"x")
-            await trio.sleep(3.0)
-            fake = network.add(A)
+    async with Producer(A, open_stream=network.open_stream, timeout=30.0) as producer, trio.open_nursery() as nursery:
+        nursery.start_soon(producer.publish, "t", b"x")
+        await trio.sleep(3.0)
+        fake = network.add(A)
     assert fake.published["t"] == [b"x"]
 
 

@@ -12,10 +12,10 @@ import struct
 import pytest
 import trio
 import trustme
-
 from helpers import tls_client_hello
-from internal.http import Request, Response, Router, text
 from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
+
+from internal.http import Request, Response, Router, text
 
 pytestmark = pytest.mark.usefixtures("serving_mode")
 

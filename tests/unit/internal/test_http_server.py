@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import ssl
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-
-from internal import http as ihttp
-from internal.http import HTTPError, Request, Response, Router, json_response, serve_http, text
+import trio.lowlevel
 from internal_http_client import RawClient, get, serving_mode, start_server  # noqa: F401
+
+from internal.http import HTTPError, Request, Response, Router, json_response, text
 
 
 async def echo(req: Request) -> Response:
@@ -219,7 +219,7 @@ async def test_awaiting_handler_does_not_hold_up_other_connections(nursery):
     assert (await slow.response()).body == b"sync:again"
 
 
-async def test_reactor_serves_plain_connections_without_a_task_each(nursery, serving_mode):
+async def test_reactor_serves_plain_connections_without_a_task_each(nursery, serving_mode):  # noqa: F811
     before = set(nursery.child_tasks)
     addr = await start(nursery)
     clients = [await RawClient.connect(addr) for _ in range(5)]
@@ -254,7 +254,7 @@ async def test_request_split_across_many_writes(nursery):
     data = get("/echo?x=slow", "Content-Type: text/x", body=b"dribble", method="PUT")
     for i in range(len(data)):
         await client.send(data[i : i + 1])
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
     body = json.loads((await client.response()).body)
     assert body["body"] == "dribble" and body["ctype"] == "text/x" and body["method"] == "PUT"
 
@@ -422,7 +422,7 @@ async def test_ipv6_bracketed_host(nursery, caplog):
 
 
 async def test_all_interfaces_host(nursery):
-    host, port = await start(nursery, host="")
+    _host, port = await start(nursery, host="")
     client = await RawClient.connect(("127.0.0.1", port))
     await client.send(get("/ping"))
     assert (await client.response()).status == 200
@@ -451,7 +451,7 @@ async def test_tls(nursery, tmp_path: Path):
 
 
 async def test_reactor_serves_more_ready_connections_than_one_wakeup_takes(
-        nursery, monkeypatch, serving_mode):
+        nursery, monkeypatch, serving_mode):  # noqa: F811 - the fixture imported above
     from internal import _httpreactor
 
     monkeypatch.setattr(_httpreactor, "MAX_EVENTS", 2)

@@ -31,7 +31,7 @@ def test_pyproject_reads_the_version_from_internal_version() -> None:
 
 
 def test_client_and_daemons_report_the_same_version() -> None:
-    assert VERSION == PROJECT_VERSION and USER_AGENT == f"trio-nsq/{PROJECT_VERSION}"
+    assert VERSION == PROJECT_VERSION and f"trio-nsq/{PROJECT_VERSION}" == USER_AGENT
     for app in ("nsqd", "nsqlookupd", "nsqadmin"):
         out = subprocess.run([sys.executable, "-m", app, "--version"], capture_output=True,
                              text=True, check=True, timeout=120, cwd=ROOT).stdout

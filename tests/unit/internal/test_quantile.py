@@ -27,7 +27,7 @@ def _rank_errors(values: list[int], sketches: list[Sketch]) -> list[float]:
     n = len(values)
     # a value holds the ranks from bisect_left to bisect_right (duplicates)
     return [max(0.0, bisect.bisect_left(ordered, v) / n - q, q - bisect.bisect_right(ordered, v) / n)
-            for q, v in zip(QS, got)]
+            for q, v in zip(QS, got, strict=False)]
 
 
 @pytest.mark.parametrize("shape", ["uniform", "exponential", "descending", "constant-ish"])

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import trio
+import trio.lowlevel
 
 from internal.startup import failure_messages, listen_failed, run_daemon
 
@@ -42,7 +43,7 @@ def test_run_daemon_logs_fatal_lines_and_returns_1(caplog: Any) -> None:
             raise RuntimeError("failed to lock data-path: open /nope: No such file")
 
     async def fine() -> None:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
 
     log = logging.getLogger("t")
     caplog.set_level(logging.INFO)

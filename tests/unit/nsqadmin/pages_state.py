@@ -94,7 +94,8 @@ def render_all(hostile: bool = False) -> dict[str, str]:
             for lookupd in (["127.0.0.1:4161", "127.0.0.1:4261"], []):
                 tag = f"{base.strip('/') or 'root'}-{'admin' if admin else 'user'}-{len(lookupd)}"
 
-                def ctx(active: str) -> pages.Context:
+                def ctx(active: str, base: str = base, admin: bool = admin,
+                        lookupd: list[str] = lookupd) -> pages.Context:
                     return pages.Context(base_path=base, is_admin=admin, lookupd=lookupd,
                                          active=active, refresh=5.0, sample_interval=10.0,
                                          store=store)

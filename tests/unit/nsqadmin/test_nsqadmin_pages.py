@@ -11,12 +11,12 @@ from html.parser import HTMLParser
 import jinja2
 import jinja2.meta
 import pytest
+from pages_state import EVIL, render_all
 
 from nsqadmin import pages
 from nsqadmin.graphs import SeriesStore
-from nsqadmin.stats import aggregate_topic
 from nsqadmin.render import environment, render
-from pages_state import EVIL, render_all
+from nsqadmin.stats import aggregate_topic
 
 
 class Parsed(HTMLParser):
@@ -91,7 +91,7 @@ def test_pages_are_well_formed(plain: dict[str, str]) -> None:
             continue
         assert text.startswith("<!doctype html>\n<html lang=\"en\">") and text.endswith("</html>\n")
         assert [t for t, _ in page.tags].count("main") == 1, name
-        for tag, attrs in page.tags:
+        for _tag, attrs in page.tags:
             if "data-body" in attrs:
                 json.loads(attrs["data-body"] or "")
 

@@ -109,7 +109,7 @@ async def test_loader_brings_spilled_messages_back_in_time(
         await wait_released(channel, 8)
         nursery.cancel_scope.cancel()
     assert [m for _, m in channel.released] == [msg(i) for i in range(8)]
-    for (t, _), due in zip(channel.released, dues):
+    for (t, _), due in zip(channel.released, dues, strict=False):
         assert due - 1e-6 <= t <= due + deferred_loop.TICK + 1e-6  # ns round trip
     store.close()
 

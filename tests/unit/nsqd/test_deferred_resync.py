@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_diskqueue_deferred import Clocks
 
 from nsqd.deferred_store import DeferredStore
 from nsqd.records import encode_record
-from test_diskqueue_deferred import Clocks
 
 N = 6
 

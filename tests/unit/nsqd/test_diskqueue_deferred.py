@@ -252,7 +252,7 @@ def test_push_many_files_each_message_by_its_own_due_time(tmp_path: Path,
     rng = random.Random(7)
     delays = [rng.choice([0.3, 1.2, 2.6, 2.7, 5.0, 5.1, 9.9, 4000.0]) for _ in range(2000)]
     msgs = [msg(i) for i in range(2000)]
-    dues = {m[0]: clocks.t + d for m, d in zip(msgs, delays)}
+    dues = {m[0]: clocks.t + d for m, d in zip(msgs, delays, strict=False)}
     store.push_many(msgs[:1000], [clocks.t + d for d in delays[:1000]])
     store.push_many(msgs[1000:], [clocks.t + d for d in delays[1000:]])
     assert len(store) == 2000

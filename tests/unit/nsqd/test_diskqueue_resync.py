@@ -138,7 +138,7 @@ def test_several_damaged_ranges_and_garbage_tail(tmp_path: Path, caplog: Any) ->
     spans = bounds(data)
     raw = bytearray(seg.read_bytes())
     for i in (3, 4, 17):
-        a, b = spans[i]
+        a, _b = spans[i]
         raw[a + 9] ^= 0x40
     raw[spans[25][0]:spans[25][0] + 20] = os.urandom(20)
     seg.write_bytes(bytes(raw))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 from nsqd import diskqueue as dq_mod
 from nsqd.backend import BackendError
@@ -128,7 +129,7 @@ async def test_waiter_taken_after_its_cycle_started_is_not_left_for_the_tick(
     before = syncer.cycles
     with trio.fail_after(5):
         while syncer._running is None and syncer.cycles == before:
-            await trio.sleep(0)  # the cycle covering the write starts (or ends) meanwhile
+            await trio.lowlevel.checkpoint()  # the cycle covering the write starts (or ends) meanwhile
         cycle = syncer.covering_cycle(token)
         if cycle is not None:
             assert cycle is not syncer._next

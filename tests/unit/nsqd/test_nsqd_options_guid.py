@@ -58,7 +58,7 @@ def test_invalid_values_are_clear_errors(argv):
 
 def test_ids_unique_ordered_hex():
     gen = IDGenerator(5, now_ms=1_000)
-    ids = [gen.new_id() for _ in range(3)] + gen.new_ids(1000)
+    ids = gen.new_ids(3) + gen.new_ids(1) + gen.new_ids(1000)
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)

@@ -163,14 +163,6 @@ def test_find_producer_and_items() -> None:
     assert db.items() == [(k, [prod]), (Registration("channel", "t", "c"), [])]
 
 
-def test_registration_is_match() -> None:
-    r = Registration("channel", "t", "c")
-    assert r.is_match("channel", "*", "*")
-    assert r.is_match("channel", "t", "c")
-    assert not r.is_match("topic", "*", "*")
-    assert not r.is_match("channel", "t", "d")
-
-
 def test_peer_info_json_shape_and_producer_str() -> None:
     pi = peer("5")
     assert pi.to_json() == {

@@ -19,11 +19,11 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
-from client_fakes import FakeNetwork  # noqa: E402
+from client_fakes import FakeNetwork
 
-import client.queue  # noqa: E402
-from client import BadTopicError, Producer  # noqa: E402
-from client.queue import BalancedPusher, DelayQueue, NSQPusher, ServiceGroup  # noqa: E402
+import client.queue
+from client import BadTopicError, Producer
+from client.queue import BalancedPusher, DelayQueue, NSQPusher, ServiceGroup
 
 A = "127.0.0.1:4150"
 TIMEOUT = 10_000
@@ -184,10 +184,12 @@ async def test_pusher_sends_mpub_through_a_real_producer(
     network: FakeNetwork, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake = network.add(A)
-    async with Producer(A, open_stream=network.open_stream) as producer:
-        async with NSQPusher(producer, "events", max_items=50) as pusher:
-            for i in range(120):
-                await pusher.push(b"e%d" % i)
+    async with (
+        Producer(A, open_stream=network.open_stream) as producer,
+        NSQPusher(producer, "events", max_items=50) as pusher,
+    ):
+        for i in range(120):
+            await pusher.push(b"e%d" % i)
     assert fake.published["events"] == [b"e%d" % i for i in range(120)]
     assert [name for _cid, name, _params in fake.commands if name != b"IDENTIFY"] == [b"MPUB"] * 3
 
@@ -223,7 +225,7 @@ async def test_delay_put_at() -> None:
     delays = DelayQueue(publisher, "later", clock=lambda: now)
     await delays.put_at(b"soon", now + 90)
     await delays.put_at(b"past", now - 5)
-    when = datetime.datetime.fromtimestamp(now + 30, tz=datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(now + 30, tz=datetime.UTC)
     await delays.put_at(b"dt", when)
     with pytest.raises(ValueError, match="aware"):
         await delays.put_at(b"naive", datetime.datetime(2030, 1, 1))

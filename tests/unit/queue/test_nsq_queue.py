@@ -17,10 +17,10 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
 
-from client_fakes import FakeNetwork, FakeNSQD  # noqa: E402
+from client_fakes import FakeNetwork, FakeNSQD
 
-from client import BadChannelError, BadTopicError, ClientConfig, Message  # noqa: E402
-from client.queue import NSQHandler, NSQQueue, Queue, ServiceGroup  # noqa: E402
+from client import BadChannelError, BadTopicError, ClientConfig, Message
+from client.queue import NSQHandler, NSQQueue, Queue, ServiceGroup
 
 A = "127.0.0.1:4150"
 B = "127.0.0.1:4250"
@@ -293,7 +293,7 @@ async def test_stop_then_restart_handles_everything_exactly_once(
             queue = make_queue(network, handler, conns=2, processors=8, queue_capacity=32)
             async with trio.open_nursery() as nursery:
                 await nursery.start(queue.run)
-                await fake.wait_for(lambda: len(handled) >= threshold)
+                await fake.wait_for(lambda: len(handled) >= threshold)  # noqa: B023 - awaited here
                 queue.stop()
     assert sorted(handled) == sorted(expected)  # none lost, none twice
     assert sorted(fake.finished) == sorted(expected)

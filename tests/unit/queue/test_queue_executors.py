@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 
 from client.queue import BulkExecutor, ChunkExecutor, PeriodicalExecutor
 
@@ -67,7 +68,7 @@ async def test_chunk_flushes_when_bytes_reach_chunk_size(autojump_clock: trio.ab
             assert execute.items == []
             assert executor.statistics().buffered_bytes == 8
             await executor.add(3, 4)  # 12 bytes >= 10
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             await executor.add(4, 25)  # one oversized item is a chunk of its own
             await executor.add(5, 1)
             await trio.sleep(10)
@@ -186,12 +187,11 @@ async def test_executions_never_overlap_with_concurrent_flushes(
         await trio.sleep(1)
         await execute(items)
 
-    async with BulkExecutor(slow, bulk_size=3, flush_interval=0.5) as executor:
-        async with trio.open_nursery() as nursery:
-            for n in range(4):
-                nursery.start_soon(executor.flush)
-                for item in range(n * 10, n * 10 + 5):
-                    await executor.add(item)
+    async with BulkExecutor(slow, bulk_size=3, flush_interval=0.5) as executor, trio.open_nursery() as nursery:
+        for n in range(4):
+            nursery.start_soon(executor.flush)
+            for item in range(n * 10, n * 10 + 5):
+                await executor.add(item)
     assert execute.overlaps == 0
     flat = [item for batch in execute.items for item in batch]
     assert flat == sorted(flat)
@@ -233,12 +233,11 @@ async def test_blocked_add_fails_when_executor_closes(autojump_clock: trio.abc.C
         except trio.ClosedResourceError:
             outcome.append("closed")
 
-    async with trio.open_nursery() as nursery:
-        async with PeriodicalExecutor(execute, interval=10.0, max_items=1) as executor:
-            await executor.add(0)
-            nursery.start_soon(late_add, executor)
-            await trio.sleep(1)
-            assert outcome == []
+    async with trio.open_nursery() as nursery, PeriodicalExecutor(execute, interval=10.0, max_items=1) as executor:
+        await executor.add(0)
+        nursery.start_soon(late_add, executor)
+        await trio.sleep(1)
+        assert outcome == []
         # Leaving the executor while late_add waits for room wakes it with an error.
     assert outcome == ["closed"]
     assert execute.items == [[0]]
