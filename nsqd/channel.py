@@ -28,11 +28,11 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameType
 
-from .backend import Backend, BackendError, Msg
+from .backend import Backend, BackendError, Entry, Msg
 from .deferred_store import DeferredStore
 from .errors import ChannelError
 from .statistics import (
@@ -105,7 +105,7 @@ class InFlight:
 class Channel:
     """One channel of a topic. Created and owned by :class:`~nsqd.topic.Topic`."""
 
-    def __init__(self, topic: Topic, name: str, backend: Backend, mem_queue_size: int,
+    def __init__(self, topic: Topic, name: str, backend: Backend[Entry], mem_queue_size: int,
                  ephemeral: bool, deferred: DeferredStore | None = None,
                  e2e: WindowedQuantile | None = None) -> None:
         self.topic = topic
@@ -252,7 +252,8 @@ class Channel:
             k = min(n, len(memory))
             popleft = memory.popleft
             return [popleft() for _ in range(k)]
-        return self.backend.read(n)
+        # a channel's backend holds plain messages only (deferred ones live in its store)
+        return cast("list[Msg]", self.backend.read(n))
 
     def _drain_ready(self, now: float) -> None:
         """Write-through: hand what waits in the backend to the consumers on the ready list."""
@@ -310,7 +311,7 @@ class Channel:
         sample_rate = client.sample_rate
         nbytes = 0
         used = 0
-        for used, (msg_id, body, ts, attempts) in enumerate(msgs, 1):
+        for used, (msg_id, body, ts, attempts) in enumerate(msgs, 1):  # noqa: B007 (read after the loop)
             if acking and msg_id in in_flight:
                 continue  # a replayed duplicate of a message in flight: one FIN for both
             if sample_rate and random.randrange(100) > sample_rate:

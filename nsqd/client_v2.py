@@ -235,7 +235,7 @@ class ClientV2:
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
             self._urgent = False
-            await self._stream.send_all(data)  # type: ignore[union-attr]
+            await self._stream.send_all(data)
             self._sent(len(data))
 
     def _sent(self, nbytes: int) -> None:

@@ -29,8 +29,8 @@ from client.protocol import (
     is_valid_channel_name,
     is_valid_topic_name,
 )
-from internal.netaddr import join_host_port, split_host_port
 from internal.connlimit import ConnectionLimit
+from internal.netaddr import join_host_port, split_host_port
 from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
 

@@ -148,7 +148,7 @@ class ProtocolV2:
         """Would this command fail before its body is read (NSQ checks params first)?"""
         try:
             return self.check(client, Command(name, params)) is not None
-        except Exception:  # noqa: BLE001 - a bug: the command loop reports it
+        except Exception:
             return True
 
     def publish_run(self, client: ClientV2, commands: list[Command],
@@ -195,12 +195,10 @@ class ProtocolV2:
         while True:
             if not pending:
                 limit = self._idle_limit(client)
-                if started is None:
-                    deadline = trio.current_time() + limit
-                else:
-                    # every command must be complete within the limit of its first byte,
-                    # however slowly it trickles in (--client-timeout without heartbeats)
-                    deadline = started + self._io_limit(client)
+                # a command must be complete within the limit of its first byte, however
+                # slowly it trickles in (--client-timeout without heartbeats)
+                deadline = (trio.current_time() + limit if started is None
+                            else started + self._io_limit(client))
                 with trio.move_on_at(deadline) as cs:
                     data = await stream.receive_some(RECV_SIZE)
                 if cs.cancelled_caught:
@@ -263,8 +261,8 @@ class ProtocolV2:
             i += 1
             try:
                 # a FIN alone goes the run's way too: it is the most frequent command
-                if runs and (name == b"FIN" or i < count and commands[i].name == name
-                             and name in RUNS):
+                if runs and (name == b"FIN" or (i < count and commands[i].name == name
+                             and name in RUNS)):
                     taken, err = (self.fin_run if name == b"FIN"
                                   else self.publish_run)(client, commands, i - 1)
                     if err is not None and report(client, err):

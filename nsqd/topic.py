@@ -44,8 +44,8 @@ PUMP_BATCH = 1024
 class Topic:
     """One topic. Created and owned by :class:`~nsqd.nsqd.NSQD`."""
 
-    def __init__(self, nsqd: NSQD, name: str, backend: Backend,
-                 backend_factory: Callable[[str, bool], Backend]) -> None:
+    def __init__(self, nsqd: NSQD, name: str, backend: Backend[Entry],
+                 backend_factory: Callable[[str, bool], Backend[Entry]]) -> None:
         self.nsqd = nsqd
         self.name = name
         self.ephemeral = is_ephemeral(name)
@@ -83,7 +83,7 @@ class Topic:
             return NO_LATENCY
         cached = self._latency
         if cached is None or len(cached[0]) != len(parts) or any(
-                a is not b for a, b in zip(cached[0], parts)):
+                a is not b for a, b in zip(cached[0], parts, strict=True)):
             merged = LatencyStatistics.of(e2e_result(windows, windows[0].percentiles), windows)
             cached = self._latency = (parts, merged)
         return cached[1]
@@ -135,7 +135,7 @@ class Topic:
                 channel.message_count += len(msgs)
                 channel.defer_many(msgs, dues)
         else:
-            self._enqueue([DueMsg(*msg, due) for msg, due in zip(msgs, dues)])
+            self._enqueue([DueMsg(*msg, due) for msg, due in zip(msgs, dues, strict=True)])
         self.message_count += len(msgs)
         self.message_bytes += sum(len(m[1]) for m in msgs)
 

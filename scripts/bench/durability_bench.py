@@ -384,7 +384,7 @@ def _sync_publisher(addr, topic, batch, seconds, go, out):
 
 def _durable_run(extra: list[str], batch: int, args: argparse.Namespace) -> float:
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-                *extra, *args.nsqd_args.split()) as (proc, addrs):
+                *extra, *args.nsqd_args.split()) as (_proc, addrs):
         _http(addrs, "/topic/create?topic=d")
         _http(addrs, "/channel/create?topic=d&channel=ch")
         go = mp.Event()

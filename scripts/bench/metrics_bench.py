@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     extra = ["--e2e-processing-latency-percentile", "0.99,0.95"] if args.e2e else []
     with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-                *extra) as (proc, addrs):
+                *extra) as (_proc, addrs):
         host, port = addrs["HTTP"]
         with httpx.Client(base_url=f"http://{host}:{port}", timeout=30) as http:
             t0 = time.perf_counter()
