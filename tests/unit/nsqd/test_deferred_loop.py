@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from nsqd import deferred_loop
+from nsqd import deferred_loop, deferred_store
 from nsqd.backend import Msg
 from nsqd.deferred_loop import DeferredLoop
 from nsqd.deferred_store import DeferredStore
@@ -94,7 +95,14 @@ async def test_forgets_empty_and_deleted_channels(autojump_clock: trio.testing.M
 
 
 async def test_loader_brings_spilled_messages_back_in_time(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, autojump_clock: trio.testing.MockClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the store reads bucket files in a worker thread; while a task waits for a thread the
+    # autojump clock sees everyone asleep and jumps ahead, so here the read runs inline
+    async def inline(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    monkeypatch.setattr(deferred_store.trio.to_thread, "run_sync", inline)
     loop = DeferredLoop()
     store = DeferredStore(str(tmp_path / "c.deferred"), wall_ns=mock_wall)
     channel = FakeChannel(store)
