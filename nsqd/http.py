@@ -78,7 +78,7 @@ from .stats import (
     render_text,
     stats_document,
 )
-from .syncer import Syncer
+from .syncer import SyncCycle, Syncer
 from .tls import TLS_REQUIRED
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ class _API:
             return _OK
         return self._durable_ok(topic, cycle)
 
-    async def _durable_ok(self, topic: Topic, cycle: Any) -> Response:
+    async def _durable_ok(self, topic: Topic, cycle: SyncCycle) -> Response:
         try:
             await Syncer.wait_cycle(cycle)
         except BackendError as exc:

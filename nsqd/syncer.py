@@ -28,7 +28,7 @@ import trio
 
 from .backend import BackendError
 
-__all__ = ["SyncJob", "Syncable", "Syncer"]
+__all__ = ["SyncCycle", "SyncJob", "Syncable", "Syncer"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ class Syncable(Protocol):
         """The cycle ended (in the event loop)."""
 
 
-class _Cycle:
+class SyncCycle:
+    """One group-commit cycle: writers it covers wait for :attr:`done` (see :meth:`Syncer.wait_cycle`)."""
+
     __slots__ = ("done", "error", "gen")
 
     def __init__(self) -> None:
@@ -85,8 +87,8 @@ class Syncer:
         self._active: dict[int, Syncable] = {}
         self._lot = trio.lowlevel.ParkingLot()
         self._parked = False
-        self._next = _Cycle()
-        self._running: _Cycle | None = None
+        self._next = SyncCycle()
+        self._running: SyncCycle | None = None
         self._synced_gen = 0  # writes up to this gen are on stable storage
 
     # ------------------------------------------------------------------ stores
@@ -133,7 +135,7 @@ class Syncer:
         if cycle is not None:
             await self.wait_cycle(cycle)
 
-    def covering_cycle(self, token: int) -> _Cycle | None:
+    def covering_cycle(self, token: int) -> SyncCycle | None:
         """The cycle that makes the writes made since ``token`` durable; None if there are
         none or they already are.
 
@@ -152,7 +154,7 @@ class Syncer:
         return self._next
 
     @staticmethod
-    async def wait_cycle(cycle: _Cycle) -> None:
+    async def wait_cycle(cycle: SyncCycle) -> None:
         """Wait for ``cycle`` (from :meth:`covering_cycle`) to end.
 
         Raises:
@@ -189,7 +191,7 @@ class Syncer:
         stores = list(self._requested.values())
         self._requested.clear()
         cycle = self._next
-        self._next = _Cycle()
+        self._next = SyncCycle()
         cycle.gen = self.write_gen
         self._running = cycle
         error: BaseException | None = None

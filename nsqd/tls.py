@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .options import Options
 
 __all__ = [
     "TLS_NOT_REQUIRED",
@@ -91,7 +94,7 @@ def format_tls_min_version(version: int) -> str:
     return str(version)
 
 
-def validate(opts: Any) -> None:
+def validate(opts: Options) -> None:
     """NSQ's option checks for TLS and auth (raised as ValueError by Options).
 
     A client auth policy without ``--tls-required`` turns it on, as in ``nsqd.New``.
@@ -120,7 +123,7 @@ def _min_version(ctx: ssl.SSLContext, version: int) -> None:
         logger.warning("TLS: cannot set minimum version %s - %s", format_tls_min_version(version), exc)
 
 
-def build_server_context(opts: Any) -> ssl.SSLContext | None:
+def build_server_context(opts: Options) -> ssl.SSLContext | None:
     """The context of nsqd's TLS (TCP upgrade and HTTPS), or None without cert/key.
 
     Raises:
@@ -147,7 +150,7 @@ def build_server_context(opts: Any) -> ssl.SSLContext | None:
     return ctx
 
 
-def build_client_context(opts: Any) -> ssl.SSLContext:
+def build_client_context(opts: Options) -> ssl.SSLContext:
     """The context nsqd uses as an HTTPS client (the auth server).
 
     Raises:
