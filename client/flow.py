@@ -203,8 +203,8 @@ class FlowControl:
         self._send_rdy(conn, count)
         return True
 
-    def _held_by_others(self, conn: RdyConn) -> int:
-        """What the other connections may hold: RDY, or more where more is unanswered."""
+    def _held_by_others(self, conn: RdyConn | None) -> int:
+        """What the connections but ``conn`` may hold: RDY, or more where more is unanswered."""
         return sum(max(c.rdy, c.in_flight) for c in self.conns if c is not conn)
 
     def answered_over_rdy(self) -> None:
@@ -266,8 +266,7 @@ class FlowControl:
                     logger.debug("(%s) RDY timeout, giving up RDY", conn.address)
                     self.update_rdy(conn, 0)
             possible.append(conn)
-        available = ((1 if self.in_backoff else self.max_in_flight)
-                     - sum(max(c.rdy, c.in_flight) for c in self.conns))
+        available = (1 if self.in_backoff else self.max_in_flight) - self._held_by_others(None)
         while possible and available > 0:
             available -= 1
             conn = possible.pop(self.rng.randrange(len(possible)))
