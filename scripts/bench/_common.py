@@ -24,9 +24,12 @@ def split(addr: str) -> tuple[str, int]:
 
 
 @contextmanager
-def daemon(module: str, *args: str, drain: bool = True
+def daemon(module: str, *args: str, drain: bool = True, exe: str | None = None
            ) -> Iterator[tuple[subprocess.Popen, dict[str, tuple[str, int]]]]:
     """Run ``python -m module args`` until the block ends; yields (proc, {"TCP": addr, ...}).
+
+    ``exe`` runs that executable instead of the module (e.g. a Go ``nsqd`` build), given
+    the same ``--data-path`` and arguments.
 
     Once the listen lines are read, a thread keeps reading the daemon's stderr (a full pipe
     would block the daemon's next log write, e.g. its request log); ``drain=False`` leaves
@@ -36,6 +39,8 @@ def daemon(module: str, *args: str, drain: bool = True
         cmd = [sys.executable, "-m", module, "--data-path", data, *args]
         if module != "nsqd":
             cmd = [sys.executable, "-m", module, *args]
+        if exe is not None:
+            cmd = [exe, "--data-path", data, *args]
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         addrs: dict[str, tuple[str, int]] = {}
         deadline = time.monotonic() + 30
@@ -64,6 +69,15 @@ def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS (current resident set) of a live process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 

@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _common import cpu_seconds, daemon, peak_rss_mb, percentiles
+from _common import cpu_seconds, daemon, peak_rss_mb, percentiles, rss_mb
 
 from client.protocol import commands
 
@@ -48,14 +48,6 @@ def _connect(addr: tuple[str, int]) -> socket.socket:
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.sendall(b"  V2")
     return s
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Sampler(threading.Thread):
@@ -92,7 +84,7 @@ class Sampler(threading.Thread):
                 except Exception:  # best effort
                     pass
             try:
-                self.samples.append((time.monotonic() - t0, _rss_mb(self.pid), extra))
+                self.samples.append((time.monotonic() - t0, rss_mb(self.pid), extra))
             except OSError:
                 return
 
@@ -231,7 +223,7 @@ def bench_backlog(args: argparse.Namespace) -> None:
         el = time.perf_counter() - t0
         build_peak = sampler.peak()
         print(f"backlog build: {n:,} msgs in {el:.1f}s = {n / el:,.0f} msg/s; "
-              f"nsqd RSS peak {build_peak:.0f} MiB, now {_rss_mb(proc.pid):.0f} MiB", flush=True)
+              f"nsqd RSS peak {build_peak:.0f} MiB, now {rss_mb(proc.pid):.0f} MiB", flush=True)
         got, el = _reader(addrs["TCP"], "backlog", "ch", n)
         sampler.stop.set()
         print(f"backlog drain: {got:,} msgs in {el:.1f}s = {got / el:,.0f} msg/s; "
