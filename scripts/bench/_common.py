@@ -64,22 +64,22 @@ def daemon(module: str, *args: str, drain: bool = True, exe: str | None = None
                 proc.kill()
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, in MiB."""
+def _status_mb(pid: int, key: str) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process, in MiB."""
+    return _status_mb(pid, "VmHWM:")
 
 
 def rss_mb(pid: int) -> float:
     """VmRSS (current resident set) of a live process, in MiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb(pid, "VmRSS:")
 
 
 def percentiles(samples: list[float], ps: tuple[float, ...] = (50, 90, 99, 99.9)) -> dict[float, float]:
