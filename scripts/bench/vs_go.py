@@ -346,6 +346,9 @@ def main() -> None:
         if missing:
             ap.error(f"--go-bin {args.go_bin}: no executable {', '.join(missing)}")
         tools = args.go_bin
+        version = subprocess.run([os.path.join(tools, "nsqd"), "--version"], capture_output=True,
+                                 text=True, timeout=30).stdout.strip()
+        print(f"go: {version}", flush=True)
         sides.append(Side("go", os.path.join(args.go_bin, "nsqd")))
     ctx = Ctx(args.runfor, tools, wrk=shutil.which("wrk") is not None)
     if not ctx.wrk and {"http", "durable"} & set(phases):
