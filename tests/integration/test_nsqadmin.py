@@ -505,6 +505,37 @@ async def test_lookupd_down(cluster: Cluster) -> None:
     assert len(nodes["nodes"]) == 1 and dead in nodes["message"]
 
 
+async def test_lookupd_answering_garbage(cluster: Cluster) -> None:
+    """A lookupd that answers 200 with a bad body is a failed lookupd (a warning, or 502
+    when it is the only one), never a 500."""
+    c = cluster
+    await c.start_lookupd()
+    await c.start_nsqd()
+
+    async def handler(req: Request) -> Response:
+        return text('["not", "an", "object"]' if req.path == "/nodes" else "<html>oops</html>")
+
+    host, port = await c.nursery.start(serve_http, handler, "127.0.0.1", 0)
+    bad = f"{host}:{port}"
+    await c.start_admin(lookupd_http_addresses=[c.lookupd_http, bad])
+    await c.make_topic("lg", "ch")
+    doc = (await c.api("GET", "/api/topics")).json()
+    assert doc["topics"] == ["lg"]
+    assert doc["message"].startswith(f"WARNING: invalid JSON from http://{bad}/topics - ")
+    nodes = (await c.api("GET", "/api/nodes")).json()
+    assert len(nodes["nodes"]) == 1
+    assert nodes["message"].startswith(f"WARNING: unexpected answer from http://{bad}/nodes - ")
+    r = await c.api("GET", "/api/topics/lg")
+    assert r.status_code == 200 and f"http://{bad}/lookup?topic=lg" in r.json()["message"]
+
+    await c.start_admin(lookupd_http_addresses=[bad])
+    r = await c.api("GET", "/api/topics")
+    assert r.status_code == 502
+    assert r.json()["message"].startswith(
+        f"UPSTREAM_ERROR: failed to query any nsqlookupd: invalid JSON from http://{bad}/topics - ")
+    assert (await c.api("GET", "/api/nodes")).status_code == 502
+
+
 # ------------------------------------------------------------------------------ pages
 async def test_pages_render(lookupd_cluster: Cluster) -> None:
     c = lookupd_cluster
