@@ -20,21 +20,18 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from urllib.parse import quote
 
 import httpx
 
-from internal.gojson import loads
+from internal.gojson import JSON, loads
 
 from .errors import HTTPAPIError
 
 __all__ = ["JSON", "Timeout", "describe", "get_json", "post", "query_escape"]
 
 logger = logging.getLogger(__name__)
-
-#: a decoded JSON document, as the daemon sent it (callers check its shape)
-JSON: TypeAlias = Any
 
 #: seconds for the whole request, or an :class:`httpx.Timeout` (e.g. a shorter connect)
 Timeout: TypeAlias = float | httpx.Timeout
