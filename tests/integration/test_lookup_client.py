@@ -4,7 +4,6 @@ that is down, and ones that answer garbage: every read and write, and Go's error
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from helpers import addr, dead_address
 
 from client import lookup
 from client.errors import HTTPAPIError, LookupdError
@@ -24,22 +24,11 @@ from nsqlookupd import Options as LookupdOptions
 TIMEOUT = 20.0
 
 
-def addr(hostport: tuple[str, int]) -> str:
-    return f"{hostport[0]}:{hostport[1]}"
-
-
 async def wait_for(check: Callable[[], Awaitable[bool]]) -> None:
     """Poll ``check`` until true (registration is another daemon's state: no event)."""
     with trio.fail_after(TIMEOUT):
         while not await check():
             await trio.sleep(0.02)
-
-
-def dead_address() -> str:
-    """A loopback address where nothing listens (bound then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return addr(s.getsockname())
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from helpers import RawConn
+from helpers import RawConn, addr, dead_address
 
 from internal.http import Request, Response, serve_http, text
 from internal.version import PROJECT_VERSION
@@ -45,10 +45,6 @@ CLIENT_KEYS = ["node", "remote_address", "version", "client_id", "hostname", "us
 PRODUCER_KEYS = ["remote_addresses", "remote_address", "hostname", "broadcast_address",
                  "tcp_port", "http_port", "version", "topics", "out_of_date"]
 E2E_KEYS = ["count", "percentiles", "topic", "channel", "host"]
-
-
-def addr(hostport: tuple[str, int]) -> str:
-    return f"{hostport[0]}:{hostport[1]}"
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
@@ -153,14 +149,6 @@ async def lookupd_cluster(cluster: Cluster) -> Cluster:
     await cluster.start_nsqd()
     await cluster.start_admin()
     return cluster
-
-
-def dead_address() -> str:
-    """A loopback address where nothing listens (bound then closed)."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return addr(s.getsockname())
 
 
 # ------------------------------------------------------------------------------ reads
