@@ -66,9 +66,12 @@ class ClusterInfo:
         self.timeout = client.timeout
 
     # ------------------------------------------------------------------ transport
-    async def get_json(self, url: str) -> JSON:
-        """GET ``url`` from an nsqd's HTTP API (:func:`client.httpapi.get_json`)."""
-        return await get_json(self.client, url)
+    async def get_json(self, url: str) -> dict[str, JSON]:
+        """GET a JSON object from an nsqd's HTTP API (:func:`client.httpapi.get_json`)."""
+        doc = await get_json(self.client, url)
+        if not isinstance(doc, dict):
+            raise HTTPAPIError(f"unexpected answer from {url} - not a JSON object: {str(doc)[:200]}", 200)
+        return doc
 
     @staticmethod
     async def _each(items: Iterable[T], fn: Callable[[T], Awaitable[R]]

@@ -440,6 +440,25 @@ async def test_nsqd_mode_with_one_node_down(cluster: Cluster) -> None:
     assert (await c.nsqd_stats(0, topic="half"))["topics"][0]["paused"] is True
 
 
+async def test_nsqd_answering_garbage_is_a_warning(cluster: Cluster) -> None:
+    c = cluster
+    await c.start_nsqd(lookupd=False)
+
+    async def handler(req: Request) -> Response:
+        return text('["not", "stats"]')
+
+    host, port = await c.nursery.start(serve_http, handler, "127.0.0.1", 0)
+    bad = f"{host}:{port}"
+    await c.start_admin(nsqd_http_addresses=[c.nsqd_http(0), bad])
+    await c.make_topic("gb", "ch")
+    doc = (await c.api("GET", "/api/topics")).json()
+    assert doc["topics"] == ["gb"]
+    assert doc["message"].startswith(f"WARNING: unexpected answer from http://{bad}/stats?format=json")
+    for path in ("/api/topics/gb", "/api/nodes", "/api/counter"):
+        r = await c.api("GET", path)
+        assert r.status_code == 200 and bad in r.json()["message"], path
+
+
 async def test_every_node_down_is_502_never_500(cluster: Cluster) -> None:
     c = cluster
     dead = dead_address()
