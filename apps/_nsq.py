@@ -8,14 +8,14 @@ import dataclasses
 import random
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from client.config import VERSION as CLIENT_VERSION
 from client.config import ClientConfig
 from client.protocol import is_valid_channel_name, is_valid_topic_name
 from internal.netaddr import split_host_port
-from internal.options import parse_bool, parse_duration
+from internal.options import option, parse_bool, parse_duration
 from internal.version import NSQ_VERSION
 
 from ._cli import ToolError, UsageError
@@ -36,12 +36,12 @@ __all__ = [
 ]
 
 
-def flag(name: str, default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field for flag ``name`` (list defaults are copied per instance)."""
-    meta.update(flag=name, help=help)
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+T = TypeVar("T")
+
+
+def flag(name: str, default: T, help: str, **meta: object) -> T:
+    """A dataclass field for flag ``name`` (:func:`internal.options.option`, flag first)."""
+    return option(default, name, help, **meta)
 
 
 @dataclasses.dataclass

@@ -36,6 +36,7 @@ _LAZY = {
     "BadTopicError": "errors",
     "ConnectionClosedError": "errors",
     "FinishFailedError": "errors",
+    "HTTPAPIError": "errors",
     "IdentifyError": "errors",
     "IdentifyFailedError": "errors",
     "InvalidError": "errors",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from .errors import BadTopicError as BadTopicError
     from .errors import ConnectionClosedError as ConnectionClosedError
     from .errors import FinishFailedError as FinishFailedError
+    from .errors import HTTPAPIError as HTTPAPIError
     from .errors import IdentifyError as IdentifyError
     from .errors import IdentifyFailedError as IdentifyFailedError
     from .errors import InvalidError as InvalidError
@@ -132,6 +134,7 @@ __all__ = [
     "Consumer",
     "ConsumerStatistics",
     "FinishFailedError",
+    "HTTPAPIError",
     "HTTPProducer",
     "IdentifyError",
     "IdentifyFailedError",

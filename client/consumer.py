@@ -41,7 +41,7 @@ from .errors import BadChannelError, BadTopicError, ConnectionClosedError
 from .flow import FlowControl
 from .message import Message
 from .protocol import is_valid_channel_name, is_valid_topic_name
-from .subscription import Counters, Subscription
+from .subscription import ConsumerLink, Counters, Subscription
 
 __all__ = ["Consumer", "ConsumerStatistics", "Handler"]
 
@@ -146,15 +146,16 @@ class Consumer:
         rng = rng or random.Random()
         self.flow = FlowControl(config, mif, rng)
         self.counters = Counters()
+        self._link = ConsumerLink(
+            self.counters, self.flow, deliver=self._deliver, requeue_delay=self._requeue_delay,
+            new_subscription=self._new_subscription, on_subscribed=self._subscribed, on_lost=self._lost)
         self._discovery = Discovery(
-            self, topic, channel, config,
+            self._link, topic, channel, config,
             nsqd_addresses=nsqd_addresses, lookupd_addresses=lookupd_addresses,
             http_client=http_client,
             rng=rng, retire_timeout=close_timeout,
         )
         self._state = _State.UNOPENED
-        #: False once closing began: received messages are handed straight back
-        self._accepting = False
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._buffer: deque[Message] = deque()
@@ -172,7 +173,7 @@ class Consumer:
         nursery = await cm.__aenter__()
         self._nursery, self._nursery_cm = nursery, cm
         self._state = _State.OPENED
-        self._accepting = True
+        self._link.accepting = True
         try:
             await nursery.start(self.flow.start)
             if self._own_http_client:
@@ -230,7 +231,7 @@ class Consumer:
 
     def _begin_close(self) -> None:
         self._state = _State.CLOSING
-        self._accepting = False
+        self._link.accepting = False
         self.flow.stopping = True
         self._ready_lot.unpark_all()
         self._conn_lot.unpark_all()
@@ -264,13 +265,10 @@ class Consumer:
     def _requeue_now(msg: Message) -> None:
         """Give an unprocessed message straight back (no delay, no backoff)."""
         if not msg.has_responded:
-            msg._responded = True
-            responder = msg._responder
-            assert isinstance(responder, Subscription)
-            responder.requeue(msg, 0.0, backoff=False)
+            msg.claim().requeue(msg, 0.0, backoff=False)
 
-    # ------------------------------------------------------------------ owner protocol
-    # (used by Discovery and Subscription)
+    # ------------------------------------------------------------------ owner interface
+    # What the consumer's Subscriptions and its Discovery call, through ``self._link``.
 
     def _deliver(self, message: Message) -> None:
         """Buffer a received message (bounded by max_in_flight through RDY)."""
@@ -286,7 +284,7 @@ class Consumer:
 
     def _new_subscription(self, address: str) -> Subscription:
         """A fresh subscription (Discovery connects and serves it)."""
-        return Subscription(self, address, self.config, self._open_stream)
+        return Subscription(self._link, address, self.config, self._open_stream)
 
     def _subscribed(self, sub: Subscription) -> None:
         """A connection subscribed: give it RDY."""
@@ -313,7 +311,7 @@ class Consumer:
         """
         buffer = self._buffer
         self._since_yield += 1
-        if buffer and self._accepting and self._since_yield < _YIELD_EVERY:
+        if buffer and self._link.accepting and self._since_yield < _YIELD_EVERY:
             # fast path (no scheduling): buffered messages were delivered already
             await checkpoint_if_cancelled()
             msg = buffer.popleft()
@@ -335,7 +333,7 @@ class Consumer:
         else:
             await checkpoint_if_cancelled()
         while True:
-            if not self._accepting:
+            if not self._link.accepting:
                 return None
             if buffer:
                 msg = buffer.popleft()
@@ -357,10 +355,7 @@ class Consumer:
             logger.exception("on_give_up hook failed for message %s", msg.id)
         finally:
             if not msg.has_responded:
-                msg._responded = True
-                responder = msg._responder
-                assert isinstance(responder, Subscription)
-                responder.finish(msg)
+                msg.claim().finish(msg)
 
     async def run(self, handler: Handler, *, concurrency: int | None = None) -> None:
         """Process messages with ``handler`` until the consumer closes.
@@ -405,7 +400,7 @@ class Consumer:
         return None
 
     async def _handle_touching(self, handler: Handler, msg: Message) -> Exception | None:
-        responder = msg._responder
+        responder = msg.responder
         assert isinstance(responder, Subscription)
         identify = responder.conn.identify
         interval = (identify.msg_timeout if identify else 60.0) / 2

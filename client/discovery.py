@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from typing import Final, Protocol, final
+from typing import Final, final
 
 import httpx
 import trio
@@ -24,34 +24,13 @@ from . import lookup
 from .config import ClientConfig
 from .errors import LookupdError, NSQError
 from .protocol import commands
-from .subscription import Subscription
+from .subscription import ConsumerLink, Subscription
 
-__all__ = ["Discovery", "DiscoveryOwner"]
+__all__ = ["Discovery"]
 
 logger = logging.getLogger(__name__)
 
 _RECONNECT_MIN: Final = 0.5
-
-
-class DiscoveryOwner(Protocol):
-    """What discovery needs from its consumer."""
-
-    @property
-    def _accepting(self) -> bool:
-        """False once the consumer is closing."""
-        ...
-
-    def _new_subscription(self, address: str) -> Subscription:
-        """A fresh, unconnected subscription to ``address``."""
-        ...
-
-    def _subscribed(self, sub: Subscription) -> None:
-        """``sub`` is connected and subscribed: give it RDY."""
-        ...
-
-    def _lost(self, sub: Subscription) -> None:
-        """``sub``'s connection ended."""
-        ...
 
 
 @final
@@ -85,7 +64,7 @@ class Discovery:
     """Connection tasks for static and discovered nsqd.
 
     Args:
-        owner: the consumer.
+        owner: the consumer's side: its callbacks and ``accepting`` flag.
         topic: the topic to subscribe to (and to look up).
         channel: the channel to subscribe to.
         config: timeouts and poll settings.
@@ -98,7 +77,7 @@ class Discovery:
 
     def __init__(
         self,
-        owner: DiscoveryOwner,
+        owner: ConsumerLink,
         topic: str,
         channel: str,
         config: ClientConfig,
@@ -143,7 +122,7 @@ class Discovery:
     # ------------------------------------------------------------------ per address
 
     def _watch(self, address: str, *, static: bool) -> None:
-        if address in self._addresses or not self.owner._accepting:
+        if address in self._addresses or not self.owner.accepting:
             return
         entry = self._addresses[address] = _Address(static)
         assert self._nursery is not None
@@ -152,9 +131,9 @@ class Discovery:
     async def _address_task(self, address: str, entry: _Address) -> None:
         delay = _RECONNECT_MIN
         try:
-            while entry.wanted and self.owner._accepting:
+            while entry.wanted and self.owner.accepting:
                 subscribed = await self._connect_and_serve(address, entry)
-                if not entry.wanted or not self.owner._accepting:
+                if not entry.wanted or not self.owner.accepting:
                     return
                 if not entry.static:
                     if subscribed:
@@ -174,7 +153,7 @@ class Discovery:
         Returns:
             True if the subscription succeeded (the connection then ran and ended).
         """
-        sub = self.owner._new_subscription(address)
+        sub = self.owner.new_subscription(address)
         conn = sub.conn
         async with trio.open_nursery() as nursery:
             subscribed = False
@@ -194,8 +173,8 @@ class Discovery:
             logger.info("(%s) subscribed to %s/%s", address, self.topic, self.channel)
             entry.sub = sub
             try:
-                if self.owner._accepting and entry.wanted:
-                    self.owner._subscribed(sub)
+                if self.owner.accepting and entry.wanted:
+                    self.owner.on_subscribed(sub)
                 else:
                     conn.close()
                 await conn.wait_closed()
@@ -203,7 +182,7 @@ class Discovery:
                 if entry.sub is sub:
                     entry.sub = None
                 sub.ended()
-                self.owner._lost(sub)
+                self.owner.on_lost(sub)
         if conn.error is not None:
             logger.warning("(%s) connection lost: %s", address, conn.error)
         return True
@@ -250,7 +229,7 @@ class Discovery:
         async with trio.open_nursery() as nursery:
             for address in self.lookupd_addresses:
                 nursery.start_soon(one, address)
-        if not self.owner._accepting:
+        if not self.owner.accepting:
             return
         for address in sorted(found):
             self._watch(address, static=False)

@@ -25,7 +25,8 @@ Catch broadly or narrowly; the tree is::
     │       ├── AuthFailedError     E_AUTH_FAILED
     │       ├── AuthFirstError      E_AUTH_FIRST
     │       └── UnauthorizedError   E_UNAUTHORIZED
-    ├── LookupdError                nsqlookupd could not be queried or was not understood
+    ├── HTTPAPIError(status)        an HTTP API request failed (no answer, non-200, bad body)
+    │   └── LookupdError            nsqlookupd could not be queried or was not understood
     └── PublishError                a publish could not be completed
         └── PublishTimeoutError     ... within its deadline (also a builtin TimeoutError)
 
@@ -55,6 +56,7 @@ __all__ = [
     "BadTopicError",
     "ConnectionClosedError",
     "FinishFailedError",
+    "HTTPAPIError",
     "IdentifyError",
     "IdentifyFailedError",
     "InvalidError",
@@ -238,10 +240,25 @@ class UnauthorizedError(AuthError):
     codes = ("E_UNAUTHORIZED",)
 
 
-class LookupdError(NSQError):
-    """nsqlookupd could not be queried, or answered something unusable."""
+class HTTPAPIError(NSQError):
+    """A request to an NSQ daemon's HTTP API failed: no answer, a status other than
+    200, or a body that is not what the endpoint answers.
+
+    ``str()`` reads as Go NSQ's text for the same failure (see :mod:`client.httpapi`).
+
+    Attributes:
+        status: the HTTP status when the daemon answered, else 0.
+    """
 
     retriable = True
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LookupdError(HTTPAPIError):
+    """nsqlookupd could not be queried, or answered something unusable."""
 
 
 class PublishError(NSQError):

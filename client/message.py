@@ -75,7 +75,19 @@ class Message:
         """True once :meth:`finish` or :meth:`requeue` was called."""
         return self._responded
 
-    def _claim(self) -> Responder:
+    @property
+    def responder(self) -> Responder | None:
+        """What answers this message (its connection), None when not received from nsqd."""
+        return self._responder
+
+    def claim(self) -> Responder:
+        """Take the message's one answer without sending it: marks it answered and
+        returns the responder to answer through at once (the consumer does this to hand
+        messages back while closing). Applications use :meth:`finish` / :meth:`requeue`.
+
+        Raises:
+            RuntimeError: the message was not received from nsqd.
+        """
         responder = self._responder
         if responder is None:
             raise RuntimeError("this message was not received from nsqd; it cannot be answered")
@@ -95,7 +107,7 @@ class Message:
         if self._responded:
             return
         await checkpoint_if_cancelled()
-        responder = self._claim()
+        responder = self.claim()
         if responder.finish(self):
             await responder.wait_writable()
 
@@ -114,7 +126,7 @@ class Message:
         if self._responded:
             return
         await checkpoint_if_cancelled()
-        responder = self._claim()
+        responder = self.claim()
         if responder.requeue(self, delay, backoff):
             await responder.wait_writable()
 

@@ -2,7 +2,7 @@
 
 A :class:`Subscription` wraps a :class:`~client.connection.Connection` for a consumer.
 It turns message frames into :class:`~client.message.Message` objects handed to its
-:class:`Owner` (the consumer), answers them (it is their
+:class:`ConsumerLink` (the consumer's side), answers them (it is their
 :class:`~client.message.Responder`: FIN/REQ/TOUCH are queued on the connection and
 batched by its writer), keeps the counters, feeds the flow-control signals, and
 drives the CLS → CLOSE_WAIT → drain sequence of a graceful close.
@@ -11,7 +11,8 @@ drives the CLS → CLOSE_WAIT → drain sequence of a graceful close.
 from __future__ import annotations
 
 import logging
-from typing import Protocol, final
+from collections.abc import Callable
+from typing import final
 
 import trio
 from trio.lowlevel import ParkingLot
@@ -23,7 +24,7 @@ from .flow import FlowControl, RdyConn
 from .message import Message
 from .protocol import commands, decode_message
 
-__all__ = ["Counters", "Owner", "Subscription"]
+__all__ = ["ConsumerLink", "Counters", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +43,48 @@ class Counters:
         self.dropped = 0  # answers that could not be sent (connection gone)
 
 
-class Owner(Protocol):
-    """What a subscription needs from its consumer."""
+@final
+class ConsumerLink:
+    """What a consumer lends its subscriptions and its discovery: the shared counters
+    and flow control, the ``accepting`` flag, and callbacks into the consumer. They hold
+    this instead of the consumer, so none reaches into another's private state.
 
-    counters: Counters
-    flow: FlowControl
-    #: False once the consumer is closing: new messages go straight back
-    _accepting: bool
+    Attributes:
+        counters: message counters shared by the subscriptions.
+        flow: the consumer's RDY flow control.
+        accepting: False until the consumer is open and once it began closing; messages
+            received then are handed straight back. Set by the consumer only.
+        deliver: buffer a received message for hand-out.
+        requeue_delay: seconds before redelivery of a message requeued without a delay.
+        new_subscription: a fresh, unconnected subscription to an nsqd address.
+        on_subscribed: a subscription is connected and subscribed (give it RDY).
+        on_lost: a subscription's connection ended (its RDY goes to the others).
+    """
 
-    def _deliver(self, message: Message) -> None:
-        """Buffer a received message for hand-out."""
-        ...
+    __slots__ = ("accepting", "counters", "deliver", "flow", "new_subscription", "on_lost",
+                 "on_subscribed", "requeue_delay")
 
-    def _requeue_delay(self, message: Message) -> float:
-        """Seconds before redelivery of a message requeued without a delay."""
-        ...
+    def __init__(self, counters: Counters, flow: FlowControl, *,
+                 deliver: Callable[[Message], None],
+                 requeue_delay: Callable[[Message], float],
+                 new_subscription: Callable[[str], Subscription],
+                 on_subscribed: Callable[[Subscription], None],
+                 on_lost: Callable[[Subscription], None]) -> None:
+        self.counters = counters
+        self.flow = flow
+        self.accepting = False
+        self.deliver = deliver
+        self.requeue_delay = requeue_delay
+        self.new_subscription = new_subscription
+        self.on_subscribed = on_subscribed
+        self.on_lost = on_lost
 
 
 @final
 class Subscription(RdyConn):
     """One nsqd connection subscribed to the consumer's topic/channel."""
 
-    def __init__(self, owner: Owner, address: str, config: ClientConfig,
+    def __init__(self, owner: ConsumerLink, address: str, config: ClientConfig,
                  open_stream: OpenStream | None = None) -> None:
         super().__init__(address)
         self.owner = owner
@@ -99,11 +120,11 @@ class Subscription(RdyConn):
         self.in_flight += 1
         self.last_msg_time = conn.last_read
         owner.counters.received += 1
-        if owner._accepting:
-            owner._deliver(msg)
+        if owner.accepting:
+            owner.deliver(msg)
         else:
             # arrived after close began: hand it straight back, unprocessed
-            msg._responded = True
+            msg.claim()
             self.requeue(msg, 0.0, backoff=False)
 
     def _on_error(self, conn: Connection, err: ServerError) -> None:
@@ -145,7 +166,7 @@ class Subscription(RdyConn):
     def requeue(self, message: Message, delay: float | None, backoff: bool) -> bool:
         """Queue REQ (Responder protocol); ``backoff`` signals a failure to flow control."""
         if delay is None:
-            delay = self.owner._requeue_delay(message)
+            delay = self.owner.requeue_delay(message)
         full = self._write(commands.req(message.id, round(delay * 1000)))
         self._answered()
         self.owner.counters.requeued += 1

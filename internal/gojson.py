@@ -27,9 +27,13 @@ import json
 import math
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
-__all__ = ["go_float", "go_json", "loads"]
+__all__ = ["JSON", "go_float", "go_json", "loads"]
+
+#: a JSON value (object, array, string, number, bool, null) of no shape known to the
+#: type checker: what :func:`loads` returns and :func:`go_json` takes
+JSON: TypeAlias = Any
 
 _quote = json.encoder.encode_basestring  # C: escapes '"', '\\' and control characters only
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -57,7 +61,7 @@ def go_float(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def go_json(obj: Any) -> bytes:
+def go_json(obj: JSON) -> bytes:
     """Serialise ``obj`` (dict, list, tuple, str, int, float, bool, None) like ``json.Marshal``.
 
     Raises:
@@ -138,7 +142,7 @@ def _key(key: Any) -> str:
     raise TypeError(f"json: unsupported map key type: {type(key).__name__}")
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> JSON:
     """``json.loads`` for untrusted input.
 
     Raises:

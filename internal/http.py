@@ -171,7 +171,7 @@ class _Server:
             return self._render(request, result, date, connection)
         return self._respond_later(request, result, date, connection)
 
-    async def _respond_later(self, request: Request, result: Any, date: str,
+    async def _respond_later(self, request: Request, result: Awaitable[object], date: str,
                              connection: str) -> bytes:
         try:
             response = await result

@@ -1,17 +1,14 @@
 """Dataclass options → Go-style command line + TOML config, after go-options.
 
 A daemon declares its options as a dataclass whose fields carry NSQ's flag
-names in their metadata::
+names in their metadata (:func:`option` and :func:`duration` build such fields)::
 
     @dataclass
     class Options:
-        mem_queue_size: int = field(default=10000, metadata={
-            "flag": "mem-queue-size",
-            "help": "number of messages to keep in memory (per topic/channel)"})
-        msg_timeout: float = field(default=60.0, metadata={
-            "flag": "msg-timeout", "duration": True, "help": "..."})
-        lookupd_tcp_addresses: list[str] = field(default_factory=list, metadata={
-            "flag": "lookupd-tcp-address", "cfg": "nsqlookupd_tcp_addresses"})
+        mem_queue_size: int = option(10000, "mem-queue-size", "number of messages ...")
+        msg_timeout: float = duration(60.0, "msg-timeout", "...")
+        lookupd_tcp_addresses: list[str] = option([], "lookupd-tcp-address", "...",
+                                                  cfg="nsqlookupd_tcp_addresses")
 
 Metadata keys: ``flag`` (required to be resolvable), ``help``, ``cfg``
 (config-file key; default is the flag with ``-`` → ``_``), ``duration``
@@ -33,7 +30,7 @@ import sys
 import tomllib
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from internal.version import version_string
 
@@ -41,8 +38,10 @@ __all__ = [
     "OptionSpec",
     "OptionsError",
     "build_parser",
+    "duration",
     "format_duration",
     "load_config",
+    "option",
     "option_specs",
     "parse_bool",
     "parse_duration",
@@ -50,6 +49,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def option(default: T, flag: str, help: str, **extra: object) -> T:
+    """A dataclass field for one option: its default (a list is copied per instance),
+    its ``flag`` and ``help``, and further metadata keys as keywords (``cfg=...``)."""
+    meta = {"flag": flag, "help": help, **extra}
+    if isinstance(default, list):
+        items = list(default)
+        return cast(T, dataclasses.field(default_factory=lambda: list(items), metadata=meta))
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def duration(default: float, flag: str, help: str, **extra: object) -> float:
+    """:func:`option` for a duration: float seconds, written as a Go duration."""
+    return option(default, flag, help, duration=True, **extra)
 
 
 class OptionsError(ValueError):

@@ -19,9 +19,9 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, TypedDict
 
-__all__ = ["FOLD_AT", "Sketch", "WindowedQuantile", "e2e_result", "query"]
+__all__ = ["FOLD_AT", "Percentile", "Result", "Sketch", "WindowedQuantile", "e2e_result", "query"]
 
 _coin = random.Random().getrandbits
 #: smallest capacity of a level
@@ -161,7 +161,7 @@ class WindowedQuantile:
         self._last_move = clock()
         #: changes whenever the quantiles may have (a value added, the window moved)
         self.version = 0
-        self._cached: tuple[int, dict[str, Any]] | None = None
+        self._cached: tuple[int, Result] | None = None
         #: values of small batches, added to the sketch :data:`FOLD_AT` at a time
         self._pending: list[int] = []
 
@@ -207,7 +207,7 @@ class WindowedQuantile:
         self._fold()
         return self._streams
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Result:
         """NSQ's ``quantile.Result`` of this window (shared while nothing changed: do
         not modify it)."""
         self._advance(self._clock())
@@ -217,8 +217,21 @@ class WindowedQuantile:
         return cached[1]
 
 
-def e2e_result(windows: Sequence[WindowedQuantile], percentiles: Sequence[float]
-               ) -> dict[str, Any]:
+class Percentile(TypedDict):
+    """One entry of :class:`Result`'s ``percentiles``."""
+
+    quantile: float
+    value: int
+
+
+class Result(TypedDict):
+    """NSQ's ``quantile.Result`` (its JSON shape)."""
+
+    count: int
+    percentiles: list[Percentile] | None
+
+
+def e2e_result(windows: Sequence[WindowedQuantile], percentiles: Sequence[float]) -> Result:
     """NSQ's ``quantile.Result`` of several windows merged (a topic's channels):
     ``{"count": n, "percentiles": [{"quantile": q, "value": v}, ...]}``, or
     ``{"count": 0, "percentiles": None}`` without percentiles or windows, as NSQ's

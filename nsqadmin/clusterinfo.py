@@ -13,96 +13,40 @@ Every call queries its targets concurrently (one task per node) through one shar
 A topic that no nsqd produces gives an empty result (the pages say "No producers
 exist for this topic"); Go 1.3 answers 502 there, because nsqlookupd's 404
 ``TOPIC_NOT_FOUND`` and a query over zero nodes both count as "failed to query any".
+nsqlookupd is queried and administered through :mod:`client.lookup` (the tree's one
+nsqlookupd client), nsqd through :mod:`client.httpapi`; both word errors as Go does.
 Cancellation: each call is a plain ``async`` function; cancelling it cancels its
 in-flight requests.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import TypeVar
 
 import httpx
 import trio
 
-from internal.gojson import loads
+from client import lookup
+from client.errors import HTTPAPIError
+from client.httpapi import JSON, get_json, post
+from client.httpapi import query_escape as _q
 from internal.netaddr import split_host_port
 
 from .stats import Doc, Producer, topic_from_nsqd
 
-__all__ = ["ClusterError", "ClusterInfo", "RequestFailed"]
+__all__ = ["ClusterError", "ClusterInfo"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_ACCEPT = {"Accept": "application/vnd.nsq; version=1.0"}
-
 
 class ClusterError(Exception):
     """Every queried node failed (Go's non-partial error)."""
-
-
-class RequestFailed(Exception):
-    """One HTTP request to a node failed; ``str()`` is a Go-style description.
-
-    Attributes:
-        status: The HTTP status when the node answered (0 for transport errors).
-    """
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _os_error(exc: BaseException | None, depth: int = 0) -> OSError | None:
-    """The first ``OSError`` with an errno in an exception's causes and groups."""
-    while exc is not None and depth < 20:
-        if isinstance(exc, OSError) and exc.errno:
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            for sub in exc.exceptions:
-                found = _os_error(sub, depth + 1)
-                if found is not None:
-                    return found
-        exc = exc.__cause__ or exc.__context__
-        depth += 1
-    return None
-
-
-_GO_ERRNO_TEXT = {
-    errno.ECONNREFUSED: "connect: connection refused",
-    errno.EHOSTUNREACH: "connect: no route to host",
-    errno.ENETUNREACH: "connect: network is unreachable",
-    errno.ECONNRESET: "read: connection reset by peer",
-    errno.ETIMEDOUT: "i/o timeout",
-}
-
-
-def _describe(method: str, url: str, exc: Exception) -> str:
-    """Describe a transport failure the way Go's ``net/http`` client would, e.g.
-    ``Get "http://h:4151/stats": dial tcp h:4151: connect: connection refused``."""
-    verb = method.capitalize()
-    if isinstance(exc, httpx.TimeoutException):
-        return f'{verb} "{url}": context deadline exceeded (Client.Timeout exceeded)'
-    if isinstance(exc, httpx.ConnectError):
-        host = httpx.URL(url).netloc.decode()
-        cause = _os_error(exc)
-        if cause is not None:
-            text = _GO_ERRNO_TEXT.get(cause.errno or 0) or (cause.strerror or str(cause)).lower()
-            return f'{verb} "{url}": dial tcp {host}: {text}'
-        return f'{verb} "{url}": dial tcp {host}: {exc}'
-    return f'{verb} "{url}": {exc or type(exc).__name__}'
 
 
 def _all_failed(kind: str, errors: list[str]) -> ClusterError:
@@ -118,40 +62,16 @@ class ClusterInfo:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        #: the shared client's timeouts, passed on to the nsqlookupd client
+        self.timeout = client.timeout
 
     # ------------------------------------------------------------------ transport
-    async def get_json(self, url: str) -> Any:
-        """GET ``url`` as NSQ's ``GETV1``: 200 or :class:`RequestFailed`; unwraps the
-        pre-1.0 ``{"status_code", "data"}`` envelope when the V1 header is absent."""
-        logger.debug("CI: querying %s", url)
-        try:
-            resp = await self.client.get(url, headers=_ACCEPT)
-        except httpx.HTTPError as exc:
-            raise RequestFailed(_describe("GET", url, exc)) from None
-        body = resp.content
-        if resp.status_code != 200:
-            raise RequestFailed(f"got response {resp.status_code} {resp.reason_phrase} "
-                                f"{json.dumps(body.decode('utf-8', 'replace'))}",
-                                resp.status_code)
-        try:
-            doc = loads(body)
-        except ValueError as exc:
-            raise RequestFailed(f"invalid JSON from {url} - {exc}") from None
-        if ("x-nsq-content-type" not in resp.headers and isinstance(doc, dict)
-                and "status_code" in doc and "data" in doc):
-            doc = doc["data"]
+    async def get_json(self, url: str) -> dict[str, JSON]:
+        """GET a JSON object from an nsqd's HTTP API (:func:`client.httpapi.get_json`)."""
+        doc = await get_json(self.client, url)
+        if not isinstance(doc, dict):
+            raise HTTPAPIError(f"unexpected answer from {url} - not a JSON object: {str(doc)[:200]}", 200)
         return doc
-
-    async def post(self, url: str) -> None:
-        """POST ``url`` with no body as NSQ's ``POSTV1``: 200 or :class:`RequestFailed`."""
-        logger.info("CI: querying %s", url)
-        try:
-            resp = await self.client.post(url, headers=_ACCEPT)
-        except httpx.HTTPError as exc:
-            raise RequestFailed(_describe("POST", url, exc)) from None
-        if resp.status_code != 200:
-            raise RequestFailed(f"got response {resp.status_code} {resp.reason_phrase} "
-                                f"{json.dumps(resp.content.decode('utf-8', 'replace'))}")
 
     @staticmethod
     async def _each(items: Iterable[T], fn: Callable[[T], Awaitable[R]]
@@ -164,7 +84,7 @@ class ClusterInfo:
         async def one(i: int, item: T) -> None:
             try:
                 results[i] = (item, await fn(item))
-            except RequestFailed as exc:
+            except HTTPAPIError as exc:
                 errors[i] = str(exc)
 
         if len(items) == 1:
@@ -176,7 +96,7 @@ class ClusterInfo:
         return ([r for r in results if r is not None], [e for e in errors if e is not None])
 
     @staticmethod
-    def _check(kind: str, targets: Sequence[Any], errors: list[str],
+    def _check(kind: str, targets: Sequence[object], errors: list[str],
                warnings: list[str]) -> None:
         if not errors:
             return
@@ -187,11 +107,8 @@ class ClusterInfo:
     # ------------------------------------------------------------------ lookupd reads
     async def lookupd_topics(self, addrs: Sequence[str], warnings: list[str]) -> list[str] | None:
         """Union of ``/topics`` over every nsqlookupd, sorted (None when empty, as Go)."""
-        async def fetch(addr: str) -> list[str]:
-            doc = await self.get_json(f"http://{addr}/topics")
-            return list(doc.get("topics") or [])
-
-        results, errors = await self._each(addrs, fetch)
+        results, errors = await self._each(
+            addrs, lambda addr: lookup.topics(self.client, addr, timeout=self.timeout))
         self._check("nsqlookupd", addrs, errors, warnings)
         topics = sorted({t for _, ts in results for t in ts})
         return topics or None
@@ -199,27 +116,22 @@ class ClusterInfo:
     async def lookupd_topic_channels(self, topic: str, addrs: Sequence[str],
                                      warnings: list[str]) -> list[str] | None:
         """Union of ``/channels?topic=`` over every nsqlookupd, sorted."""
-        async def fetch(addr: str) -> list[str]:
-            doc = await self.get_json(f"http://{addr}/channels?topic={_q(topic)}")
-            return list(doc.get("channels") or [])
-
-        results, errors = await self._each(addrs, fetch)
+        results, errors = await self._each(
+            addrs, lambda addr: lookup.channels(self.client, addr, topic, timeout=self.timeout))
         self._check("nsqlookupd", addrs, errors, warnings)
         channels = sorted({c for _, cs in results for c in cs})
         return channels or None
 
     async def lookupd_producers(self, addrs: Sequence[str], warnings: list[str]) -> list[Producer]:
         """Every nsqd known to any nsqlookupd (``/nodes``), merged by TCP address."""
-        async def fetch(addr: str) -> list[Producer]:
-            doc = await self.get_json(f"http://{addr}/nodes")
-            return [Producer.from_lookupd(p) for p in doc.get("producers") or []]
-
-        results, errors = await self._each(addrs, fetch)
+        results, errors = await self._each(
+            addrs, lambda addr: lookup.nodes(self.client, addr, timeout=self.timeout))
         self._check("nsqlookupd", addrs, errors, warnings)
         by_addr: dict[str, Producer] = {}
         producers: list[Producer] = []
-        for addr, found in results:
-            for p in found:
+        for addr, peers in results:
+            for peer in peers:
+                p = Producer.from_peer(peer)
                 known = by_addr.get(p.tcp_address)
                 if known is None:
                     if p.topics:
@@ -238,22 +150,16 @@ class ClusterInfo:
 
     async def lookupd_topic_producers(self, topic: str, addrs: Sequence[str],
                                       warnings: list[str]) -> list[Producer]:
-        """The nsqd producing ``topic`` according to any nsqlookupd (``/lookup``)."""
-        async def fetch(addr: str) -> list[Producer]:
-            try:
-                doc = await self.get_json(f"http://{addr}/lookup?topic={_q(topic)}")
-            except RequestFailed as exc:
-                if exc.status == 404:  # TOPIC_NOT_FOUND: nobody produces it
-                    return []
-                raise
-            return [Producer.from_lookupd(p) for p in doc.get("producers") or []]
-
-        results, errors = await self._each(addrs, fetch)
+        """The nsqd producing ``topic`` according to any nsqlookupd (``/lookup``; a topic
+        a lookupd does not know has no producers there)."""
+        results, errors = await self._each(
+            addrs, lambda addr: lookup.lookup(self.client, addr, topic, timeout=self.timeout))
         self._check("nsqlookupd", addrs, errors, warnings)
         producers: list[Producer] = []
         seen: set[str] = set()
         for _, found in results:
-            for p in found:
+            for peer in found.producers:
+                p = Producer.from_peer(peer)
                 if p.http_address not in seen:
                     seen.add(p.http_address)
                     producers.append(p)
@@ -385,16 +291,31 @@ class ClusterInfo:
     # warning). Finding the nodes to act on raises ClusterError when every node fails
     # (answered 502), as in Go.
     async def _post_all(self, urls: Sequence[str]) -> list[str]:
-        """POST every URL concurrently; returns the error messages."""
-        _, errors = await self._each(urls, self.post)
+        """POST every nsqd URL concurrently; returns the error messages."""
+        async def one(url: str) -> None:
+            logger.info("CI: querying nsqd %s", url)
+            await post(self.client, url)
+
+        _, errors = await self._each(urls, one)
+        return errors
+
+    async def _on_lookupd(self, addrs: Sequence[str], what: str,
+                          action: Callable[[str], Awaitable[None]]) -> list[str]:
+        """Run one :mod:`client.lookup` write on every nsqlookupd; returns the errors."""
+        async def one(addr: str) -> None:
+            logger.info("CI: %s on nsqlookupd %s", what, addr)
+            await action(addr)
+
+        _, errors = await self._each(addrs, one)
         return errors
 
     async def tombstone_node_for_topic(self, topic: str, node: str,
                                        lookupd: Sequence[str]) -> list[str]:
         """Tombstone ``node`` for ``topic`` on every nsqlookupd, then delete the topic on
         that node. Returns the errors (Go's ``PartialErr``)."""
-        qs = f"topic={_q(topic)}&node={_q(node)}"
-        errors = await self._post_all([f"http://{a}/topic/tombstone?{qs}" for a in lookupd])
+        errors = await self._on_lookupd(
+            lookupd, f"tombstone {node} for topic {topic}",
+            lambda a: lookup.tombstone_topic_producer(self.client, a, topic, node, timeout=self.timeout))
         producers = await self.nsqd_producers([node], errors)
         errors += await self._post_all(
             [f"http://{p.http_address}/topic/delete?topic={_q(topic)}" for p in producers])
@@ -404,11 +325,15 @@ class ClusterInfo:
                                    lookupd: Sequence[str]) -> list[str]:
         """Create the topic (and channel) on every nsqlookupd, and the channel on every
         nsqd producing the topic."""
-        errors = await self._post_all([f"http://{a}/topic/create?topic={_q(topic)}" for a in lookupd])
+        errors = await self._on_lookupd(
+            lookupd, f"create topic {topic}",
+            lambda a: lookup.create_topic(self.client, a, topic, timeout=self.timeout))
         if channel:
-            qs = f"topic={_q(topic)}&channel={_q(channel)}"
-            errors += await self._post_all([f"http://{a}/channel/create?{qs}" for a in lookupd])
+            errors += await self._on_lookupd(
+                lookupd, f"create channel {topic}/{channel}",
+                lambda a: lookup.create_channel(self.client, a, topic, channel, timeout=self.timeout))
             producers = await self.lookupd_topic_producers(topic, lookupd, errors)
+            qs = f"topic={_q(topic)}&channel={_q(channel)}"
             errors += await self._post_all(
                 [f"http://{p.http_address}/channel/create?{qs}" for p in producers])
         return errors
@@ -427,7 +352,9 @@ class ClusterInfo:
         errors: list[str] = []
         producers = await self.topic_producers(topic, lookupd, nsqd, errors)
         qs = f"topic={_q(topic)}"
-        errors += await self._post_all([f"http://{a}/topic/delete?{qs}" for a in lookupd])
+        errors += await self._on_lookupd(
+            lookupd, f"delete topic {topic}",
+            lambda a: lookup.delete_topic(self.client, a, topic, timeout=self.timeout))
         errors += await self._post_all([f"http://{p.http_address}/topic/delete?{qs}"
                                         for p in producers])
         return errors
@@ -438,7 +365,9 @@ class ClusterInfo:
         errors: list[str] = []
         producers = await self.topic_producers(topic, lookupd, nsqd, errors)
         qs = f"topic={_q(topic)}&channel={_q(channel)}"
-        errors += await self._post_all([f"http://{a}/channel/delete?{qs}" for a in lookupd])
+        errors += await self._on_lookupd(
+            lookupd, f"delete channel {topic}/{channel}",
+            lambda a: lookup.delete_channel(self.client, a, topic, channel, timeout=self.timeout))
         errors += await self._post_all([f"http://{p.http_address}/channel/delete?{qs}"
                                         for p in producers])
         return errors

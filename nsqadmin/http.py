@@ -15,6 +15,7 @@ nothing); Graphite endpoints (``/api/graphite``, ``/render``) do not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import mimetypes
@@ -383,7 +384,7 @@ class _Server:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise HTTPError(400, "INVALID_VALUE")
                 try:
-                    self.admin.swap_options(lookupd_http_addresses=value)
+                    self.admin.swap_options(dataclasses.replace(self.admin.options, lookupd_http_addresses=value))
                 except ValueError:  # e.g. neither nsqd nor lookupd addresses left
                     raise HTTPError(400, "INVALID_VALUE") from None
             elif name == "log_level":
@@ -393,7 +394,7 @@ class _Server:
                 except ValueError:
                     raise HTTPError(400, "INVALID_VALUE") from None
                 set_level(level)
-                self.admin.swap_options(log_level=level.lower())
+                self.admin.swap_options(dataclasses.replace(self.admin.options, log_level=level.lower()))
             else:
                 raise HTTPError(400, "INVALID_OPTION")
         for spec in option_specs(Options):

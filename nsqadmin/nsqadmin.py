@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import ssl
@@ -70,10 +69,11 @@ class NSQAdmin:
         self.sampler: Sampler | None = None
         self.notifier: Notifier | None = None
 
-    def swap_options(self, **changes: object) -> Options:
-        """Replace the options with a copy carrying ``changes`` (Go's ``swapOpts``)."""
-        self.options = dataclasses.replace(self.options, **changes)  # type: ignore[arg-type]
-        return self.options
+    def swap_options(self, options: Options) -> Options:
+        """Replace the options (Go's ``swapOpts``): callers pass a ``dataclasses.replace``
+        of :attr:`options`."""
+        self.options = options
+        return options
 
     def targets(self) -> tuple[list[str], list[str]]:
         """The current ``(lookupd, nsqd)`` HTTP address lists."""

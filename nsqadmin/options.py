@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from internal.logs import parse_level
 from internal.netaddr import split_host_port
+from internal.options import duration, option
 
 __all__ = ["Options", "normalize_base_path"]
-
-
-def _opt(default: Any, flag: str, help: str, **extra: Any) -> Any:
-    meta = {"flag": flag, "help": help, **extra}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _dur(default: float, flag: str, help: str) -> Any:
-    return _opt(default, flag, help, duration=True)
 
 
 def normalize_base_path(path: str) -> str:
@@ -45,67 +34,67 @@ class Options:
     samples (``graph_sample_interval`` / ``graph_retention``) instead of Graphite.
     """
 
-    log_level: str = _opt("info", "log-level", "set log verbosity: debug, info, warn, error, or fatal")
-    log_prefix: str = _opt("[nsqadmin] ", "log-prefix", "log message prefix")
-    verbose: bool = _opt(False, "verbose", "[deprecated] has no effect, use --log-level")
+    log_level: str = option("info", "log-level", "set log verbosity: debug, info, warn, error, or fatal")
+    log_prefix: str = option("[nsqadmin] ", "log-prefix", "log message prefix")
+    verbose: bool = option(False, "verbose", "[deprecated] has no effect, use --log-level")
 
-    http_address: str = _opt("0.0.0.0:4171", "http-address", "<addr>:<port> to listen on for HTTP clients")
-    base_path: str = _opt("/", "base-path", "URL base path")
-    max_connections: int = _opt(10000, "max-connections",
-                                "maximum open connections per listener; more are closed at once (0 = unlimited)")
-    dev_static_dir: str = _opt("", "dev-static-dir", "(development use only)")
+    http_address: str = option("0.0.0.0:4171", "http-address", "<addr>:<port> to listen on for HTTP clients")
+    base_path: str = option("/", "base-path", "URL base path")
+    max_connections: int = option(10000, "max-connections",
+                                  "maximum open connections per listener; more are closed at once (0 = unlimited)")
+    dev_static_dir: str = option("", "dev-static-dir", "(development use only)")
 
-    graphite_url: str = _opt("", "graphite-url", "graphite HTTP address (ignored: graphs are built in)")
-    proxy_graphite: bool = _opt(False, "proxy-graphite", "proxy HTTP requests to graphite (ignored)")
-    statsd_counter_format: str = _opt("stats.counters.%s.count", "statsd-counter-format",
-                                      "The counter stats key formatting applied by the implementation "
+    graphite_url: str = option("", "graphite-url", "graphite HTTP address (ignored: graphs are built in)")
+    proxy_graphite: bool = option(False, "proxy-graphite", "proxy HTTP requests to graphite (ignored)")
+    statsd_counter_format: str = option("stats.counters.%s.count", "statsd-counter-format",
+                                        "The counter stats key formatting applied by the implementation "
+                                        "of statsd (ignored)")
+    statsd_gauge_format: str = option("stats.gauges.%s", "statsd-gauge-format",
+                                      "The gauge stats key formatting applied by the implementation "
                                       "of statsd (ignored)")
-    statsd_gauge_format: str = _opt("stats.gauges.%s", "statsd-gauge-format",
-                                    "The gauge stats key formatting applied by the implementation "
-                                    "of statsd (ignored)")
-    statsd_prefix: str = _opt("nsq.%s", "statsd-prefix",
-                              "prefix used for keys sent to statsd (ignored)")
-    statsd_interval: float = _dur(60.0, "statsd-interval",
-                                  "time interval nsqd is configured to push to statsd (ignored)")
+    statsd_prefix: str = option("nsq.%s", "statsd-prefix",
+                                "prefix used for keys sent to statsd (ignored)")
+    statsd_interval: float = duration(60.0, "statsd-interval",
+                                      "time interval nsqd is configured to push to statsd (ignored)")
 
-    graph_sample_interval: float = _dur(10.0, "graph-sample-interval",
-                                        "how often cluster stats are sampled for the built-in graphs")
-    graph_retention: float = _dur(3600.0, "graph-retention",
-                                  "how much sampled history the built-in graphs keep in memory")
-    graph_max_series: int = _opt(10000, "graph-max-series",
-                                 "maximum number of graphed series (topics, channels, topic per "
-                                 "node); each keeps 16 bytes per sample of retention")
+    graph_sample_interval: float = duration(10.0, "graph-sample-interval",
+                                            "how often cluster stats are sampled for the built-in graphs")
+    graph_retention: float = duration(3600.0, "graph-retention",
+                                      "how much sampled history the built-in graphs keep in memory")
+    graph_max_series: int = option(10000, "graph-max-series",
+                                   "maximum number of graphed series (topics, channels, topic per "
+                                   "node); each keeps 16 bytes per sample of retention")
 
-    notification_http_endpoint: str = _opt("", "notification-http-endpoint",
-                                           "HTTP endpoint (fully qualified) to which POST notifications "
-                                           "of admin actions will be sent")
+    notification_http_endpoint: str = option("", "notification-http-endpoint",
+                                             "HTTP endpoint (fully qualified) to which POST notifications "
+                                             "of admin actions will be sent")
 
-    http_client_connect_timeout: float = _dur(2.0, "http-client-connect-timeout", "timeout for HTTP connect")
-    http_client_request_timeout: float = _dur(5.0, "http-client-request-timeout", "timeout for HTTP request")
+    http_client_connect_timeout: float = duration(2.0, "http-client-connect-timeout", "timeout for HTTP connect")
+    http_client_request_timeout: float = duration(5.0, "http-client-request-timeout", "timeout for HTTP request")
 
-    http_client_tls_insecure_skip_verify: bool = _opt(
+    http_client_tls_insecure_skip_verify: bool = option(
         False, "http-client-tls-insecure-skip-verify",
         "configure the HTTP client to skip verification of TLS certificates")
-    http_client_tls_root_ca_file: str = _opt("", "http-client-tls-root-ca-file",
-                                             "path to CA file for the HTTP client")
-    http_client_tls_cert: str = _opt("", "http-client-tls-cert", "path to certificate file for the HTTP client")
-    http_client_tls_key: str = _opt("", "http-client-tls-key", "path to key file for the HTTP client")
+    http_client_tls_root_ca_file: str = option("", "http-client-tls-root-ca-file",
+                                               "path to CA file for the HTTP client")
+    http_client_tls_cert: str = option("", "http-client-tls-cert", "path to certificate file for the HTTP client")
+    http_client_tls_key: str = option("", "http-client-tls-key", "path to key file for the HTTP client")
 
-    allow_config_from_cidr: str = _opt("127.0.0.1/8", "allow-config-from-cidr",
-                                       "A CIDR from which to allow HTTP requests to the /config endpoint")
-    acl_http_header: str = _opt("X-Forwarded-User", "acl-http-header",
-                                "HTTP header to check for authenticated admin users")
+    allow_config_from_cidr: str = option("127.0.0.1/8", "allow-config-from-cidr",
+                                         "A CIDR from which to allow HTTP requests to the /config endpoint")
+    acl_http_header: str = option("X-Forwarded-User", "acl-http-header",
+                                  "HTTP header to check for authenticated admin users")
 
-    lookupd_http_addresses: list[str] = _opt([], "lookupd-http-address",
-                                             "lookupd HTTP address (may be given multiple times)",
-                                             cfg="nsqlookupd_http_addresses")
-    nsqd_http_addresses: list[str] = _opt([], "nsqd-http-address",
-                                          "nsqd HTTP address (may be given multiple times)",
-                                          cfg="nsqd_http_addresses")
-    admin_users: list[str] = _opt([], "admin-user",
-                                  "admin user (may be given multiple times; if specified, only these "
-                                  "users will be able to perform privileged actions; acl-http-header "
-                                  "is used to determine the authenticated user)", cfg="admin_users")
+    lookupd_http_addresses: list[str] = option([], "lookupd-http-address",
+                                               "lookupd HTTP address (may be given multiple times)",
+                                               cfg="nsqlookupd_http_addresses")
+    nsqd_http_addresses: list[str] = option([], "nsqd-http-address",
+                                            "nsqd HTTP address (may be given multiple times)",
+                                            cfg="nsqd_http_addresses")
+    admin_users: list[str] = option([], "admin-user",
+                                    "admin user (may be given multiple times; if specified, only these "
+                                    "users will be able to perform privileged actions; acl-http-header "
+                                    "is used to determine the authenticated user)", cfg="admin_users")
 
     def __post_init__(self) -> None:
         """Validate as ``nsqadmin.New`` does.

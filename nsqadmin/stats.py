@@ -1,6 +1,7 @@
 """Cluster stats in Go nsqadmin 1.3's JSON shapes (``internal/clusterinfo/types.go``).
 
-Pure functions over decoded JSON: nothing here does I/O. nsqd's ``/stats`` documents
+Pure functions over decoded JSON (and :class:`client.lookup.PeerInfo`): nothing here
+does I/O. nsqd's ``/stats`` documents
 are normalised into Go's ``TopicStats`` / ``ChannelStats`` / ``ClientStats`` field sets
 (same keys, same order, same zero values) and aggregated across nodes like Go's
 ``Add`` methods.
@@ -21,7 +22,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client.lookup import PeerInfo
 
 __all__ = [
     "Producer",
@@ -87,19 +91,14 @@ class Producer:
         self.out_of_date = False
 
     @classmethod
-    def from_lookupd(cls, doc: Doc) -> Producer:
-        """Build from one entry of nsqlookupd's ``producers`` list."""
-        names = doc.get("topics") or []
-        tombstones = doc.get("tombstones") or []
-        topics = [(str(name), bool(tombstones[i]) if i < len(tombstones) else False)
-                  for i, name in enumerate(names)] or None
-        return cls(remote_address=str(doc.get("remote_address") or ""),
-                   hostname=str(doc.get("hostname") or ""),
-                   broadcast_address=str(doc.get("broadcast_address") or ""),
-                   tcp_port=int(doc.get("tcp_port") or 0),
-                   http_port=int(doc.get("http_port") or 0),
-                   version=str(doc.get("version") or ""),
-                   topics=topics)
+    def from_peer(cls, peer: PeerInfo) -> Producer:
+        """Build from nsqlookupd's description of one nsqd (:mod:`client.lookup`)."""
+        tombstones = peer.tombstones
+        topics = [(name, i < len(tombstones) and tombstones[i])
+                  for i, name in enumerate(peer.topics)] or None
+        return cls(remote_address=peer.remote_address, hostname=peer.hostname,
+                   broadcast_address=peer.broadcast_address, tcp_port=peer.tcp_port,
+                   http_port=peer.http_port, version=peer.version, topics=topics)
 
     @property
     def http_address(self) -> str:

@@ -20,7 +20,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict, Unpack
 
 import httpx
 import trio
@@ -79,7 +79,7 @@ class AuthState:
         return self.expires < (time.time() if now is None else now)
 
 
-def _compile(pattern: Any, what: str) -> re.Pattern[str]:
+def _compile(pattern: object, what: str) -> re.Pattern[str]:
     if not isinstance(pattern, str):
         raise AuthError(f"{what} must be a string")
     try:
@@ -164,7 +164,24 @@ async def query_authd(address: str, *, remote_ip: str, tls: bool, common_name: s
     return parse_auth_response(resp.content)
 
 
-async def query_any_authd(addresses: list[str], **kwargs: Any) -> AuthState:
+class AuthQuery(TypedDict):
+    """The keyword arguments of :func:`query_authd` (what is asked, and how)."""
+
+    remote_ip: str
+    tls: bool
+    common_name: str
+    secret: str
+    ssl_context: ssl.SSLContext | None
+    connect_timeout: float
+    request_timeout: float
+    method: NotRequired[str]
+
+
+#: what identifies an asker in :class:`AuthCache`: (secret, remote IP, over TLS)
+AuthKey = tuple[str, str, bool]
+
+
+async def query_any_authd(addresses: list[str], **kwargs: Unpack[AuthQuery]) -> AuthState:
     """Try the auth servers from a random one on, until one answers.
 
     Raises:
@@ -185,25 +202,25 @@ async def query_any_authd(addresses: list[str], **kwargs: Any) -> AuthState:
 class AuthCache:
     """Auth server replies kept for their ttl, for requests without a connection (HTTP).
 
-    Keyed by whatever identifies the asker (secret, remote IP, TLS); at most
+    Keyed by what identifies the asker (:data:`AuthKey`); at most
     ``max_entries`` are kept (expired ones go first, then the oldest).
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: dict[tuple[Any, ...], AuthState] = {}
+        self._entries: dict[AuthKey, AuthState] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: tuple[Any, ...]) -> AuthState | None:
+    def get(self, key: AuthKey) -> AuthState | None:
         state = self._entries.get(key)
         if state is not None and state.is_expired():
             del self._entries[key]
             return None
         return state
 
-    def put(self, key: tuple[Any, ...], state: AuthState) -> None:
+    def put(self, key: AuthKey, state: AuthState) -> None:
         entries = self._entries
         if len(entries) >= self.max_entries:
             now = time.time()

@@ -39,7 +39,6 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import trio
 
@@ -544,6 +543,6 @@ class DeferredStore(BucketFiles):
                 pass
         self._stop_syncing()
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> dict[str, int]:
         return {"count": self._count, "in_memory": self.in_memory(),
                 "buckets": len(self._buckets), "spilled": self.spilled}

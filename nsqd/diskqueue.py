@@ -284,7 +284,7 @@ class DiskQueue(SegmentFiles):
                         except CorruptRecord as exc:
                             corrupt = str(exc)
                             break
-                        assert rec is not None
+                        assert rec is not None and len(rec) == 5
                         msg = DueMsg(rec[0], rec[1], rec[2], rec[3], _wall_ns_to_mono(rec[4]))
                     else:
                         corrupt = f"invalid record size {size}"

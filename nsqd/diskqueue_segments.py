@@ -24,7 +24,8 @@ import os
 import re
 import struct
 import time
-from typing import Any
+
+from internal.gojson import JSON
 
 from .fileio import AppendFile, SyncedFiles, remove_file, write_atomic
 from .records import scan_file
@@ -103,10 +104,10 @@ class SegmentFiles(SyncedFiles):
         return os.path.join(self.data_path, f"{self.name}.tdq.meta.json")
 
     # ------------------------------------------------------------------ start-up
-    def _load_meta(self) -> dict[str, Any] | None:
+    def _load_meta(self) -> dict[str, JSON] | None:
         try:
             with open(self._meta_path(), "rb") as f:
-                meta: dict[str, Any] = json.loads(f.read())
+                meta: dict[str, JSON] = json.loads(f.read())
             meta["read"] = [int(x) for x in meta["read"]]
             meta["write"] = [int(x) for x in meta["write"]]
             meta["totals"] = {int(k): int(v) for k, v in meta["totals"].items()}

@@ -34,12 +34,14 @@ or a daemon exiting still answers 503 ``EXITING``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -52,6 +54,7 @@ from client.protocol import (
 from internal.gojson import loads
 from internal.http import (
     V1_HEADER,
+    Handler,
     HTTPError,
     Request,
     Response,
@@ -89,8 +92,6 @@ if TYPE_CHECKING:
 __all__ = ["make_router", "serve_nsqd_http"]
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[Request], Any]
 
 #: NSQ's ``boolParams``
 _BOOL_PARAMS = {"true": True, "1": True, "false": False, "0": False}
@@ -442,7 +443,7 @@ class _API:
                 raise HTTPError(413, "INVALID_VALUE")
             if opt == "nsqlookupd_tcp_addresses":
                 addresses = _parse_address_list(body)
-                nsqd.swap_options(lookupd_tcp_addresses=addresses)
+                nsqd.swap_options(dataclasses.replace(nsqd.options, lookupd_tcp_addresses=addresses))
                 if nsqd.lookup is not None:
                     nsqd.lookup.set_addresses(addresses)
             elif opt == "log_level":
@@ -452,7 +453,7 @@ class _API:
                 except (UnicodeDecodeError, ValueError):
                     raise HTTPError(400, "INVALID_VALUE") from None
                 set_level(name)
-                nsqd.swap_options(log_level=name.lower())
+                nsqd.swap_options(dataclasses.replace(nsqd.options, log_level=name.lower()))
             else:
                 raise HTTPError(400, "INVALID_OPTION")
         spec = self._specs.get(opt)
@@ -467,9 +468,13 @@ def _ns(seconds: float) -> int:
     return round(seconds * 1e9)
 
 
-def _config_value(spec: OptionSpec, value: Any) -> Any:
+#: an option's value (see internal.options for the supported types)
+_OptionValue = bool | int | float | str | list[str] | list[int] | list[float]
+
+
+def _config_value(spec: OptionSpec, value: _OptionValue) -> _OptionValue:
     """An option as NSQ's ``GET /config/<opt>`` shows it."""
-    if spec.kind == "duration":
+    if spec.kind == "duration" and isinstance(value, float | int):
         return _ns(value)
     if spec.name == "log_level":
         return _NSQ_LOG_LEVELS.get(str(value).lower(), value)
@@ -507,7 +512,8 @@ class _RequestLog:
     def __enter__(self) -> _RequestLog:
         return self
 
-    def __exit__(self, typ: Any, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if isinstance(exc, HTTPError):
             self.status = exc.status
         if self.status and logger.isEnabledFor(logging.INFO):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from internal.gojson import JSON
 
 __all__ = ["IdentifyData"]
 
@@ -36,7 +36,7 @@ class IdentifyData:
             "sample_rate", "msg_timeout")
     _BOOL = ("feature_negotiation", "tls_v1", "snappy", "deflate")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, JSON]) -> None:
         for key in self._STR:
             value = data.get(key, "")
             if value is None:

@@ -17,7 +17,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import trio
 
@@ -33,7 +33,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Identity = Callable[[], Mapping[str, Any]]
+#: the IDENTIFY body nsqd sends (version, ports, hostname, broadcast address)
+Identity = Callable[[], Mapping[str, str | int]]
 Registrations = Callable[[], Iterable[tuple[str, str | None]]]
 Connector = Callable[[str], Awaitable[trio.abc.Stream]]
 

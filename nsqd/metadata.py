@@ -17,9 +17,10 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Any
 
 import trio
+
+from internal.gojson import JSON
 
 from .backend import BackendError
 from .fileio import write_atomic
@@ -49,7 +50,7 @@ class MetadataFile:
         document: Builds the document to write (called in the event loop).
     """
 
-    def __init__(self, path: str, document: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, path: str, document: Callable[[], dict[str, JSON]]) -> None:
         self.path = path
         self._document = document
         #: changes so far; a write covers every change made before it began
@@ -61,7 +62,7 @@ class MetadataFile:
         self._written = trio.Event()
 
     # ------------------------------------------------------------------ reading
-    def load(self) -> list[dict[str, Any]] | None:
+    def load(self) -> list[dict[str, JSON]] | None:
         """The topics of the file; None when there is none.
 
         Raises:

@@ -7,7 +7,6 @@ bound addresses (port 0 picks free ports).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import logging
@@ -17,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 import trio
@@ -30,6 +29,7 @@ from client.protocol import (
     is_valid_topic_name,
 )
 from internal.connlimit import ConnectionLimit
+from internal.gojson import JSON
 from internal.netaddr import join_host_port, split_host_port
 from internal.startup import listen_failed
 from internal.version import NSQ_VERSION, version_string
@@ -116,9 +116,10 @@ class NSQD:
             self._client_tls_context = build_client_context(self.options)
         return self._client_tls_context
 
-    def swap_options(self, **changes: Any) -> None:
-        """Replace options at runtime (PUT /config), NSQ's swapOpts."""
-        self.options = dataclasses.replace(self.options, **changes)
+    def swap_options(self, options: Options) -> None:
+        """Replace the options at runtime (PUT /config), NSQ's ``swapOpts``: callers pass
+        a ``dataclasses.replace`` of :attr:`options`."""
+        self.options = options
 
     # ------------------------------------------------------------------ topics
     def _backend(self, name: str, ephemeral: bool) -> Backend[Entry]:
@@ -278,7 +279,7 @@ class NSQD:
             yield from list(topic.channels.values())
 
     # ------------------------------------------------------------------ metadata
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> dict[str, JSON]:
         """NSQ's metadata document: non-ephemeral topics/channels and paused flags."""
         topics = []
         for topic in self.topics.values():
@@ -420,7 +421,7 @@ class NSQD:
     async def _serve_tcp(self, listeners: list[trio.SocketListener]) -> None:
         await trio.serve_listeners(self.tcp.handle, listeners)
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, str | int]:
         """What nsqd tells lookupd about itself in IDENTIFY."""
         opts = self.options
         assert self.bound is not None

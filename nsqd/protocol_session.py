@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NoReturn
 
 from client.compression import SNAPPY_AVAILABLE
 from client.protocol import OK, Command
@@ -46,7 +46,7 @@ __all__ = ["auth_expired", "authorization_error", "check_auth_command", "check_i
 logger = logging.getLogger(__name__)
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     """NaN and Infinity are not JSON (Go's decoder refuses them too)."""
     raise ValueError(f"invalid JSON constant {name}")
 

@@ -19,7 +19,6 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
-from typing import Any
 
 from .backend import Msg
 
@@ -89,8 +88,12 @@ def encode_due_records(msgs: Iterable[Msg], dues_ns: Iterable[int]) -> list[byte
     return parts
 
 
+#: a decoded record: (id, body, timestamp ns, attempts), plus due time ns when deferred
+Record = tuple[bytes, bytes, int, int] | tuple[bytes, bytes, int, int, int]
+
+
 def decode_record(buf: bytes | memoryview, off: int, limit: int, max_size: int
-                  ) -> tuple[tuple[Any, ...] | None, int]:
+                  ) -> tuple[Record | None, int]:
     """The record at ``off``: ``((id, body, ts, attempts[, due_ns]), end)``.
 
     Returns ``(None, off)`` when the record is not complete before ``limit``.

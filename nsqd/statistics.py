@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from internal.quantile import WindowedQuantile
+    from internal.quantile import Result, WindowedQuantile
 
 __all__ = ["NO_LATENCY", "ChannelStatistics", "ClientStatistics", "LatencyStatistics",
            "TopicStatistics"]
@@ -57,7 +57,7 @@ class LatencyStatistics:
     windows: int  #: latency windows merged (0: none kept)
 
     @classmethod
-    def of(cls, result: dict[str, Any], windows: Sequence[WindowedQuantile]) -> LatencyStatistics:
+    def of(cls, result: Result, windows: Sequence[WindowedQuantile]) -> LatencyStatistics:
         """From a ``quantile.Result`` (:func:`internal.quantile.e2e_result`) of ``windows``."""
         pairs = result["percentiles"]
         return cls(result["count"],

@@ -26,8 +26,9 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from internal.gojson import JSON
 from internal.options import format_duration
 from internal.version import version_string
 
@@ -55,7 +56,10 @@ __all__ = [
     "topic_json",
 ]
 
-Stats = dict[str, Any]
+#: a JSON document of ``/stats``
+Stats = dict[str, JSON]
+#: :func:`memory_stats`: NSQ's ``memStats`` keys → figures
+MemoryStats = dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,7 @@ _gc_pauses: deque[int] = deque(maxlen=256)
 _gc_started = 0
 
 
-def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
     global _gc_started
     if phase == "start":
         _gc_started = time.perf_counter_ns()
@@ -241,7 +245,7 @@ def _rss_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def memory_stats() -> Stats:
+def memory_stats() -> MemoryStats:
     """NSQ's ``memStats`` keys with CPython's cheap counterparts.
 
     * ``heap_objects``: ``sys.getallocatedblocks()`` (live small-object blocks; walking
@@ -327,7 +331,7 @@ _MEM_KEYS = ("heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_relea
              "gc_total_runs")
 
 
-def render_text(stats: NSQDStatistics, memory: Stats | None, health: str, start_time: float,
+def render_text(stats: NSQDStatistics, memory: MemoryStats | None, health: str, start_time: float,
                 now: float | None = None) -> str:
     """The text body of ``GET /stats`` (Go's ``printStats``), byte for byte.
 

@@ -25,14 +25,14 @@ import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from client.protocol import is_ephemeral
 from internal.netaddr import join_host_port, split_host_port
 
-from .stats import get_stats, memory_stats
+from .stats import MemoryStats, get_stats, memory_stats
 
 if TYPE_CHECKING:
     from .nsqd import NSQD
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["StatsdPusher", "host_key", "pack_datagrams", "statsd_lines", "statsd_prefix"]
 
 logger = logging.getLogger(__name__)
-
-Stats = dict[str, Any]
 
 _MEM_GAUGES = ("heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_released_bytes",
                "gc_pause_usec_100", "gc_pause_usec_99", "gc_pause_usec_95", "next_gc_bytes")
@@ -62,21 +60,23 @@ def statsd_prefix(template: str, broadcast_address: str, http_port: int) -> str:
     return prefix if prefix.endswith(".") else prefix + "."
 
 
-_Table = tuple[tuple[str, Callable[[Any], int], bool], ...]
+R = TypeVar("R", "TopicStatistics", "ChannelStatistics")
+
+#: (statsd name, field getter, counter) of one kind of statistics record
+_Table = tuple[tuple[str, Callable[[R], int], bool], ...]
 
 #: (statsd name, record field, counter) in Go's order
-_TOPIC_STATS: _Table = tuple((name, attrgetter(field), counter) for name, field, counter in (
+_TOPIC_STATS: _Table[TopicStatistics] = tuple((name, attrgetter(field), counter) for name, field, counter in (
     ("message_count", "message_count", True), ("message_bytes", "message_bytes", True),
     ("depth", "depth", False), ("backend_depth", "backend_depth", False)))
-_CHANNEL_STATS: _Table = tuple((name, attrgetter(field), counter) for name, field, counter in (
+_CHANNEL_STATS: _Table[ChannelStatistics] = tuple((name, attrgetter(field), counter) for name, field, counter in (
     ("message_count", "message_count", True), ("depth", "depth", False),
     ("backend_depth", "backend_depth", False), ("in_flight_count", "in_flight_count", False),
     ("deferred_count", "deferred_count", False), ("requeue_count", "requeue_count", True),
     ("timeout_count", "timeout_count", True), ("clients", "client_count", False)))
 
 
-def _stat_lines(out: list[str], stat: str, rec: TopicStatistics | ChannelStatistics,
-                prev: TopicStatistics | ChannelStatistics | None, table: _Table,
+def _stat_lines(out: list[str], stat: str, rec: R, prev: R | None, table: _Table[R],
                 e2e: LatencyStatistics) -> None:
     for name, get, counter in table:
         if counter:
@@ -88,8 +88,8 @@ def _stat_lines(out: list[str], stat: str, rec: TopicStatistics | ChannelStatist
 
 
 def statsd_lines(topics: Sequence[TopicStatistics], last: Sequence[TopicStatistics] | None,
-                 prefix: str, *, exclude_ephemeral: bool = False, mem: Stats | None = None,
-                 last_mem: Stats | None = None) -> list[str]:
+                 prefix: str, *, exclude_ephemeral: bool = False, mem: MemoryStats | None = None,
+                 last_mem: MemoryStats | None = None) -> list[str]:
     """The lines of one push: ``topics`` (:func:`~nsqd.stats.get_stats` records) against
     the ``last`` push; ``mem`` (:func:`~nsqd.stats.memory_stats`) adds ``mem.*``."""
     out: list[str] = []
@@ -141,7 +141,7 @@ class StatsdPusher:
     def __init__(self, nsqd: NSQD) -> None:
         self.nsqd = nsqd
         self._last: tuple[TopicStatistics, ...] | None = None
-        self._last_mem: Stats | None = None
+        self._last_mem: MemoryStats | None = None
         self._failing: str | None = None
 
     def _fail(self, addr: str, why: str) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import trio
+
     from .options import Options
 
 __all__ = [
@@ -191,7 +193,7 @@ class TLSInfo:
 
     __slots__ = ("cipher_suite", "common_name", "negotiated_protocol", "version")
 
-    def __init__(self, ssl_object: Any) -> None:
+    def __init__(self, ssl_object: trio.SSLStream[trio.abc.Stream]) -> None:
         version = ssl_object.version() or ""
         self.version = _GO_VERSION_NAMES.get(version, f"Unknown {version}")
         cipher = ssl_object.cipher()

@@ -1,8 +1,10 @@
-"""Test helpers: a raw protocol-V2 connection built on the codec, for poking nsqd."""
+"""Test helpers: a raw protocol-V2 connection built on the codec, for poking nsqd;
+addresses as ``host:port`` strings, and one where nothing listens."""
 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 from typing import Any
 
@@ -11,6 +13,18 @@ import trio
 from client.protocol import HEARTBEAT, MAGIC_V2, FrameReader, FrameType, RawMessage, commands, decode_message
 
 TIMEOUT = 10.0
+
+
+def addr(hostport: tuple[str, int]) -> str:
+    """``host:port`` of a bound address."""
+    return f"{hostport[0]}:{hostport[1]}"
+
+
+def dead_address() -> str:
+    """A loopback address where nothing listens (bound then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return addr(s.getsockname())
 
 
 class RawConn:

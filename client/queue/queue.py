@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, cast, final
@@ -93,32 +93,36 @@ class QueueStatistics:
 
 
 class _ProducerHandle:
-    """The :class:`ProduceListener` given to one producer; tracks its pause state."""
+    """The :class:`ProduceListener` given to one producer; tracks its pause state and
+    reports changes through the callbacks its queue gave it."""
 
-    __slots__ = ("_attached", "_paused", "_queue")
+    __slots__ = ("_attached", "_detached", "_on_paused", "_on_resumed", "_paused")
 
-    def __init__(self, queue: Queue[Any]) -> None:
-        self._queue = queue
+    def __init__(self, on_paused: Callable[[], None], on_resumed: Callable[[], None],
+                 detached: Callable[[], None]) -> None:
+        self._on_paused = on_paused
+        self._on_resumed = on_resumed
+        self._detached = detached
         self._paused = False
         self._attached = True
-        queue._producer_resumed()
+        on_resumed()
 
     def on_producer_pause(self) -> None:
         if self._attached and not self._paused:
             self._paused = True
-            self._queue._producer_paused()
+            self._on_paused()
 
     def on_producer_resume(self) -> None:
         if self._attached and self._paused:
             self._paused = False
-            self._queue._producer_resumed()
+            self._on_resumed()
 
     def detach(self) -> None:
         """Forget this producer (its task ended); shutdown does not notify listeners."""
         if self._attached:
             self._attached = False
             if not self._paused:
-                self._queue._active -= 1
+                self._detached()
 
 
 async def _build(factory: Any) -> Any:
@@ -318,7 +322,7 @@ class Queue(Generic[T]):
             self._failures,
         )
 
-    # -- pause bookkeeping (called by _ProducerHandle) --------------------------------
+    # -- pause bookkeeping (_ProducerHandle callbacks) ---------------------------------
 
     def _producer_paused(self) -> None:
         self._active -= 1
@@ -333,6 +337,9 @@ class Queue(Generic[T]):
             self._paused = False
             logger.info("QUEUE(%s): resumed", self._name)
             self._notify("on_resume")
+
+    def _producer_detached(self) -> None:
+        self._active -= 1  # an active producer ended: no listener is told
 
     def _notify(self, method: str) -> None:
         for listener in list(self._listeners):
@@ -365,7 +372,8 @@ class Queue(Generic[T]):
                 if producer is None:
                     return
                 try:
-                    handle = _ProducerHandle(self)
+                    handle = _ProducerHandle(self._producer_paused, self._producer_resumed,
+                                             self._producer_detached)
                     try:
                         producer.add_listener(handle)
                         await self._produce_loop(producer, send)

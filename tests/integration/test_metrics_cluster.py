@@ -48,7 +48,7 @@ async def test_lookupd_and_admin_metrics(lookupd_cluster: Cluster) -> None:  # n
 
 
 async def test_admin_metrics_with_dead_nsqd(cluster: Cluster) -> None:  # noqa: F811
-    from test_nsqadmin import dead_address
+    from helpers import dead_address
     await cluster.start_admin(nsqd_http_addresses=[dead_address()])
     text, fams = await _scrape(cluster, cluster.admin_url)
     assert value(fams, "nsqadmin_scrape_errors") >= 1

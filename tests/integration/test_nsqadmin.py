@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from helpers import RawConn
+from helpers import RawConn, addr, dead_address
 
 from internal.http import Request, Response, serve_http, text
 from internal.version import PROJECT_VERSION
@@ -45,10 +45,6 @@ CLIENT_KEYS = ["node", "remote_address", "version", "client_id", "hostname", "us
 PRODUCER_KEYS = ["remote_addresses", "remote_address", "hostname", "broadcast_address",
                  "tcp_port", "http_port", "version", "topics", "out_of_date"]
 E2E_KEYS = ["count", "percentiles", "topic", "channel", "host"]
-
-
-def addr(hostport: tuple[str, int]) -> str:
-    return f"{hostport[0]}:{hostport[1]}"
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
@@ -153,14 +149,6 @@ async def lookupd_cluster(cluster: Cluster) -> Cluster:
     await cluster.start_nsqd()
     await cluster.start_admin()
     return cluster
-
-
-def dead_address() -> str:
-    """A loopback address where nothing listens (bound then closed)."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return addr(s.getsockname())
 
 
 # ------------------------------------------------------------------------------ reads
@@ -452,6 +440,25 @@ async def test_nsqd_mode_with_one_node_down(cluster: Cluster) -> None:
     assert (await c.nsqd_stats(0, topic="half"))["topics"][0]["paused"] is True
 
 
+async def test_nsqd_answering_garbage_is_a_warning(cluster: Cluster) -> None:
+    c = cluster
+    await c.start_nsqd(lookupd=False)
+
+    async def handler(req: Request) -> Response:
+        return text('["not", "stats"]')
+
+    host, port = await c.nursery.start(serve_http, handler, "127.0.0.1", 0)
+    bad = f"{host}:{port}"
+    await c.start_admin(nsqd_http_addresses=[c.nsqd_http(0), bad])
+    await c.make_topic("gb", "ch")
+    doc = (await c.api("GET", "/api/topics")).json()
+    assert doc["topics"] == ["gb"]
+    assert doc["message"].startswith(f"WARNING: unexpected answer from http://{bad}/stats?format=json")
+    for path in ("/api/topics/gb", "/api/nodes", "/api/counter"):
+        r = await c.api("GET", path)
+        assert r.status_code == 200 and bad in r.json()["message"], path
+
+
 async def test_every_node_down_is_502_never_500(cluster: Cluster) -> None:
     c = cluster
     dead = dead_address()
@@ -503,6 +510,37 @@ async def test_lookupd_down(cluster: Cluster) -> None:
     assert doc["message"] == f'WARNING: Get "http://{dead}/topics": dial tcp {dead}: connect: connection refused'
     nodes = (await c.api("GET", "/api/nodes")).json()
     assert len(nodes["nodes"]) == 1 and dead in nodes["message"]
+
+
+async def test_lookupd_answering_garbage(cluster: Cluster) -> None:
+    """A lookupd that answers 200 with a bad body is a failed lookupd (a warning, or 502
+    when it is the only one), never a 500."""
+    c = cluster
+    await c.start_lookupd()
+    await c.start_nsqd()
+
+    async def handler(req: Request) -> Response:
+        return text('["not", "an", "object"]' if req.path == "/nodes" else "<html>oops</html>")
+
+    host, port = await c.nursery.start(serve_http, handler, "127.0.0.1", 0)
+    bad = f"{host}:{port}"
+    await c.start_admin(lookupd_http_addresses=[c.lookupd_http, bad])
+    await c.make_topic("lg", "ch")
+    doc = (await c.api("GET", "/api/topics")).json()
+    assert doc["topics"] == ["lg"]
+    assert doc["message"].startswith(f"WARNING: invalid JSON from http://{bad}/topics - ")
+    nodes = (await c.api("GET", "/api/nodes")).json()
+    assert len(nodes["nodes"]) == 1
+    assert nodes["message"].startswith(f"WARNING: unexpected answer from http://{bad}/nodes - ")
+    r = await c.api("GET", "/api/topics/lg")
+    assert r.status_code == 200 and f"http://{bad}/lookup?topic=lg" in r.json()["message"]
+
+    await c.start_admin(lookupd_http_addresses=[bad])
+    r = await c.api("GET", "/api/topics")
+    assert r.status_code == 502
+    assert r.json()["message"].startswith(
+        f"UPSTREAM_ERROR: failed to query any nsqlookupd: invalid JSON from http://{bad}/topics - ")
+    assert (await c.api("GET", "/api/nodes")).status_code == 502
 
 
 # ------------------------------------------------------------------------------ pages

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from client.lookup import PeerInfo
 from nsqadmin.charts import format_number, line_chart, nice_max, sparkline
 from nsqadmin.graphs import SeriesStore, sample_values
 from nsqadmin.stats import (
@@ -163,10 +164,9 @@ def test_channel_map_and_counter() -> None:
 
 
 def test_producer_shape_and_versions() -> None:
-    p = Producer.from_lookupd({"remote_address": "1.1.1.1:5", "hostname": "h",
-                               "broadcast_address": "::1", "tcp_port": 4150, "http_port": 4151,
-                               "version": "1.2.1", "tombstones": [False, True],
-                               "topics": ["x", "y"]})
+    p = Producer.from_peer(PeerInfo.from_json({
+        "remote_address": "1.1.1.1:5", "hostname": "h", "broadcast_address": "::1", "tcp_port": 4150,
+        "http_port": 4151, "version": "1.2.1", "tombstones": [False, True], "topics": ["x", "y"]}))
     assert p.http_address == "[::1]:4151" and p.tcp_address == "[::1]:4150"
     assert p.to_json()["topics"] == [{"topic": "x", "tombstoned": False},
                                      {"topic": "y", "tombstoned": True}]

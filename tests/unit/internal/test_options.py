@@ -10,7 +10,9 @@ import pytest
 from internal.options import (
     OptionsError,
     build_parser,
+    duration,
     format_duration,
+    option,
     option_specs,
     parse_bool,
     parse_duration,
@@ -266,3 +268,23 @@ def test_brief_errors_are_one_line(capsys):
         resolve(ShortOpts, ["--bogus"], prog="nsq_tail", brief_errors=True)
     assert info.value.code == 2
     assert capsys.readouterr().err == "nsq_tail: error: unrecognized arguments: --bogus\n"
+
+
+@dataclass
+class Declared:
+    addresses: list[str] = option(["a"], "address", "where (repeatable)", cfg="addresses")
+    timeout: float = duration(2.5, "timeout", "how long")
+    name: str = option("n", "name", "what")
+
+
+def test_option_and_duration_fields() -> None:
+    one, two = Declared(), Declared()
+    one.addresses.append("b")
+    assert two.addresses == ["a"]  # a list default is copied per instance
+    specs = {s.name: s for s in option_specs(Declared)}
+    assert (specs["addresses"].flag, specs["addresses"].cfg, specs["addresses"].kind) == \
+        ("address", "addresses", "list_str")
+    assert (specs["timeout"].kind, specs["timeout"].default, specs["timeout"].help) == ("duration", 2.5, "how long")
+    assert (specs["name"].kind, specs["name"].cfg, specs["name"].default) == ("str", "name", "n")
+    opts, _ = resolve(Declared, ["--timeout=1m", "--address=x", "--address=y"], prog="prog")
+    assert (opts.timeout, opts.addresses) == (60.0, ["x", "y"])
