@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Protocol, cast
 
 from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameType
@@ -279,7 +279,7 @@ class Channel:
                 self._next = j + 1
         return i
 
-    def _send(self, client: Consumer, msgs: list[Msg], now: float) -> int:
+    def _send(self, client: Consumer, msgs: Iterable[Msg], now: float) -> int:
         """Deliver ``msgs`` to ``client`` while its output has room; return how many of
         them were used (sent, or sampled out: NSQ's ``sample_rate`` drops the rest)."""
         room = client.output_limit - client.out_bytes
@@ -315,7 +315,7 @@ class Channel:
             client.send_messages(parts, nbytes + 4 * sent)
         return sent
 
-    def _send_checked(self, client: Consumer, msgs: list[Msg], now: float, room: int) -> int:
+    def _send_checked(self, client: Consumer, msgs: Iterable[Msg], now: float, room: int) -> int:
         """:meth:`_send` with durable mode's duplicate check and ``sample_rate``."""
         in_flight = self.in_flight
         held = in_flight.add_consumer(client.id)
@@ -397,13 +397,18 @@ class Channel:
         if not self.paused:
             memory = self.memory
             while spare > 0 and not client.output_blocked and (memory or self.backend.depth()):
+                if memory:
+                    # taken one by one as they are sent: what finds no output room stays
+                    k = min(spare, len(memory))
+                    if self._send(client, starmap(memory.popleft, repeat((), k)), now) < k:
+                        break
+                    spare = client.ready_count - client.in_flight
+                    continue
                 room = client.output_limit - client.out_bytes
                 if room <= 0:
                     client.output_blocked = True
                     break
-                # about as many as its output has room for (by the first one's size)
-                size = len(memory[0][1]) + _FRAME_BYTES if memory else _FRAME_BYTES
-                batch = self._take(min(spare, room // size + 1))
+                batch = self._take(min(spare, room // _FRAME_BYTES + 1))
                 if not batch:
                     break
                 used = self._send(client, batch, now)
