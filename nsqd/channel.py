@@ -28,7 +28,7 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -286,8 +286,10 @@ class Channel:
         if room <= 0:
             client.output_blocked = True
             return 0
+        taken: list[int] | None = None
         if self._acking or client.sample_rate:
-            return self._send_checked(client, msgs, now, room)
+            taken = [0]
+            msgs = self._admitted(client, msgs, taken)
         held = self.in_flight.add_consumer(client.id)
         deadline = now + client.msg_timeout
         parts: list[bytes] = []  # frame head, body, frame head, body...
@@ -313,43 +315,24 @@ class Channel:
             client.in_flight += sent
             client.message_count += sent
             client.send_messages(parts, nbytes + 4 * sent)
-        return sent
+        return sent if taken is None else taken[0]
 
-    def _send_checked(self, client: Consumer, msgs: Iterable[Msg], now: float, room: int) -> int:
-        """:meth:`_send` with durable mode's duplicate check and ``sample_rate``."""
+    def _admitted(self, client: Consumer, msgs: Iterable[Msg],
+                  taken: list[int]) -> Iterator[Msg]:
+        """``msgs`` but durable mode's replayed duplicates and those ``sample_rate``
+        drops; ``taken[0]`` counts the messages read from ``msgs`` so far."""
         in_flight = self.in_flight
-        held = in_flight.add_consumer(client.id)
-        deadline = now + client.msg_timeout
-        parts: list[bytes] = []
-        append = parts.append
-        head = _FRAME_HEAD
         acking = self._acking
         sample_rate = client.sample_rate
-        nbytes = 0
-        used = 0
-        for used, (msg_id, body, ts, attempts) in enumerate(msgs, 1):  # noqa: B007 (read after the loop)
-            if acking and msg_id in in_flight:
+        for msg in msgs:
+            taken[0] += 1
+            if acking and msg[0] in in_flight:
                 continue  # a replayed duplicate of a message in flight: one FIN for both
             if sample_rate and random.randrange(100) > sample_rate:
                 if acking:
-                    self.backend.ack(msg_id)
+                    self.backend.ack(msg[0])
                 continue
-            if attempts < _MAX_ATTEMPTS:
-                attempts += 1
-            held[msg_id] = (msg_id, body, ts, attempts, deadline)
-            size = _OVERHEAD + len(body)
-            append(head(size, _MESSAGE, ts, attempts, msg_id))
-            append(body)
-            nbytes += size
-            if nbytes >= room:
-                client.output_blocked = True
-                break
-        sent = len(parts) // 2
-        if sent:
-            client.in_flight += sent
-            client.message_count += sent
-            client.send_messages(parts, nbytes + 4 * sent)
-        return used
+            yield msg
 
     # ------------------------------------------------------------------ consumers
     def add_client(self, client: Consumer, max_consumers: int) -> None:
