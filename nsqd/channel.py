@@ -8,8 +8,9 @@ buffer and its writer task sends them in one write per batch. A consumer also ne
 in that buffer (``output_limit`` bytes): one that does not read its socket stops getting
 messages, and those it holds time out to the others, as in NSQ.
 
-In-flight messages are kept per msg-timeout in insertion-ordered maps, which are then
-also ordered by deadline, so timeouts are found from the front in O(1) per message.
+In-flight messages are kept per consumer in insertion-ordered maps, which are then also
+ordered by deadline (see :mod:`nsqd.in_flight`): a FIN is one ``dict.pop``, and timeouts
+are found from the front.
 Deferred messages wait in a :class:`~nsqd.deferred_store.DeferredStore` (a heap for the
 next seconds, time buckets on disk beyond).
 
@@ -27,7 +28,8 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Protocol, cast
 
 from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameType
@@ -35,6 +37,7 @@ from client.protocol import MESSAGE_FRAME_HEAD, MESSAGE_FRAME_OVERHEAD, FrameTyp
 from .backend import Backend, BackendError, Entry, Msg
 from .deferred_store import DeferredStore
 from .errors import ChannelError
+from .in_flight import InFlightTable, Record
 from .statistics import (
     NO_LATENCY,
     ChannelStatistics,
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 
     from .topic import Topic
 
-__all__ = ["Channel", "Consumer", "InFlight"]
+__all__ = ["Channel", "Consumer"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +85,9 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
-class InFlight:
-    """A delivered message awaiting FIN, REQ or its timeout."""
-
-    __slots__ = ("attempts", "body", "client", "deadline", "group", "id", "timestamp")
-
-    def __init__(self, msg_id: bytes, body: bytes, timestamp: int, attempts: int,
-                 client: Consumer, deadline: float,
-                 group: collections.OrderedDict[bytes, InFlight]) -> None:
-        self.id = msg_id
-        self.body = body
-        self.timestamp = timestamp
-        self.attempts = attempts
-        self.client = client
-        self.deadline = deadline
-        self.group = group
-
-    def as_msg(self) -> Msg:
-        return (self.id, self.body, self.timestamp, self.attempts)
+def _as_msg(rec: Record) -> Msg:
+    """The message to requeue from its in-flight record (attempts counting the delivery)."""
+    return (rec[0], rec[1], rec[2], rec[3])
 
 
 class Channel:
@@ -117,8 +105,8 @@ class Channel:
         self.clients: dict[int, Consumer] = {}
         self._ready: list[Consumer] = []
         self._next = 0
-        self.in_flight: dict[bytes, InFlight] = {}
-        self._groups: dict[float, collections.OrderedDict[bytes, InFlight]] = {}
+        #: delivered messages awaiting FIN, REQ or their timeout, per consumer
+        self.in_flight = InFlightTable()
         self.deferred = deferred if deferred is not None else DeferredStore(None)
         #: every message goes through the backend; it keeps delivered ones until acked
         self._through = backend.write_through
@@ -291,51 +279,60 @@ class Channel:
                 self._next = j + 1
         return i
 
-    def _send(self, client: Consumer, msgs: list[Msg], now: float) -> int:
+    def _send(self, client: Consumer, msgs: Iterable[Msg], now: float) -> int:
         """Deliver ``msgs`` to ``client`` while its output has room; return how many of
         them were used (sent, or sampled out: NSQ's ``sample_rate`` drops the rest)."""
         room = client.output_limit - client.out_bytes
         if room <= 0:
             client.output_blocked = True
             return 0
-        timeout = client.msg_timeout
-        group = self._groups.get(timeout)
-        if group is None:
-            group = self._groups[timeout] = collections.OrderedDict()
-        deadline = now + timeout
-        in_flight = self.in_flight
+        taken: list[int] | None = None
+        if self._acking or client.sample_rate:
+            taken = [0]
+            msgs = self._admitted(client, msgs, taken)
+        held = self.in_flight.add_consumer(client.id)
+        deadline = now + client.msg_timeout
         parts: list[bytes] = []  # frame head, body, frame head, body...
         append = parts.append
         head = _FRAME_HEAD
-        acking = self._acking
-        sample_rate = client.sample_rate
+        overhead = _OVERHEAD
+        message = _MESSAGE
+        max_attempts = _MAX_ATTEMPTS
         nbytes = 0
-        used = 0
-        for used, (msg_id, body, ts, attempts) in enumerate(msgs, 1):  # noqa: B007 (read after the loop)
-            if acking and msg_id in in_flight:
-                continue  # a replayed duplicate of a message in flight: one FIN for both
-            if sample_rate and random.randrange(100) > sample_rate:
-                if acking:
-                    self.backend.ack(msg_id)
-                continue
-            if attempts < _MAX_ATTEMPTS:
+        for msg_id, body, ts, attempts in msgs:
+            if attempts < max_attempts:
                 attempts += 1
-            rec = InFlight(msg_id, body, ts, attempts, client, deadline, group)
-            in_flight[msg_id] = rec
-            group[msg_id] = rec
-            size = _OVERHEAD + len(body)
-            append(head(size, _MESSAGE, ts, attempts, msg_id))
+            held[msg_id] = (msg_id, body, ts, attempts, deadline)
+            size = overhead + len(body)
+            append(head(size, message, ts, attempts, msg_id))
             append(body)
             nbytes += size
             if nbytes >= room:
                 client.output_blocked = True
                 break
-        sent = len(parts) // 2
+        sent = len(parts) >> 1
         if sent:
             client.in_flight += sent
             client.message_count += sent
             client.send_messages(parts, nbytes + 4 * sent)
-        return used
+        return sent if taken is None else taken[0]
+
+    def _admitted(self, client: Consumer, msgs: Iterable[Msg],
+                  taken: list[int]) -> Iterator[Msg]:
+        """``msgs`` but durable mode's replayed duplicates and those ``sample_rate``
+        drops; ``taken[0]`` counts the messages read from ``msgs`` so far."""
+        in_flight = self.in_flight
+        acking = self._acking
+        sample_rate = client.sample_rate
+        for msg in msgs:
+            taken[0] += 1
+            if acking and msg[0] in in_flight:
+                continue  # a replayed duplicate of a message in flight: one FIN for both
+            if sample_rate and random.randrange(100) > sample_rate:
+                if acking:
+                    self.backend.ack(msg[0])
+                continue
+            yield msg
 
     # ------------------------------------------------------------------ consumers
     def add_client(self, client: Consumer, max_consumers: int) -> None:
@@ -348,17 +345,16 @@ class Channel:
             raise ChannelError(
                 f"consumers for {self.topic.name}:{self.name} exceeds limit of {max_consumers}")
         self.clients[client.id] = client
+        self.in_flight.add_consumer(client.id)
 
     def remove_client(self, client: Consumer, now: float) -> None:
         """Unsubscribe; its in-flight messages go back to the queue at once."""
         if self.clients.pop(client.id, None) is None:
             return
         self._drop_ready(client)
-        owned = [rec for rec in self.in_flight.values() if rec.client is client]
-        for rec in owned:
-            self._pop_in_flight(rec)
+        for rec in self.in_flight.remove_consumer(client.id):
             self.requeue_count += 1
-            self._requeue(rec.as_msg(), now)
+            self._requeue(_as_msg(rec), now)
         client.in_flight = 0
         if self.ephemeral and not self.clients:
             self.topic.delete_channel(self.name, reason="last client left")
@@ -384,13 +380,18 @@ class Channel:
         if not self.paused:
             memory = self.memory
             while spare > 0 and not client.output_blocked and (memory or self.backend.depth()):
+                if memory:
+                    # taken one by one as they are sent: what finds no output room stays
+                    k = min(spare, len(memory))
+                    if self._send(client, starmap(memory.popleft, repeat((), k)), now) < k:
+                        break
+                    spare = client.ready_count - client.in_flight
+                    continue
                 room = client.output_limit - client.out_bytes
                 if room <= 0:
                     client.output_blocked = True
                     break
-                # about as many as its output has room for (by the first one's size)
-                size = len(memory[0][1]) + _FRAME_BYTES if memory else _FRAME_BYTES
-                batch = self._take(min(spare, room // size + 1))
+                batch = self._take(min(spare, room // _FRAME_BYTES + 1))
                 if not batch:
                     break
                 used = self._send(client, batch, now)
@@ -410,28 +411,42 @@ class Channel:
             self.fill(client, now)
 
     # ------------------------------------------------------------------ FIN / REQ / TOUCH
-    def _pop_in_flight(self, rec: InFlight) -> None:
-        del self.in_flight[rec.id]
-        del rec.group[rec.id]
-
-    def _owned(self, client: Consumer, msg_id: bytes) -> InFlight:
-        rec = self.in_flight.get(msg_id)
-        if rec is None:
-            raise ChannelError("ID not in flight")
-        if rec.client is not client:
-            raise ChannelError("client does not own message")
-        return rec
-
     def finish(self, client: Consumer, msg_id: bytes) -> None:
         """FIN: the message is done. Raises :class:`ChannelError` as NSQ does."""
-        rec = self._owned(client, msg_id)
-        self._pop_in_flight(rec)
+        rec = self.in_flight.take(client.id, msg_id)
         client.in_flight -= 1
         if self._acking:
             self.backend.ack(msg_id)
         fins = self._fins
         if fins is not None:
-            fins.append(rec.timestamp)
+            fins.append(rec[2])
+
+    def finish_many(self, client: Consumer, msg_ids: list[bytes]) -> list[ChannelError | None] | None:
+        """FIN each of ``msg_ids`` in turn (a run of FINs from one read).
+
+        Returns None when every one was done, else one entry per ID: None (done) or
+        the :class:`ChannelError` its FIN failed with.
+        """
+        held = self.in_flight.groups.get(client.id)
+        if held is None:  # not subscribed (any more)
+            return [self.in_flight.not_held(msg_id) for msg_id in msg_ids]
+        before = len(held)
+        recs = list(map(held.pop, msg_ids, repeat(None)))
+        done = before - len(held)
+        client.in_flight -= done
+        if self._acking:
+            ack = self.backend.ack
+            for rec in recs:
+                if rec is not None:
+                    ack(rec[0])
+        fins = self._fins
+        if fins is not None:
+            fins.extend([rec[2] for rec in recs if rec is not None])
+        if done == len(msg_ids):
+            return None
+        not_held = self.in_flight.not_held
+        return [None if rec is not None else not_held(msg_id)
+                for msg_id, rec in zip(msg_ids, recs, strict=True)]
 
     def fold_e2e(self) -> None:
         """Record the publish→FIN latency (ns) of the messages FIN'd since last time."""
@@ -442,36 +457,25 @@ class Channel:
 
     def requeue(self, client: Consumer, msg_id: bytes, delay: float, now: float) -> None:
         """REQ: back to the queue now, or after ``delay`` seconds."""
-        rec = self._owned(client, msg_id)
-        self._pop_in_flight(rec)
+        msg = _as_msg(self.in_flight.take(client.id, msg_id))
         client.in_flight -= 1
         self.requeue_count += 1
         if delay <= 0:
-            self._requeue(rec.as_msg(), now)
+            self._requeue(msg, now)
             return
         try:
-            self.defer(rec.as_msg(), now + delay)
+            self.defer(msg, now + delay)
         except BackendError as exc:
             logger.error("CHANNEL(%s): failed to defer a message, requeued now - %s",
                          self.name, exc)
-            self._requeue(rec.as_msg(), now)
+            self._requeue(msg, now)
             return
         if self._acking:
             self.backend.ack(msg_id)
 
     def touch(self, client: Consumer, msg_id: bytes, now: float) -> None:
         """TOUCH: restart the message's timeout."""
-        rec = self._owned(client, msg_id)
-        rec.deadline = now + client.msg_timeout
-        group = self._groups.get(client.msg_timeout)
-        if group is rec.group:
-            group.move_to_end(msg_id)
-        else:
-            del rec.group[msg_id]
-            if group is None:
-                group = self._groups[client.msg_timeout] = collections.OrderedDict()
-            group[msg_id] = rec
-            rec.group = group
+        self.in_flight.touch(client.id, msg_id, now + client.msg_timeout)
 
     def defer(self, msg: Msg, due: float) -> None:
         """Hold a message until ``due`` (DPUB, REQ with delay).
@@ -488,23 +492,18 @@ class Channel:
     # ------------------------------------------------------------------ timers
     def process_in_flight(self, now: float) -> int:
         """Requeue every in-flight message whose deadline passed; return how many."""
-        count = 0
-        for group in self._groups.values():
-            while group:
-                msg_id = next(iter(group))
-                rec = group[msg_id]
-                if rec.deadline > now:
-                    break
-                self._pop_in_flight(rec)
-                client = rec.client
+        expired = self.in_flight.expired(now)
+        clients = self.clients
+        for client_id, rec in expired:
+            client = clients.get(client_id)
+            if client is not None:
                 client.in_flight -= 1
                 client.message_timed_out()
-                self.timeout_count += 1
-                self._requeue(rec.as_msg(), now)
-                count += 1
-                if client.id in self.clients:
-                    self.fill(client, now)
-        return count
+            self.timeout_count += 1
+            self._requeue(_as_msg(rec), now)
+            if client is not None and client_id in clients:
+                self.fill(client, now)
+        return len(expired)
 
     def process_deferred(self, now: float) -> int:
         """Release every deferred message that is due; return how many."""
@@ -516,11 +515,9 @@ class Channel:
     def next_deadline(self) -> float | None:
         """The earliest in-flight or deferred deadline, if any."""
         best = self.deferred.next_due()
-        for group in self._groups.values():
-            if group:
-                d = group[next(iter(group))].deadline
-                if best is None or d < best:
-                    best = d
+        held = self.in_flight.next_deadline()
+        if best is None or (held is not None and held < best):
+            return held
         return best
 
     # ------------------------------------------------------------------ admin
@@ -534,7 +531,6 @@ class Channel:
     def empty(self) -> None:
         """Drop everything queued, in flight and deferred (NSQ's /channel/empty)."""
         self.in_flight.clear()
-        self._groups.clear()
         self.deferred.empty()
         self.memory.clear()
         self.backend.empty()
@@ -552,10 +548,12 @@ class Channel:
                         "to backend", self.name, len(self.memory), len(self.in_flight),
                         len(self.deferred))
         msgs = list(self.memory)
-        for rec in list(self.in_flight.values()):
-            self._pop_in_flight(rec)
-            rec.client.in_flight -= 1
-            msgs.append(rec.as_msg())
+        clients = self.clients
+        for client_id, rec in self.in_flight.drain():
+            client = clients.get(client_id)
+            if client is not None:
+                client.in_flight -= 1
+            msgs.append(_as_msg(rec))
         if not msgs:
             return
         try:

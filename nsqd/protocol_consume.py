@@ -1,7 +1,7 @@
 """Protocol V2's consuming commands: SUB, RDY, FIN, REQ, TOUCH, CLS and NOP.
 
 Checks, texts and order follow nsqd 1.3's ``protocol_v2.go``. A consumer's FINs arrive
-many to a read: :func:`fin_run` takes such a run at once.
+many to a read: :func:`fin_run` takes such a run (the reader's ``FIN_RUN``) at once.
 """
 
 from __future__ import annotations
@@ -136,35 +136,26 @@ def run_fin(nsqd: NSQD, client: ClientV2, cmd: Command) -> Outcome:
     return None
 
 
-def fin_run(nsqd: NSQD, client: ClientV2, commands: list[Command],
-            start: int) -> tuple[int, ClientError | None]:
-    """FIN ``commands[start:]`` up to the first that is not a well-formed FIN.
+def fin_run(nsqd: NSQD, client: ClientV2, msg_ids: list[bytes]) -> bool:
+    """FIN each of ``msg_ids`` (well-formed IDs of consecutive FINs), in turn: one not
+    in flight gets its E_FIN_FAILED in its place.
 
-    Returns how many were taken (0: ``commands[start]`` runs alone, as when the client
-    may not FIN at all) and no error: an ID not in flight gets its E_FIN_FAILED in turn.
+    Returns False, having done nothing, when the client may not FIN (the FINs then
+    run one by one for their errors).
     """
     if client.state != State.SUBSCRIBED and client.state != State.CLOSING:
-        return 0, None
-    finish = _channel(client).finish
-    done = 0
-    i = start
-    end = len(commands)
-    while i < end:
-        cmd = commands[i]
-        params = cmd.params
-        if cmd.name != b"FIN" or not params or len(params[0]) != 16:
-            break
-        i += 1
-        try:
-            finish(client, params[0])
-        except ChannelError as exc:
-            report(client, message_failed(cmd.name, params[0], exc))
-            continue
-        done += 1
+        return False
+    failed = _channel(client).finish_many(client, msg_ids)
+    done = len(msg_ids)
+    if failed is not None:
+        for msg_id, exc in zip(msg_ids, failed, strict=True):
+            if exc is not None:
+                done -= 1
+                report(client, message_failed(b"FIN", msg_id, exc))
     if done:
         client.finish_count += done
         client.needs_fill = True
-    return i - start, None
+    return True
 
 
 def check_req(nsqd: NSQD, client: ClientV2, cmd: Command) -> ClientError | None:

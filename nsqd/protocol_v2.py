@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from client.protocol import (
+    FIN_RUN,
     V2_BODY_COMMANDS,
     Command,
     CommandReader,
@@ -104,8 +105,9 @@ COMMANDS: dict[bytes, CommandSpec] = {
 }
 assert {name for name, spec in COMMANDS.items() if spec.body_limit} == V2_BODY_COMMANDS
 
-#: several of these in a row are taken at once (``publish_run``, ``fin_run``)
-RUNS = frozenset({b"PUB", b"DPUB", b"FIN"})
+#: several of these in a row are taken at once (``publish_run``; FINs come as the
+#: reader's ``FIN_RUN``, see ``fin_run``)
+RUNS = frozenset({b"PUB", b"DPUB"})
 
 
 class ProtocolV2:
@@ -156,10 +158,10 @@ class ProtocolV2:
         """PUBs or DPUBs to one topic in a row, at once (see :mod:`nsqd.protocol_pub`)."""
         return publish_run(self.nsqd, client, commands, start)
 
-    def fin_run(self, client: ClientV2, commands: list[Command],
-                start: int) -> tuple[int, ClientError | None]:
-        """FINs in a row, at once (see :mod:`nsqd.protocol_consume`)."""
-        return fin_run(self.nsqd, client, commands, start)
+    def fin_run(self, client: ClientV2, msg_ids: list[bytes]) -> bool:
+        """FINs in a row, at once (see :mod:`nsqd.protocol_consume`); False: the client
+        may not FIN now."""
+        return fin_run(self.nsqd, client, msg_ids)
 
     # ------------------------------------------------------------------ loop
     async def serve(self, stream: trio.abc.Stream, client: ClientV2, initial: bytes) -> None:
@@ -169,7 +171,7 @@ class ProtocolV2:
         limits = {name: getattr(opts, spec.body_limit)
                   for name, spec in self.commands.items() if spec.body_limit}
         reader = CommandReader(V2_BODY_COMMANDS, max_body_size=opts.max_body_size,
-                               body_limits=limits,
+                               body_limits=limits, fin_runs=True,
                                early_reject=lambda name, params: self._rejects(client, name,
                                                                                params))
         reader.feed(initial)
@@ -260,11 +262,15 @@ class ProtocolV2:
             name = cmd.name
             i += 1
             try:
-                # a FIN alone goes the run's way too: it is the most frequent command
-                if runs and (name == b"FIN" or (i < count and commands[i].name == name
-                             and name in RUNS)):
-                    taken, err = (self.fin_run if name == b"FIN"
-                                  else self.publish_run)(client, commands, i - 1)
+                if name == FIN_RUN:
+                    if not (runs and self.fin_run(client, cmd.params)):
+                        # one by one, for the error each of them gets
+                        commands[i - 1:i] = [Command(b"FIN", [msg_id]) for msg_id in cmd.params]
+                        count = len(commands)
+                        i -= 1
+                    continue
+                if runs and i < count and commands[i].name == name and name in RUNS:
+                    taken, err = self.publish_run(client, commands, i - 1)
                     if err is not None and report(client, err):
                         return True, None
                     if taken:

@@ -6,7 +6,7 @@ deferred messages have their own loop (:mod:`nsqd.deferred_loop`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sized
 from typing import Protocol
 
 import trio
@@ -18,7 +18,7 @@ class ScannedChannel(Protocol):
     """What the scan asks of a channel (:class:`~nsqd.channel.Channel`)."""
 
     @property
-    def in_flight(self) -> Mapping[bytes, object]: ...
+    def in_flight(self) -> Sized: ...
 
     def process_in_flight(self, now: float) -> int:
         """Requeue the in-flight messages whose timeout passed at ``now``; return how many."""

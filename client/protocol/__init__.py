@@ -29,6 +29,7 @@ from .names import EPHEMERAL_SUFFIX as EPHEMERAL_SUFFIX
 from .names import is_ephemeral as is_ephemeral
 from .names import is_valid_channel_name as is_valid_channel_name
 from .names import is_valid_topic_name as is_valid_topic_name
+from .reader import FIN_RUN as FIN_RUN
 from .reader import V1_BODY_COMMANDS as V1_BODY_COMMANDS
 from .reader import V2_BODY_COMMANDS as V2_BODY_COMMANDS
 from .reader import Command as Command
@@ -42,6 +43,7 @@ __all__ = [
     "CommandReader",
     "EPHEMERAL_SUFFIX",
     "Frame",
+    "FIN_RUN",
     "FrameReader",
     "FrameType",
     "HEARTBEAT",

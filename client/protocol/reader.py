@@ -19,6 +19,7 @@ from .frames import _unpack_size
 __all__ = [
     "V1_BODY_COMMANDS",
     "V2_BODY_COMMANDS",
+    "FIN_RUN",
     "Command",
     "CommandReader",
     "MPUBError",
@@ -33,6 +34,12 @@ DEFAULT_MAX_LINE = 16 * 1024
 
 #: length of ``FIN <16-byte id>`` before its newline
 _FIN_LINE = 20
+#: the name of a run of FINs (no command's name has a space): ``params`` are the IDs
+FIN_RUN = b"FIN "
+#: the most FINs one run takes (bounds the work of looking for the run's end)
+FIN_RUN_MAX = 512
+#: each line of a run has these bytes at these offsets
+_FIN_COLUMNS = ((0, b"F"), (1, b"I"), (2, b"N"), (3, b" "), (_FIN_LINE, b"\n"))
 
 
 class Command(NamedTuple):
@@ -67,9 +74,13 @@ class CommandReader(ReceiveBuffer):
             once without a body (``body`` and ``bad_body_size`` both None) and the
             reader stops, so a server can refuse bad parameters before the body arrives
             (as nsqd does).
+        fin_runs: consecutive ``FIN <16-byte id>`` lines come back as one command named
+            :data:`FIN_RUN` whose params are the IDs (up to :data:`FIN_RUN_MAX`), found
+            without a step per line; a FIN the general parse would split otherwise
+            (a space, newline or trailing ``\\r`` in its ID) is left to it.
     """
 
-    __slots__ = ("_limits", "early_reject", "failed", "max_body_size", "max_line")
+    __slots__ = ("_limits", "early_reject", "failed", "fin_runs", "max_body_size", "max_line")
 
     def __init__(
         self,
@@ -79,8 +90,10 @@ class CommandReader(ReceiveBuffer):
         max_line: int = DEFAULT_MAX_LINE,
         early_reject: Callable[[bytes, list[bytes]], bool] | None = None,
         body_limits: dict[bytes, int] | None = None,
+        fin_runs: bool = False,
     ) -> None:
         self.early_reject = early_reject
+        self.fin_runs = fin_runs
         self.max_body_size = max_body_size
         self._limits = {name: (body_limits or {}).get(name, max_body_size)
                         for name in body_commands}
@@ -104,6 +117,7 @@ class CommandReader(ReceiveBuffer):
         early_reject = self.early_reject
         limits = self._limits
         max_line = self.max_line
+        fin_runs = self.fin_runs
         new = tuple.__new__
         # a pipelining publisher repeats one command line ("DPUB t 5000\n"): the line
         # just parsed is matched in place and its words reused
@@ -112,6 +126,14 @@ class CommandReader(ReceiveBuffer):
         params: list[bytes] = []
         need = 1
         while pos < end:
+            if fin_runs and buf.startswith(b"FIN ", pos):
+                k = _fin_run_length(buf, pos, end)
+                if k:
+                    stop = pos + k * (_FIN_LINE + 1)
+                    append(new(Command, (FIN_RUN, buf[pos + 4 : stop - 1].split(b"\nFIN "),
+                                         None, None)))
+                    pos = stop
+                    continue
             if buf.startswith(b"FIN ", pos) and end - pos > _FIN_LINE and buf[pos + _FIN_LINE] == 10:
                 # the most frequent command of all, fixed size: no search, no split —
                 # when the 16 bytes are one word, as the general path would find them
@@ -166,6 +188,29 @@ class CommandReader(ReceiveBuffer):
                 pos = nl + 1
         self._consumed(pos, need)
         return out
+
+
+def _fin_run_length(buf: bytes, pos: int, end: int) -> int:
+    """How many ``FIN <16-byte id>\\n`` lines (at most :data:`FIN_RUN_MAX`) follow
+    ``pos``, each an ID the general parse would also see as one 16-byte word."""
+    step = _FIN_LINE + 1
+    n = min((end - pos) // step, FIN_RUN_MAX)
+    for offset, char in _FIN_COLUMNS:  # the fixed bytes of every line, by columns
+        if n <= 0:
+            return 0
+        column = buf[pos + offset : pos + n * step : step]
+        n -= len(column.lstrip(char))
+    if n <= 0:
+        return 0
+    stop = pos + n * step
+    if buf.count(b"\n", pos, stop) == n and buf.count(b" ", pos, stop) == n \
+            and b"\r" not in buf[pos + _FIN_LINE - 1 : stop : step]:
+        return n
+    for i in range(n):  # an ID holds a space, newline or ends in '\r': the run ends there
+        msg_id = buf[pos + i * step + 4 : pos + i * step + _FIN_LINE]
+        if b"\n" in msg_id or b" " in msg_id or msg_id[-1] == 13:
+            return i
+    return n
 
 
 class MPUBError(RemoteProtocolError):

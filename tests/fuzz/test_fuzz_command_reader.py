@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client.protocol import (
+    FIN_RUN,
     V1_BODY_COMMANDS,
     V2_BODY_COMMANDS,
     Command,
@@ -188,3 +189,35 @@ def test_early_reject_before_body(cmds: list[tuple[bytes, Command]], data: st.Da
             assert cmd == expected[i]
     if not reader.failed:
         assert got == expected
+
+
+def _expanded(cmds: list[Command]) -> list[Command]:
+    out: list[Command] = []
+    for cmd in cmds:
+        if cmd.name == FIN_RUN:
+            out.extend(_cmd(b"FIN", msg_id) for msg_id in cmd.params)
+        else:
+            out.append(cmd)
+    return out
+
+
+fin_heavy = st.lists(st.one_of(
+    st.builds(commands.fin, msg_ids), st.builds(commands.fin, msg_ids), st.sampled_from([
+        b"FIN ", b"\n", b"\r\n", b" ", b"NOP\n", b"RDY 3\n", b"FIN 0123456789abcdef\n"]),
+    st.binary(max_size=24)), max_size=40).map(b"".join)
+
+
+@given(fin_heavy.flatmap(lambda data: st.tuples(st.just(data), splits(data))))
+def test_fin_runs_are_the_fins_the_general_parse_finds(case: tuple[bytes, list[bytes]]) -> None:
+    """With ``fin_runs`` the commands are the same once each FIN_RUN is read as its FINs,
+    however the stream is cut."""
+    data, pieces = case
+    plain, plain_exc = feed_all(CommandReader(max_line=MAX_LINE, max_body_size=MAX_BODY), [data])
+    for feed in ([data], pieces):
+        reader = CommandReader(max_line=MAX_LINE, max_body_size=MAX_BODY, fin_runs=True)
+        runs, exc = feed_all(reader, feed)
+        assert (exc is None) == (plain_exc is None)
+        if exc is None:
+            assert _expanded(runs) == plain
+        else:
+            assert _expanded(runs) == plain[:len(_expanded(runs))]

@@ -458,15 +458,20 @@ def run_calls(monkeypatch):
     from nsqd.protocol_v2 import ProtocolV2
 
     calls: list[tuple[bytes, int]] = []
-    for name in ("publish_run", "fin_run"):
-        original = getattr(ProtocolV2, name)
+    publish_run, fin_run = ProtocolV2.publish_run, ProtocolV2.fin_run
 
-        def counting(self, client, cmds, start, _original=original):
-            taken, err = _original(self, client, cmds, start)
-            calls.append((cmds[start].name, taken))
-            return taken, err
+    def counting(self, client, cmds, start):
+        taken, err = publish_run(self, client, cmds, start)
+        calls.append((cmds[start].name, taken))
+        return taken, err
 
-        monkeypatch.setattr(ProtocolV2, name, counting)
+    def counting_fins(self, client, msg_ids):
+        taken = fin_run(self, client, msg_ids)
+        calls.append((b"FIN", len(msg_ids) if taken else 0))
+        return taken
+
+    monkeypatch.setattr(ProtocolV2, "publish_run", counting)
+    monkeypatch.setattr(ProtocolV2, "fin_run", counting_fins)
     return calls
 
 

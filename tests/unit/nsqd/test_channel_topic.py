@@ -281,6 +281,27 @@ async def test_fin_of_unknown_or_foreign_id_is_an_error() -> None:
     assert channel.statistics().in_flight_count == 1
 
 
+async def test_finish_many_fins_each_and_names_each_failure() -> None:
+    _, topic = make_topic(percentiles=[0.5])
+    channel = topic.get_channel("c")
+    one, two = FakeClient(1, ready=3), FakeClient(2, ready=1)
+    subscribe(channel, one)
+    topic.put([msg(1), msg(2), msg(3)], trio.current_time())
+    subscribe(channel, two)
+    topic.put([msg(4)], trio.current_time())
+    assert channel.finish_many(one, ids(1, 2)) is None
+    assert one.in_flight == 1 and channel.latency().total_count == 2
+    failed = channel.finish_many(one, ids(3, 3, 4, 9))
+    assert failed is not None and failed[0] is None
+    assert [str(exc) for exc in failed[1:]] == [
+        "ID not in flight", "client does not own message", "ID not in flight"]
+    assert one.in_flight == 0 and two.in_flight == 1 and len(channel.in_flight) == 1
+    assert channel.latency().total_count == 3  # only the FINs that were done
+    channel.remove_client(one, trio.current_time())
+    assert [str(exc) for exc in channel.finish_many(one, ids(4)) or []] == [
+        "client does not own message"]
+
+
 # ------------------------------------------------------------------ admin
 async def test_pause_holds_messages_until_unpause() -> None:
     topic, channel, client = one_consumer(ready=5)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from client.protocol import (
+    FIN_RUN,
     V1_BODY_COMMANDS,
     V2_BODY_COMMANDS,
     Command,
@@ -17,7 +18,7 @@ from client.protocol import (
     commands,
     parse_mpub_body,
 )
-from client.protocol.reader import DEFAULT_MAX_LINE
+from client.protocol.reader import DEFAULT_MAX_LINE, FIN_RUN_MAX
 
 MSG_ID = b"0a1b2c3d4e5f6789"
 MB = 1024 * 1024
@@ -195,6 +196,65 @@ def test_fin_fast_path_parses_like_the_general_path(data: bytes) -> None:
     reader = CommandReader(V2_BODY_COMMANDS)
     reader.feed(data)
     assert reader.commands() == slow_path(data)
+
+
+def expand_fin_runs(cmds: list[Command]) -> list[Command]:
+    """A FIN_RUN as the FIN commands it stands for."""
+    out: list[Command] = []
+    for cmd in cmds:
+        if cmd.name == FIN_RUN:
+            out.extend(Command(b"FIN", [msg_id]) for msg_id in cmd.params)
+        else:
+            out.append(cmd)
+    return out
+
+
+def fin_ids(n: int, start: int = 0) -> list[bytes]:
+    return [b"%016x" % i for i in range(start, start + n)]
+
+
+def test_fin_runs_take_consecutive_fins_as_one_command() -> None:
+    reader = CommandReader(fin_runs=True)
+    ids = fin_ids(5)
+    data = b"".join(commands.fin(i) for i in ids[:3]) + commands.rdy(7) \
+        + b"".join(commands.fin(i) for i in ids[3:]) + b"FIN 0123"
+    reader.feed(data)
+    assert reader.commands() == [Command(FIN_RUN, ids[:3]), Command(b"RDY", [b"7"]),
+                                 Command(FIN_RUN, ids[3:])]
+    assert reader.buffered == 8  # the incomplete FIN waits for the rest of its line
+    reader.feed(b"456789abcdef\n")
+    assert reader.commands() == [Command(FIN_RUN, [b"0123456789abcdef"])]
+
+
+def test_a_fin_run_is_at_most_fin_run_max_ids() -> None:
+    reader = CommandReader(fin_runs=True)
+    ids = fin_ids(FIN_RUN_MAX + 3)
+    reader.feed(b"".join(commands.fin(i) for i in ids))
+    assert reader.commands() == [Command(FIN_RUN, ids[:FIN_RUN_MAX]),
+                                 Command(FIN_RUN, ids[FIN_RUN_MAX:])]
+
+
+@pytest.mark.parametrize("odd", [
+    b"FIN 0123456789abcde\r\n",     # CRLF: a 15-byte ID
+    b"FIN 0123456 89abcdef\n",       # two words
+    b"FIN 01234567\n9abcdef\n",      # a newline inside
+    b"FIN 0123456789abcdef0\n",      # 17 bytes
+    b"FIN 0123456789abcdef extra\n",  # a second word (NSQ uses the first)
+    b"FIN\n",
+    b"NOP\n",
+], ids=["crlf", "space", "newline", "long", "extra", "bare", "nop"])
+@pytest.mark.parametrize("where", [0, 1, 40, 99])
+def test_fin_runs_end_where_the_general_parse_differs(odd: bytes, where: int) -> None:
+    ids = fin_ids(100)
+    lines = [commands.fin(i) for i in ids]
+    lines.insert(where, odd)
+    data = b"".join(lines)
+    reader = CommandReader(fin_runs=True)
+    reader.feed(data)
+    got = reader.commands()
+    assert expand_fin_runs(got) == slow_path(data)
+    runs = [c.params for c in got if c.name == FIN_RUN]
+    assert [i for run in runs for i in run] == ids and len(runs) == (1 if where == 0 else 2)
 
 
 def test_repeated_lines_reuse_their_words_and_keep_bodies_apart() -> None:
