@@ -28,6 +28,12 @@ class IDGenerator:
         ms = int(time.time() * 1000) if now_ms is None else now_ms
         self._next = (ms << 22) | (node_id << 12)
 
+    def new_id(self) -> bytes:
+        """One fresh ID."""
+        n = self._next
+        self._next = n + 1
+        return b"%016x" % n
+
     def new_ids(self, count: int) -> list[bytes]:
         """``count`` fresh IDs, in order."""
         n = self._next

@@ -247,6 +247,11 @@ class NSQD:
     def publish(self, topic_name: str, bodies: list[bytes]) -> None:
         """Put messages on a topic (PUB, MPUB, /pub, /mpub)."""
         topic = self.get_topic(topic_name)
+        if len(bodies) == 1:  # PUB, /pub
+            body = bodies[0]
+            topic.put([(self.ids.new_id(), body, time.time_ns(), 0)], trio.current_time(),
+                      len(body))
+            return
         ids = self.ids.new_ids(len(bodies))
         msgs = list(zip(ids, bodies, repeat(time.time_ns()), repeat(0)))
         topic.put(msgs, trio.current_time(), sum(map(len, bodies)))

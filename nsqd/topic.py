@@ -142,16 +142,16 @@ class Topic:
 
     def _enqueue(self, entries: Sequence[Entry]) -> None:
         memory = self.memory
-        room = self.nsqd.options.mem_queue_size - len(memory)
-        if self.backend.write_through:
-            room = 0
-        if self.backend.depth() == 0 and room > 0:
-            memory.extend(entries[:room])
-            rest = entries[room:]
+        backend = self.backend
+        room = (0 if backend.write_through or backend.depth()
+                else self.nsqd.options.mem_queue_size - len(memory))
+        if room >= len(entries):
+            memory.extend(entries)
         else:
-            rest = entries
-        if rest:
-            self.backend.put(rest)
+            if room > 0:
+                memory.extend(entries[:room])
+                entries = entries[room:]
+            backend.put(entries)
         self._kick()
 
     def _kick(self) -> None:
