@@ -23,6 +23,11 @@ RECV_SIZE = 65536
 CLOSE = "Connection: close\r\n"
 KEEP_ALIVE = "Connection: keep-alive\r\n"
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
+#: the lowercased names of common headers, as sent (a fixed table: it never grows)
+_HEADER_NAMES = {raw: raw.decode().lower() for name in (
+    "Host", "Content-Length", "Content-Type", "Connection", "User-Agent", "Accept",
+    "Accept-Encoding", "Authorization", "Expect", "Transfer-Encoding")
+    for raw in (name.encode(), name.lower().encode())}
 
 
 @dataclass(slots=True)
@@ -274,10 +279,13 @@ class Conn:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
+        key = _HEADER_NAMES.get(name) or name.decode("latin-1").lower()
         val = value.decode("latin-1")
-        prev = self.headers.get(key)
-        self.headers[key] = val if prev is None else f"{prev}, {val}"
+        headers = self.headers
+        if key in headers:
+            headers[key] = f"{headers[key]}, {val}"
+        else:
+            headers[key] = val
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
@@ -334,7 +342,7 @@ class Conn:
                 url = url + b"?" + parsed.query
         raw_path, _, raw_query = url.decode("utf-8", "replace").partition("?")
         path = unquote(raw_path) if "%" in raw_path else raw_path
-        query = parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
+        query = _parse_query(raw_query) if raw_query else {}
         body = self.body
         headers = self.headers
         request = Request(method, path, query, headers,
@@ -348,3 +356,12 @@ class Conn:
             connection = ""
         self.ready.append((request, connection))
         self.expect_continue = False
+
+
+def _parse_query(raw: str) -> dict[str, list[str]]:
+    """``parse_qs(raw, keep_blank_values=True)``; one ``name=value`` without escapes
+    (``?topic=t``, the usual /pub) taken apart directly."""
+    if "&" in raw or "%" in raw or "+" in raw:
+        return parse_qs(raw, keep_blank_values=True)
+    name, _, value = raw.partition("=")
+    return {name: [value]}

@@ -67,12 +67,18 @@ class Response:
 
     ``Content-Length``, ``Date`` and ``Connection`` are added by the server.
     An empty ``content_type`` omits the ``Content-Type`` header.
+
+    ``rendered``: pass ``{}`` for a response object that answers many requests and is
+    never changed (a shared ``OK``): its bytes are then made once per ``Date`` and
+    ``Connection`` value and reused.
     """
 
     status: int = 200
     body: bytes = b""
     content_type: str = TEXT_CONTENT_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list)
+    rendered: dict[tuple[str, str], bytes] | None = field(default=None, compare=False,
+                                                          repr=False)
 
 
 #: An HTTP handler: ``def handler(request) -> Response`` (answered inline) or
@@ -174,6 +180,20 @@ def render(resp: Response, date: str, connection: str, head_only: bool) -> bytes
         ValueError: For an invalid status or a header containing CR/LF.
         UnicodeEncodeError: For a header that is not latin-1.
     """
+    cache = resp.rendered
+    if cache is None or head_only:
+        return _render(resp, date, connection, head_only)
+    key = (date, connection)
+    data = cache.get(key)
+    if data is None:
+        data = _render(resp, date, connection, False)
+        if len(cache) >= 8:  # dates gone by
+            cache.clear()
+        cache[key] = data
+    return data
+
+
+def _render(resp: Response, date: str, connection: str, head_only: bool) -> bytes:
     status = resp.status
     body = resp.body
     head = _STATUS_LINES.get(status) or _status_line(status)

@@ -4,6 +4,8 @@ A task per connection costs a scheduler round trip and two epoll registrations p
 request. Here one task waits for the epoll file descriptor to become readable, then
 reads, parses and answers every connection that has data — several requests per
 wakeup, no task switch between them, each connection's responses joined into one send.
+While requests keep arriving it polls the set again instead of parking, letting the
+other tasks run every couple of milliseconds.
 
 A handler that awaits must not stall the other connections: the connection is then
 *detached* (taken out of the epoll set) and finished by a task of its own, which
@@ -13,6 +15,7 @@ hands it back once the responses are sent. Lingering closes go to a task as well
 from __future__ import annotations
 
 import select
+import time
 from typing import TYPE_CHECKING
 
 import trio
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 #: connections served per wakeup at most: the rest wait for the next one, other tasks
 #: run in between (the set is level-triggered, nothing is lost)
 MAX_EVENTS = 256
+#: serving for this long (seconds) without a pause lets the other tasks run
+YIELD_AFTER = 0.002
 _IN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
 _OUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
 
@@ -71,10 +76,23 @@ class Reactor:
         """Serve attached connections until cancelled; then close them all."""
         epoll = self.epoll
         attached = self.attached
+        # Clients that got their answers have often sent the next request by the time
+        # a batch is done: polling again before parking saves a scheduler round trip
+        # per batch. Other tasks still run every YIELD_AFTER seconds at least.
+        clock = time.perf_counter
+        since = clock()
         try:
             while True:
-                await trio.lowlevel.wait_readable(epoll)
-                for fd, events in epoll.poll(0, MAX_EVENTS):
+                ready = epoll.poll(0, MAX_EVENTS)
+                if not ready:
+                    await trio.lowlevel.wait_readable(epoll)
+                    since = clock()
+                    continue
+                if clock() - since >= YIELD_AFTER:
+                    await trio.lowlevel.checkpoint()
+                    since = clock()
+                    continue  # poll again: what was ready may have changed meanwhile
+                for fd, events in ready:
                     conn = attached.get(fd)
                     if conn is None:
                         continue

@@ -101,8 +101,9 @@ _NSQ_LOG_LEVELS = {"debug": 1, "info": 2, "warn": 3, "error": 4, "fatal": 5}
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = (1 << 63) - 1
 
-_OK = text("OK")
-_EMPTY = Response(200, b"", "", [V1_HEADER])
+# shared by every request: rendered once per Date and Connection value
+_OK = dataclasses.replace(text("OK"), rendered={})
+_EMPTY = Response(200, b"", "", [V1_HEADER], rendered={})
 
 
 def _exiting() -> HTTPError:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from itertools import repeat
 from typing import Literal
 
 import httpx
@@ -247,9 +248,14 @@ class NSQD:
     def publish(self, topic_name: str, bodies: list[bytes]) -> None:
         """Put messages on a topic (PUB, MPUB, /pub, /mpub)."""
         topic = self.get_topic(topic_name)
-        ts = time.time_ns()
+        if len(bodies) == 1:  # PUB, /pub
+            body = bodies[0]
+            topic.put([(self.ids.new_id(), body, time.time_ns(), 0)], trio.current_time(),
+                      len(body))
+            return
         ids = self.ids.new_ids(len(bodies))
-        topic.put([(i, b, ts, 0) for i, b in zip(ids, bodies, strict=True)], trio.current_time())
+        msgs = list(zip(ids, bodies, repeat(time.time_ns()), repeat(0)))
+        topic.put(msgs, trio.current_time(), sum(map(len, bodies)))
 
     def publish_deferred(self, topic_name: str, body: bytes, delay: float) -> None:
         """Put one message on a topic, delivered after ``delay`` seconds (DPUB)."""

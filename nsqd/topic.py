@@ -109,8 +109,9 @@ class Topic:
     def _direct(self) -> bool:
         return self._flowing() and not self.memory and not self.backend.depth()
 
-    def put(self, msgs: list[Msg], now: float) -> None:
-        """Publish messages (PUB, MPUB, /pub, /mpub).
+    def put(self, msgs: list[Msg], now: float, nbytes: int | None = None) -> None:
+        """Publish messages (PUB, MPUB, /pub, /mpub); ``nbytes``: their bodies' length
+        (summed here if not given).
 
         Raises:
             TopicError: the topic is being deleted.
@@ -124,7 +125,7 @@ class Topic:
         else:
             self._enqueue(msgs)
         self.message_count += len(msgs)
-        self.message_bytes += sum(len(m[1]) for m in msgs)
+        self.message_bytes += sum([len(m[1]) for m in msgs]) if nbytes is None else nbytes
 
     def put_deferred(self, msgs: list[Msg], dues: list[float]) -> None:
         """Publish messages each delivered at its monotonic due time (DPUB, /pub?defer=)."""
@@ -141,16 +142,16 @@ class Topic:
 
     def _enqueue(self, entries: Sequence[Entry]) -> None:
         memory = self.memory
-        room = self.nsqd.options.mem_queue_size - len(memory)
-        if self.backend.write_through:
-            room = 0
-        if self.backend.depth() == 0 and room > 0:
-            memory.extend(entries[:room])
-            rest = entries[room:]
+        backend = self.backend
+        room = (0 if backend.write_through or backend.depth()
+                else self.nsqd.options.mem_queue_size - len(memory))
+        if room >= len(entries):
+            memory.extend(entries)
         else:
-            rest = entries
-        if rest:
-            self.backend.put(rest)
+            if room > 0:
+                memory.extend(entries[:room])
+                entries = entries[room:]
+            backend.put(entries)
         self._kick()
 
     def _kick(self) -> None:

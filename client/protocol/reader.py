@@ -236,6 +236,17 @@ def parse_mpub_body(body: bytes, max_msg_size: int, max_body_size: int) -> list[
     (count,) = _unpack_count(body, 0)
     if count <= 0 or count > (max_body_size - 4) // 5:
         raise MPUBError("E_BAD_BODY", f"MPUB invalid message count {count}")
+    if count * 5 + 4 <= end:
+        (size,) = _unpack_count(body, 4)
+        stride = size + 4
+        if 0 < size <= max_msg_size and 4 + count * stride == end:
+            # the usual batch: every message the same size. Then the body is exactly
+            # that grid, and each size word the first one's (compared byte column by
+            # byte column); a body that is not takes the general loop and its errors.
+            word = body[4:8]
+            if all(body[k::stride] == word[j:j + 1] * count
+                   for j, k in enumerate(range(4, 8))):
+                return [body[p : p + size] for p in range(8, end, stride)]
     pos = 4
     out: list[bytes] = []
     append = out.append

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
 from internal._httpconn import Conn, Limits
@@ -168,3 +170,24 @@ def test_pipelined_requests_count_as_requests() -> None:
     conn.feed(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HT")
     assert conn.requests == 3 and len(conn.ready) == 2
     assert conn.in_headers and not conn.in_body
+
+
+# ---------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize("query", [
+    "topic=t", "topic", "=v", "topic=", "a=b=c", "t=%20x", "a=1&b=2", "a+b=c", "a;b=c",
+    "a=1&a=2", "&", "a=b&", "t=caf%C3%A9", "t=%zz",
+])
+def test_query_is_parse_qs_with_blank_values(query: str) -> None:
+    conn = make()
+    conn.feed(f"GET /x?{query} HTTP/1.1\r\n\r\n".encode())
+    (request, _), = conn.ready
+    assert request.query == parse_qs(query, keep_blank_values=True)
+    assert request.query_string == query
+
+
+def test_header_names_lowercased_and_repeats_joined() -> None:
+    conn = make()
+    conn.feed(b"GET /x HTTP/1.1\r\nContent-Type: a\r\nX-Thing: 1\r\ncontent-type: b\r\n"
+              b"x-thing: 2\r\nACCEPT: c\r\n\r\n")
+    (request, _), = conn.ready
+    assert request.headers == {"content-type": "a, b", "x-thing": "1, 2", "accept": "c"}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -461,3 +464,42 @@ async def test_reactor_serves_more_ready_connections_than_one_wakeup_takes(
         await client.send(get(f"/sync?x={i}"))
     for i, client in enumerate(clients):
         assert (await client.response()).body == f"sync:{i}".encode()
+
+
+async def test_other_tasks_run_while_clients_keep_the_server_busy(nursery):
+    """Requests that keep arriving (from other threads here) never starve other tasks."""
+    addr = await start(nursery)
+    stop = threading.Event()
+    gave_up = threading.Event()  # the writers stop on their own after a while
+    socks = [socket.create_connection(addr) for _ in range(4)]
+    batch = get("/sync?x=1") * 64
+
+    def write(sock: socket.socket) -> None:
+        end = time.monotonic() + 10
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                if time.monotonic() > end:
+                    gave_up.set()
+                    return
+                sock.sendall(batch)
+
+    def read(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and sock.recv(1 << 16):
+                pass
+
+    threads = [threading.Thread(target=fn, args=(s,), daemon=True)
+               for s in socks for fn in (write, read)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(20):
+            await trio.sleep(0.005)
+        assert not gave_up.is_set()  # these ran while the requests kept coming
+    finally:
+        stop.set()
+        for s in socks:
+            s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        for t in threads:
+            t.join(5)

@@ -64,6 +64,18 @@ def test_ids_unique_ordered_hex():
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
 
 
+@pytest.mark.parametrize("start,counts", [
+    (0, [1, 4095, 1, 1, 4096, 5000]),  # across and onto 4096 boundaries
+    (4090, [7, 3, 10_000]),
+    ((1 << 64) - 9000, [8999]),
+])
+def test_ids_are_the_counter_in_16_hex_digits(start, counts):
+    gen = IDGenerator(0, now_ms=0)
+    gen._next = start
+    ids = [i for count in counts for i in gen.new_ids(count)]
+    assert ids == [b"%016x" % n for n in range(start, start + sum(counts))]
+
+
 def test_ids_after_restart_do_not_collide():
     before = IDGenerator(5, now_ms=1_000).new_ids(100_000)
     after = IDGenerator(5, now_ms=1_001).new_ids(10)

@@ -548,3 +548,33 @@ def test_mpub_trailing_bytes(extra: bytes) -> None:
         "E_BAD_BODY",
         f"MPUB body has {len(extra)} bytes after its 1 messages",
     )
+
+
+@pytest.mark.parametrize("count", [1, 2, 200])
+def test_parse_mpub_body_same_sized_messages(count: int) -> None:
+    bodies = [b"%03d" % i for i in range(count)]  # one size, different contents
+    assert parse_mpub_body(mpub_payload(bodies), 100, 10_000) == bodies
+
+
+@pytest.mark.parametrize(
+    "body,error",
+    [
+        # the length of a grid of 2 x (4 + 2) bytes, but the second size word is 3
+        (size(2) + size(2) + b"ab" + size(3) + b"cd", ("E_BAD_MESSAGE", "MPUB failed to read message body")),
+        # a size word differing from the first only in its high byte
+        (size(2) + size(2) + b"ab" + size(2 + (1 << 24)) + b"cd",
+         ("E_BAD_MESSAGE", f"MPUB message too big {2 + (1 << 24)} > 10")),
+        (size(2) + size(2) + b"ab" + size(1) + b"cd",
+         ("E_BAD_BODY", "MPUB body has 1 bytes after its 2 messages")),
+    ],
+)
+def test_mpub_grid_sized_body_with_other_sizes(body: bytes, error: tuple[str, str]) -> None:
+    # a body exactly as long as same-sized messages would make it, but whose size words
+    # differ: the same error as any other body
+    assert mpub_error(body) == error
+
+
+def test_mpub_grid_sized_body_with_smaller_messages() -> None:
+    body = size(2) + size(3) + b"abc" + size(1) + b"def"
+    assert len(body) == 4 + 2 * 7
+    assert mpub_error(body) == ("E_BAD_BODY", "MPUB body has 2 bytes after its 2 messages")
