@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -18,6 +19,14 @@ TIMEOUT = 10.0
 def addr(hostport: tuple[str, int]) -> str:
     """``host:port`` of a bound address."""
     return f"{hostport[0]}:{hostport[1]}"
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], what: str = "", timeout: float = 20.0) -> None:
+    """Poll ``check`` until true, for state another daemon owns (there is no event to
+    await); ``what`` names it for the reader."""
+    with trio.fail_after(timeout):
+        while not await check():
+            await trio.sleep(0.02)
 
 
 def dead_address() -> str:

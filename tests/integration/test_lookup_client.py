@@ -4,14 +4,14 @@ that is down, and ones that answer garbage: every read and write, and Go's error
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-from helpers import addr, dead_address
+from helpers import addr, dead_address, wait_for
 
 from client import lookup
 from client.errors import HTTPAPIError, LookupdError
@@ -22,13 +22,6 @@ from nsqlookupd import NSQLookupd
 from nsqlookupd import Options as LookupdOptions
 
 TIMEOUT = 20.0
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll ``check`` until true (registration is another daemon's state: no event)."""
-    with trio.fail_after(TIMEOUT):
-        while not await check():
-            await trio.sleep(0.02)
 
 
 @dataclass
@@ -88,7 +81,7 @@ async def test_nodes_and_tombstone(nursery: trio.Nursery, tmp_path: Path, lookup
         peers = await lookup.nodes(http, a)
         return len(peers) == 1 and set(peers[0].topics) == {"kept", "gone"}
 
-    await wait_for(both_registered)
+    await wait_for(both_registered, "both topics registered")
     [peer] = (await lookup.lookup(http, a, "gone")).producers
     assert f"{peer.broadcast_address}:{peer.http_port}" == node
     assert peer.tcp_address.startswith("127.0.0.1:") and peer.version and peer.hostname

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from helpers import RawConn, addr, dead_address
+from helpers import RawConn, addr, dead_address, wait_for
 
 from internal.http import Request, Response, serve_http, text
 from internal.version import PROJECT_VERSION
@@ -45,13 +45,6 @@ CLIENT_KEYS = ["node", "remote_address", "version", "client_id", "hostname", "us
 PRODUCER_KEYS = ["remote_addresses", "remote_address", "hostname", "broadcast_address",
                  "tcp_port", "http_port", "version", "topics", "out_of_date"]
 E2E_KEYS = ["count", "percentiles", "topic", "channel", "host"]
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``check`` until true (state owned by another daemon: there is no event)."""
-    with trio.fail_after(timeout):
-        while not await check():
-            await trio.sleep(0.02)
 
 
 @dataclass
