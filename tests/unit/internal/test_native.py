@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.machinery
+import importlib.util
 import json
 import os
 import shutil
@@ -123,3 +124,16 @@ def test_a_failed_build_warns_and_leaves_pure_python(tmp_path: Path) -> None:
     check = subprocess.run([sys.executable, str(tree / "scripts" / "build_native.py"), "--check"], cwd=tree,
                            env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 1
+
+
+def test_the_build_is_keyed_by_the_compiled_modules_and_what_they_import() -> None:
+    spec = importlib.util.spec_from_file_location("build_native", ROOT / "scripts" / "build_native.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    sources = build.sources()
+    assert set(build.MODULES) <= set(sources)
+    # channel imports nsqd.backend; ``from client.protocol import ...`` reads the package's
+    # __init__, whose re-exports (e.g. commands, not compiled) mypyc may have inlined
+    assert {"nsqd/backend.py", "client/protocol/__init__.py", "client/protocol/commands.py"} <= set(sources)
+    assert not any(rel.startswith(("tests/", "scripts/")) for rel in sources)
