@@ -42,7 +42,7 @@ def _load_native() -> ModuleType:
 
 
 _native = _load_native()
-BUILD_ROOT: Path = _native.BUILD_ROOT
+BUILD_ROOT = Path(_native.BUILD_ROOT)
 ENV_PURE: str = _native.ENV_PURE
 MANIFEST: str = _native.MANIFEST
 check = _native.check
@@ -131,7 +131,7 @@ def _mypy_version() -> str:
 
 
 def _key() -> dict[str, object]:
-    return {"compiled": MODULES, "mypy": _mypy_version(), "sources": source_digests(ROOT, sources())}
+    return {"compiled": MODULES, "mypy": _mypy_version(), "sources": source_digests(str(ROOT), sources())}
 
 
 def current() -> bool:
@@ -141,7 +141,7 @@ def current() -> bool:
     except (OSError, ValueError):
         return False
     key = _key()
-    paths, _ = check(BUILD_ROOT)
+    paths, _ = check(str(BUILD_ROOT), str(ROOT))
     return paths is not None and all(manifest.get(k) == v for k, v in key.items())
 
 

@@ -35,7 +35,7 @@ def test_the_compiled_modules_are_in_use_when_the_build_is_current() -> None:
     assert any(name.startswith("nsqd.") for name in paths) and "client.protocol.reader" in paths
     for name, so in paths.items():
         module = importlib.import_module(name)
-        assert module.__file__ is not None and Path(module.__file__) == so
+        assert module.__file__ == so
         assert isinstance(module.__loader__, importlib.machinery.ExtensionFileLoader)
 
 
@@ -80,11 +80,11 @@ def _fake_build(root: Path) -> Path:
 
 def test_a_current_build_is_served_by_the_finder(tmp_path: Path) -> None:
     build = _fake_build(tmp_path)
-    paths, why = _native.check(build, tmp_path)
-    assert why == "compiled" and paths == {"pkg.mod": build / "pkg" / "mod.cpython-311-x86_64-linux-gnu.so"}
+    paths, why = _native.check(str(build), str(tmp_path))
+    assert why == "compiled" and paths == {"pkg.mod": str(build / "pkg" / "mod.cpython-311-x86_64-linux-gnu.so")}
     finder = _native.NativeFinder(paths)
     spec = finder.find_spec("pkg.mod", None)
-    assert spec is not None and spec.origin == str(paths["pkg.mod"])
+    assert spec is not None and spec.origin == paths["pkg.mod"]
     assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
     assert finder.find_spec("pkg.dep", None) is None and finder.find_spec("pkg", None) is None
 
@@ -93,19 +93,19 @@ def test_a_current_build_is_served_by_the_finder(tmp_path: Path) -> None:
 def test_an_edited_source_makes_the_whole_build_stale(tmp_path: Path, edit: str) -> None:
     build = _fake_build(tmp_path)
     (tmp_path / edit).write_text("X = 3  # edited after the build\n")
-    assert _native.check(build, tmp_path) == (None, f"pure: stale build ({edit} changed since it was built)")
+    assert _native.check(str(build), str(tmp_path)) == (None, f"pure: stale build ({edit} changed since it was built)")
     (tmp_path / edit).unlink()
-    assert _native.check(build, tmp_path) == (None, f"pure: stale build ({edit} changed since it was built)")
+    assert _native.check(str(build), str(tmp_path)) == (None, f"pure: stale build ({edit} changed since it was built)")
 
 
 def test_a_missing_or_broken_build_is_pure(tmp_path: Path) -> None:
-    assert _native.check(tmp_path / "nothing", tmp_path) == (None, "pure: not built")
+    assert _native.check(str(tmp_path / "nothing"), str(tmp_path)) == (None, "pure: not built")
     build = _fake_build(tmp_path)
     (build / "pkg" / "mod.cpython-311-x86_64-linux-gnu.so").unlink()
-    paths, why = _native.check(build, tmp_path)
+    paths, why = _native.check(str(build), str(tmp_path))
     assert paths is None and why.startswith("pure: incomplete build")
     (build / _native.MANIFEST).write_text("{")
-    paths, why = _native.check(build, tmp_path)
+    paths, why = _native.check(str(build), str(tmp_path))
     assert paths is None and why.startswith("pure: unreadable manifest")
 
 
