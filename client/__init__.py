@@ -17,6 +17,8 @@ The wire codec is :mod:`client.protocol` (sans-I/O, shared with the daemons).
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import internal  # noqa: F401  (first: serves the compiled hot modules, see internal/_native.py)
+
 # Names load on first use, so ``import client.protocol`` (the sans-I/O codec the daemons
 # share) does not pull in trio, ssl or httpx.
 _LAZY = {

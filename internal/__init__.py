@@ -6,3 +6,9 @@ The modules mirror NSQ's Go ``internal/`` packages: :mod:`internal.http`
 (JSON written byte for byte as Go's ``encoding/json``) and :mod:`internal.connlimit` (caps a
 listener's connections).
 """
+
+# importing any daemon or the client comes through here first: serve the mypyc-compiled
+# hot modules when they are built and match their sources (else everything stays pure)
+from ._native import install as _install_native
+
+_install_native()

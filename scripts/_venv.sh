@@ -14,9 +14,15 @@ if [ ! -f "$STAMP" ]; then
     echo "installing trio-nsq into $VENV" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2 || true
     if [ "${1:-run}" = test ]; then
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[test]" >&2
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[test,native]" >&2
     else
-        "$VENV/bin/python" -m pip install -q -e "$ROOT" >&2
+        # mypyc is optional: without it everything runs as pure Python
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[native]" >&2 \
+            || "$VENV/bin/python" -m pip install -q -e "$ROOT" >&2
     fi
     touch "$STAMP"
 fi
+# compile the hot modules with mypyc into .native/ when any of their sources changed since
+# the last build (a fraction of a second when none did); a failed build warns, leaving pure Python
+nice "$VENV/bin/python" "$ROOT/scripts/build_native.py" \
+    || echo "scripts/build_native.py failed; running pure Python" >&2

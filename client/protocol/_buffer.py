@@ -17,12 +17,12 @@ class ReceiveBuffer:
     def __init__(self, need: int) -> None:
         self._buf = b""
         self._pos = 0
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | bytearray] = []
         self._pending_len = 0
         self._need = need
 
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
+    def feed(self, data: bytes | bytearray) -> None:
+        """Add received bytes (trio's memory and compressed streams give bytearray)."""
         if data:
             self._pending.append(data)
             self._pending_len += len(data)
