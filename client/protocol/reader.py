@@ -74,10 +74,11 @@ class CommandReader(ReceiveBuffer):
             once without a body (``body`` and ``bad_body_size`` both None) and the
             reader stops, so a server can refuse bad parameters before the body arrives
             (as nsqd does).
-        fin_runs: consecutive ``FIN <16-byte id>`` lines come back as one command named
-            :data:`FIN_RUN` whose params are the IDs (up to :data:`FIN_RUN_MAX`), found
-            without a step per line; a FIN the general parse would split otherwise
-            (a space, newline or trailing ``\\r`` in its ID) is left to it.
+        fin_runs: ``FIN <16-byte id>`` lines come back as commands named
+            :data:`FIN_RUN` whose params are the IDs of consecutive ones (up to
+            :data:`FIN_RUN_MAX`), found without a step per line; a FIN the general
+            parse would split otherwise (a space, newline or trailing ``\\r`` in its
+            ID) is left to it.
     """
 
     __slots__ = ("_limits", "early_reject", "failed", "fin_runs", "max_body_size", "max_line")
@@ -126,7 +127,8 @@ class CommandReader(ReceiveBuffer):
         params: list[bytes] = []
         need = 1
         while pos < end:
-            if fin_runs and buf.startswith(b"FIN ", pos):
+            if fin_runs and buf.startswith(b"FIN ", pos) \
+                    and buf.startswith(b"FIN ", pos + _FIN_LINE + 1):  # two FINs at least
                 k = _fin_run_length(buf, pos, end)
                 if k:
                     stop = pos + k * (_FIN_LINE + 1)
@@ -139,7 +141,7 @@ class CommandReader(ReceiveBuffer):
                 # when the 16 bytes are one word, as the general path would find them
                 msg_id = buf[pos + 4 : pos + _FIN_LINE]
                 if b"\n" not in msg_id and b" " not in msg_id and msg_id[-1] != 13:
-                    append(new(Command, (b"FIN", [msg_id], None, None)))
+                    append(new(Command, (FIN_RUN if fin_runs else b"FIN", [msg_id], None, None)))
                     pos += _FIN_LINE + 1
                     continue
             if last_line and buf.startswith(last_line, pos):
@@ -192,9 +194,28 @@ class CommandReader(ReceiveBuffer):
 
 def _fin_run_length(buf: bytes, pos: int, end: int) -> int:
     """How many ``FIN <16-byte id>\\n`` lines (at most :data:`FIN_RUN_MAX`) follow
-    ``pos``, each an ID the general parse would also see as one 16-byte word."""
+    ``pos``, each an ID the general parse would also see as one 16-byte word.
+
+    Looked for in windows of lines growing fourfold from 16, so that a short run (FINs
+    mixed with other commands) costs little more than its own length.
+    """
     step = _FIN_LINE + 1
     n = min((end - pos) // step, FIN_RUN_MAX)
+    k = 0
+    window = 16
+    while k < n:
+        size = min(window, n - k)
+        found = _fin_lines(buf, pos + k * step, size)
+        k += found
+        if found < size:
+            break
+        window *= 4
+    return k
+
+
+def _fin_lines(buf: bytes, pos: int, n: int) -> int:
+    """How many of the ``n`` 21-byte lines from ``pos`` on are FINs, from the first."""
+    step = _FIN_LINE + 1
     for offset, char in _FIN_COLUMNS:  # the fixed bytes of every line, by columns
         if n <= 0:
             return 0

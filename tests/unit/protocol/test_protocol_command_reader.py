@@ -226,6 +226,18 @@ def test_fin_runs_take_consecutive_fins_as_one_command() -> None:
     assert reader.commands() == [Command(FIN_RUN, [b"0123456789abcdef"])]
 
 
+def test_fins_between_other_commands_are_short_runs() -> None:
+    ids = fin_ids(40)
+    for every, sizes in ((1, [1] * 40), (2, [2] * 20), (3, [3] * 13 + [1])):
+        data = b"".join(commands.fin(i) + (commands.nop() if n % every == every - 1 else b"")
+                        for n, i in enumerate(ids))
+        reader = CommandReader(fin_runs=True)
+        reader.feed(data)
+        got = reader.commands()
+        assert expand_fin_runs(got) == slow_path(data)
+        assert [len(c.params) for c in got if c.name == FIN_RUN] == sizes
+
+
 def test_a_fin_run_is_at_most_fin_run_max_ids() -> None:
     reader = CommandReader(fin_runs=True)
     ids = fin_ids(FIN_RUN_MAX + 3)
