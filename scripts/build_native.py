@@ -66,6 +66,7 @@ MODULES = [
     "client/protocol/names.py",
     "client/protocol/reader.py",
     "nsqd/channel.py",
+    "nsqd/in_flight.py",
     "nsqd/protocol_consume.py",
 ]
 PACKAGES = ("client", "nsqd", "nsqlookupd", "nsqadmin", "internal", "apps")
