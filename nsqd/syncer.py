@@ -6,27 +6,33 @@ hot path and ask the :class:`Syncer` for a sync. The syncer's task then runs *cy
 1. in the event loop, every requested store writes its buffers to the OS — data first
    (segments, deferred buckets), then acknowledgement logs, so an ack never reaches the
    file system before the copy it retires;
-2. in one worker thread, the data files are fsync'ed, then the ack logs, then each
-   store's post-sync jobs run (metadata files written atomically, consumed files
-   unlinked);
-3. back in the loop, every store is told the outcome and every waiter of the cycle wakes.
+2. while the loop runs on, the data files are fsync'ed (native AIO, else a worker
+   thread: :mod:`nsqd.fsyncs`), then the ack logs, then each store's post-sync jobs run
+   in a thread (metadata files written atomically, consumed files unlinked);
+3. back in the loop, every store is told the outcome and every waiter of the cycle wakes;
+   callbacks registered on the cycle (an HTTP response waiting for it) run once the
+   next cycle's fsyncs are under way.
+
+The syncer yields once between the end of a cycle and the start of the next, so that
+publishers whose data arrived with the fsync's completion write before it starts.
 
 A publisher in durable mode takes a :meth:`token` before publishing and awaits
 :meth:`wait` after: that returns at once when nothing durable was written, otherwise when
-a cycle that started after the write has completed. Concurrent publishers thus share
-fsyncs; while one cycle runs, the next one collects the writes that arrive meanwhile.
+a cycle that started after the write has completed (or registers a callback with
+:meth:`SyncCycle.call_when_done` instead). Concurrent publishers thus share fsyncs;
+while one cycle runs, the next one collects the writes that arrive meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Protocol
 
 import trio
 
 from .backend import BackendError
+from .fsyncs import Fsyncer, SyncJob
 
 __all__ = ["SyncCycle", "SyncJob", "Syncable", "Syncer"]
 
@@ -35,8 +41,8 @@ logger = logging.getLogger(__name__)
 #: pause after a failed cycle before retrying the stores that failed
 RETRY_DELAY = 0.1
 
-#: what runs in the worker thread after the fsyncs: no event-loop state may be touched
-SyncJob = Callable[[], None]
+#: called with the cycle's error (None: durable) when the cycle ends
+CycleCallback = Callable[[BaseException | None], None]
 
 
 class Syncable(Protocol):
@@ -58,21 +64,30 @@ class Syncable(Protocol):
 class SyncCycle:
     """One group-commit cycle: writers it covers wait for :attr:`done` (see :meth:`Syncer.wait_cycle`)."""
 
-    __slots__ = ("done", "error", "gen")
+    __slots__ = ("callbacks", "done", "error", "gen")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.error: BaseException | None = None
         self.gen = -1  # write_gen when the cycle took its stores: it covers writes up to it
+        self.callbacks: list[CycleCallback] = []
+
+    def call_when_done(self, fn: CycleCallback) -> None:
+        """Call ``fn(error)`` in the event loop once the cycle ended (``error`` None: the
+        writes it covers are durable); no task, no await. At once if it has ended."""
+        if self.done.is_set():
+            fn(self.error)
+        else:
+            self.callbacks.append(fn)
 
 
-def _fsync_all(data_fds: list[int], ack_fds: list[int], jobs: list[SyncJob]) -> None:
-    for fd in data_fds:
-        os.fsync(fd)
-    for fd in ack_fds:
-        os.fsync(fd)
-    for job in jobs:
-        job()
+def _notify(cycle: SyncCycle) -> None:
+    callbacks, cycle.callbacks = cycle.callbacks, []
+    for fn in callbacks:
+        try:
+            fn(cycle.error)
+        except Exception:
+            logger.exception("sync cycle callback failed")
 
 
 class Syncer:
@@ -90,6 +105,7 @@ class Syncer:
         self._next = SyncCycle()
         self._running: SyncCycle | None = None
         self._synced_gen = 0  # writes up to this gen are on stable storage
+        self._fsyncer = Fsyncer()
 
     # ------------------------------------------------------------------ stores
     def request(self, store: Syncable) -> None:
@@ -168,26 +184,45 @@ class Syncer:
     async def run(self) -> None:
         """Run cycles until cancelled (started in the daemon's nursery)."""
         next_tick = trio.current_time() + self.sync_timeout
-        while True:
-            if not self._requested:
-                with trio.move_on_at(next_tick):
-                    self._parked = True
-                    try:
-                        await self._lot.park()
-                    finally:
-                        self._parked = False
-            if trio.current_time() >= next_tick:
-                self._requested.update(self._active)
-                self._active.clear()
-                next_tick = trio.current_time() + self.sync_timeout
-            if not self._requested:
-                continue
-            failed = await self.cycle()
-            if failed:
-                await trio.sleep(RETRY_DELAY)
+        ended: SyncCycle | None = None  # its callbacks run once the next cycle started
+        try:
+            while True:
+                if not self._requested:
+                    if ended is not None:
+                        _notify(ended)
+                        ended = None
+                    with trio.move_on_at(next_tick):
+                        self._parked = True
+                        try:
+                            await self._lot.park()
+                        finally:
+                            self._parked = False
+                if trio.current_time() >= next_tick:
+                    self._requested.update(self._active)
+                    self._active.clear()
+                    next_tick = trio.current_time() + self.sync_timeout
+                if not self._requested:
+                    continue
+                failed, ended = await self._cycle(ended)
+                if failed:
+                    _notify(ended)
+                    ended = None
+                    await trio.sleep(RETRY_DELAY)
+                else:
+                    # writers woken with the fsync's end go first: the next cycle has them
+                    await trio.lowlevel.checkpoint()
+        finally:
+            if ended is not None:
+                _notify(ended)
 
     async def cycle(self) -> bool:
         """Run one cycle over the requested stores; return whether some store failed."""
+        failed, cycle = await self._cycle(None)
+        _notify(cycle)
+        return failed
+
+    async def _cycle(self, ended: SyncCycle | None) -> tuple[bool, SyncCycle]:
+        """A cycle; ``ended``'s callbacks run once its fsyncs are under way."""
         stores = list(self._requested.values())
         self._requested.clear()
         cycle = self._next
@@ -199,26 +234,29 @@ class Syncer:
         data_fds: list[int] = []
         ack_fds: list[int] = []
         jobs: list[SyncJob] = []
-        for store in stores:
-            try:
-                data_fds.extend(store.flush_data())
-            except OSError as exc:
-                error = exc
-                failed.append(store)
-        ok_stores = [s for s in stores if s not in failed]
-        if error is None:
-            # acks only once all data reached the OS: a requeued copy precedes its ack
-            for store in ok_stores:
+        try:
+            for store in stores:
                 try:
-                    ack_fds.extend(store.flush_acks())
+                    data_fds.extend(store.flush_data())
                 except OSError as exc:
                     error = exc
                     failed.append(store)
-        if error is None:
-            for store in ok_stores:
-                jobs.extend(store.sync_jobs())
-        try:
-            await trio.to_thread.run_sync(_fsync_all, data_fds, ack_fds, jobs)
+            ok_stores = [s for s in stores if s not in failed]
+            if error is None:
+                # acks only once all data reached the OS: a requeued copy precedes its ack
+                for store in ok_stores:
+                    try:
+                        ack_fds.extend(store.flush_acks())
+                    except OSError as exc:
+                        error = exc
+                        failed.append(store)
+            if error is None:
+                for store in ok_stores:
+                    jobs.extend(store.sync_jobs())
+            flight = self._fsyncer.start(data_fds, ack_fds, jobs)
+            if ended is not None:
+                _notify(ended)
+            await flight.wait()
         except OSError as exc:
             error = exc
             failed = stores
@@ -236,7 +274,7 @@ class Syncer:
                     self._requested[id(store)] = store
             cycle.error = error
             cycle.done.set()
-        return error is not None
+        return error is not None, cycle
 
     def close(self) -> None:
         """Wake every waiter with an error (the daemon is exiting)."""
@@ -244,3 +282,5 @@ class Syncer:
         if not cycle.done.is_set():
             cycle.error = BackendError("exiting")
             cycle.done.set()
+            _notify(cycle)
+        self._fsyncer.close()
