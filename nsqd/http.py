@@ -53,9 +53,11 @@ from internal.gojson import loads
 from internal.http import (
     V1_HEADER,
     HTTPError,
+    Later,
     Request,
     Response,
     Router,
+    error_response,
     json_response,
     serve_http,
     text,
@@ -78,7 +80,6 @@ from .stats import (
     render_text,
     stats_document,
 )
-from .syncer import SyncCycle, Syncer
 from .tls import TLS_REQUIRED
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ _INT_RE = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = (1 << 63) - 1
 
 _OK = text("OK")
+_PUB_FAILED = error_response(500, "PUB_FAILED")
 _EMPTY = Response(200, b"", "", [V1_HEADER])
 
 
@@ -199,20 +201,24 @@ class _API:
             raise HTTPError(500, "PUB_FAILED") from None
         return token
 
-    def _ok_when_durable(self, topic: Topic, token: int) -> Response | Awaitable[Response]:
-        """OK now, or — durable mode, messages written — once they are fsync'ed (group commit)."""
+    def _ok_when_durable(self, topic: Topic, token: int) -> Response | Later[Response]:
+        """OK now, or — durable mode, messages written — once they are fsync'ed (group
+        commit: the cycle's end answers, no task waits per request)."""
         cycle = self.nsqd.syncer.covering_cycle(token)  # now, before any other task runs
         if cycle is None:
             return _OK
-        return self._durable_ok(topic, cycle)
+        later: Later[Response] = Later()
 
-    async def _durable_ok(self, topic: Topic, cycle: SyncCycle) -> Response:
-        try:
-            await Syncer.wait_cycle(cycle)
-        except BackendError as exc:
-            logger.error("TOPIC(%s): failed to store messages - %s", topic.name, exc)
-            raise HTTPError(500, "PUB_FAILED") from None
-        return _OK
+        def synced(error: BaseException | None) -> None:
+            if error is None:
+                later.resolve(_OK)
+            else:
+                logger.error("TOPIC(%s): failed to store messages - sync failed - %s",
+                             topic.name, error)
+                later.resolve(_PUB_FAILED)
+
+        cycle.call_when_done(synced)
+        return later
 
     def _when_saved(self, mark: int, result: Response | Awaitable[Response]
                     ) -> Response | Awaitable[Response]:
