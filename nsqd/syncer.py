@@ -13,8 +13,8 @@ hot path and ask the :class:`Syncer` for a sync. The syncer's task then runs *cy
    callbacks registered on the cycle (an HTTP response waiting for it) run once the
    next cycle's fsyncs are under way.
 
-The syncer yields once between the end of a cycle and the start of the next, so that
-publishers whose data arrived with the fsync's completion write before it starts.
+The syncer yields once before a cycle starts, so that publishers whose data arrived with
+the previous fsync's completion (or with the write that woke the syncer) are in it.
 
 A publisher in durable mode takes a :meth:`token` before publishing and awaits
 :meth:`wait` after: that returns at once when nothing durable was written, otherwise when
@@ -203,14 +203,14 @@ class Syncer:
                     next_tick = trio.current_time() + self.sync_timeout
                 if not self._requested:
                     continue
+                # writers woken with the fsync's end (or with the write that woke the
+                # syncer) write first: the cycle has them
+                await trio.lowlevel.checkpoint()
                 failed, ended = await self._cycle(ended)
                 if failed:
                     _notify(ended)
                     ended = None
                     await trio.sleep(RETRY_DELAY)
-                else:
-                    # writers woken with the fsync's end go first: the next cycle has them
-                    await trio.lowlevel.checkpoint()
         finally:
             if ended is not None:
                 _notify(ended)
