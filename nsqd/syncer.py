@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Protocol
 
 import trio
@@ -79,6 +80,23 @@ class SyncCycle:
             fn(self.error)
         else:
             self.callbacks.append(fn)
+
+
+_DATA: Callable[[Syncable], list[int]] = methodcaller("flush_data")
+_ACKS: Callable[[Syncable], list[int]] = methodcaller("flush_acks")
+
+
+def _flush(stores: list[Syncable], step: Callable[[Syncable], list[int]], fds: list[int],
+           failed: list[Syncable]) -> OSError | None:
+    """Run ``step`` on each store, collecting fds; the failing stores go to ``failed``."""
+    error: OSError | None = None
+    for store in stores:
+        try:
+            fds.extend(step(store))
+        except OSError as exc:
+            error = exc
+            failed.append(store)
+    return error
 
 
 def _notify(cycle: SyncCycle) -> None:
@@ -235,21 +253,11 @@ class Syncer:
         ack_fds: list[int] = []
         jobs: list[SyncJob] = []
         try:
-            for store in stores:
-                try:
-                    data_fds.extend(store.flush_data())
-                except OSError as exc:
-                    error = exc
-                    failed.append(store)
+            error = _flush(stores, _DATA, data_fds, failed)
             ok_stores = [s for s in stores if s not in failed]
             if error is None:
                 # acks only once all data reached the OS: a requeued copy precedes its ack
-                for store in ok_stores:
-                    try:
-                        ack_fds.extend(store.flush_acks())
-                    except OSError as exc:
-                        error = exc
-                        failed.append(store)
+                error = _flush(ok_stores, _ACKS, ack_fds, failed)
             if error is None:
                 for store in ok_stores:
                     jobs.extend(store.sync_jobs())
