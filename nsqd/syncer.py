@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 #: pause after a failed cycle before retrying the stores that failed
 RETRY_DELAY = 0.1
+#: bounds of the wait for the publishers a cycle answered (see :meth:`Syncer._gather`)
+GATHER_MIN = 0.0002
+GATHER_MAX = 0.005
 
 #: called with the cycle's error (None: durable) when the cycle ends
 CycleCallback = Callable[[BaseException | None], None]
@@ -124,19 +127,22 @@ class Syncer:
         self._running: SyncCycle | None = None
         self._synced_gen = 0  # writes up to this gen are on stable storage
         self._fsyncer = Fsyncer()
+        self._taken_gen = 0  # write_gen when the last cycle took its stores
+        #: while gathering: the durable writes since the last cycle that end the wait
+        self._target = 0
 
     # ------------------------------------------------------------------ stores
     def request(self, store: Syncable) -> None:
         """Sync ``store`` in the next cycle (NSQ's --sync-every reached, acks to log...)."""
         self._requested[id(store)] = store
-        if self._parked:
+        if self._parked and not self._target:
             self._lot.unpark_all()
 
     def durable_write(self, store: Syncable) -> None:
         """``store`` buffered data that a publisher will wait for (group commit)."""
         self.write_gen += 1
         self._requested[id(store)] = store
-        if self._parked:
+        if self._parked and self.write_gen - self._taken_gen >= self._target:
             self._lot.unpark_all()
 
     def active(self, store: Syncable) -> None:
@@ -183,7 +189,7 @@ class Syncer:
         running = self._running
         if running is not None and running.gen >= gen:
             return running
-        if self._parked:
+        if self._parked and not self._target:
             self._lot.unpark_all()
         return self._next
 
@@ -203,8 +209,15 @@ class Syncer:
         """Run cycles until cancelled (started in the daemon's nursery)."""
         next_tick = trio.current_time() + self.sync_timeout
         ended: SyncCycle | None = None  # its callbacks run once the next cycle started
+        target, gather_until = 0, 0.0
         try:
             while True:
+                if target > self.write_gen - self._taken_gen:
+                    if ended is not None:
+                        _notify(ended)
+                        ended = None
+                    await self._gather(target, gather_until)
+                    target = 0
                 if not self._requested:
                     if ended is not None:
                         _notify(ended)
@@ -224,14 +237,41 @@ class Syncer:
                 # writers woken with the fsync's end (or with the write that woke the
                 # syncer) write first: the cycle has them
                 await trio.lowlevel.checkpoint()
+                taken = self._taken_gen
+                started = trio.current_time()
                 failed, ended = await self._cycle(ended)
                 if failed:
                     _notify(ended)
                     ended = None
                     await trio.sleep(RETRY_DELAY)
+                    continue
+                # the publishers this cycle answered and those that wrote meanwhile
+                # are likely to write again soon: the next cycle waits for them a little
+                now = trio.current_time()
+                target = self.write_gen - taken
+                gather_until = now + min(max(now - started, GATHER_MIN), GATHER_MAX)
         finally:
             if ended is not None:
                 _notify(ended)
+
+    async def _gather(self, target: int, deadline: float) -> None:
+        """Wait until ``target`` durable writes were made since the last cycle took its
+        stores, or ``deadline``: a closed-loop publisher answered by a cycle is back with
+        its next message within a round trip, and then shares the next fsync instead of
+        leaving every other one to the half of the publishers that was waiting already."""
+        self._target = target
+        try:
+            while self.write_gen - self._taken_gen < target:
+                with trio.move_on_at(deadline) as cs:
+                    self._parked = True
+                    try:
+                        await self._lot.park()
+                    finally:
+                        self._parked = False
+                if cs.cancelled_caught:
+                    return
+        finally:
+            self._target = 0
 
     async def cycle(self) -> bool:
         """Run one cycle over the requested stores; return whether some store failed."""
@@ -245,7 +285,7 @@ class Syncer:
         self._requested.clear()
         cycle = self._next
         self._next = SyncCycle()
-        cycle.gen = self.write_gen
+        cycle.gen = self._taken_gen = self.write_gen
         self._running = cycle
         error: BaseException | None = None
         failed: list[Syncable] = []
