@@ -127,4 +127,3 @@ async def test_every_waiting_publisher_is_in_the_next_fsync(tmp_path: Path,
         assert gate.started == 2  # nobody left for a third fsync
         for p in pubs:
             await p.aclose()
-
