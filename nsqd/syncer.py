@@ -14,7 +14,11 @@ hot path and ask the :class:`Syncer` for a sync. The syncer's task then runs *cy
    next cycle's fsyncs are under way.
 
 The syncer yields once before a cycle starts, so that publishers whose data arrived with
-the previous fsync's completion (or with the write that woke the syncer) are in it.
+the previous fsync's completion (or with the write that woke the syncer) are in it. After
+a cycle it also waits a little (no longer than that cycle's fsync took) for as many
+durable writes as the cycle covered plus those made meanwhile: publishers that wait for
+each OK are back within a round trip, and all of them share the next fsync rather than
+two halves taking turns.
 
 A publisher in durable mode takes a :meth:`token` before publishing and awaits
 :meth:`wait` after: that returns at once when nothing durable was written, otherwise when
