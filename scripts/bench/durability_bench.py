@@ -19,7 +19,7 @@ durable:  --publishers connections each publishing one command at a time (wait f
           --sync-every=1, where each OK waits for the group commit's fsync).
 pubwait:  as durable's PUB, but all --publishers connections are driven by one process
           (epoll), so the load generator costs little; msg/s and nsqd CPU/msg per mode
-          (--modes durable,default).
+          (--modes durable,default; go-durable, go-default run --go-nsqd's binary).
 httpwait: wrk -t2 -c--publishers POSTing --size-byte bodies to /pub for --durable-seconds;
           req/s, latency and nsqd CPU/req per mode.
 """
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import array
 import collections
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -421,6 +422,39 @@ def bench_durable(args: argparse.Namespace) -> None:
 _MODES = {"default": [], "durable": ["--mem-queue-size=0", "--sync-every=1"]}
 
 
+@contextlib.contextmanager
+def _nsqd(mode: str, args: argparse.Namespace):
+    """Our nsqd, or with a ``go-`` mode the binary at ``--go-nsqd``, in ``mode``."""
+    flags = ["--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+             *_MODES[mode.removeprefix("go-")], *args.nsqd_args.split()]
+    if not mode.startswith("go-"):
+        with daemon("nsqd", *flags) as (proc, addrs):
+            yield proc, addrs
+        return
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as data:
+        proc = subprocess.Popen([args.go_nsqd, "--data-path", data, *flags],
+                                stderr=subprocess.PIPE, text=True)
+        addrs = {}
+        while len(addrs) < 2:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"{args.go_nsqd} exited: rc={proc.poll()}")
+            m = re.search(r"(TCP|HTTP): listening on (\S+)", line)
+            if m:
+                host, _, port = m.group(2).rpartition(":")
+                addrs[m.group(1)] = (host, int(port))
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        try:
+            yield proc, addrs
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def _epoll_publishers(addr, topic: str, conns: int, seconds: float, size: int) -> int:
     """``conns`` connections, each sending one PUB and waiting for its OK; messages done."""
     import select
@@ -461,8 +495,7 @@ def _epoll_publishers(addr, topic: str, conns: int, seconds: float, size: int) -
 
 def bench_pubwait(args: argparse.Namespace) -> None:
     for mode in args.modes.split(","):
-        with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-                    *_MODES[mode], *args.nsqd_args.split()) as (proc, addrs):
+        with _nsqd(mode, args) as (proc, addrs):
             _http(addrs, "/topic/create?topic=d")
             _http(addrs, "/channel/create?topic=d&channel=ch")
             c0, t0 = cpu_seconds(proc.pid), time.perf_counter()
@@ -491,8 +524,7 @@ def bench_httpwait(args: argparse.Namespace) -> None:
         lua.write(_WRK_LUA % args.size)
         lua.flush()
         for mode in args.modes.split(","):
-            with daemon("nsqd", "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-                        *_MODES[mode], *args.nsqd_args.split()) as (proc, addrs):
+            with _nsqd(mode, args) as (proc, addrs):
                 _http(addrs, "/topic/create?topic=d")
                 _http(addrs, "/channel/create?topic=d&channel=ch")
                 host, port = addrs["HTTP"]
@@ -558,6 +590,7 @@ def main() -> None:
     ap.add_argument("--durable-seconds", type=float, default=5.0)
     ap.add_argument("--nsqd-args", default="", help="extra nsqd flags")
     ap.add_argument("--modes", default="durable,default", help="pubwait/httpwait modes")
+    ap.add_argument("--go-nsqd", default="", help="Go nsqd binary for the go-* modes")
     args = ap.parse_args()
     if args.phase in ("backlog", "all"):
         bench_backlog(args)
