@@ -226,12 +226,7 @@ class Syncer:
                     if ended is not None:
                         _notify(ended)
                         ended = None
-                    with trio.move_on_at(next_tick):
-                        self._parked = True
-                        try:
-                            await self._lot.park()
-                        finally:
-                            self._parked = False
+                    await self._park(next_tick)
                 if trio.current_time() >= next_tick:
                     self._requested.update(self._active)
                     self._active.clear()
@@ -266,16 +261,20 @@ class Syncer:
         self._target = target
         try:
             while self.write_gen - self._taken_gen < target:
-                with trio.move_on_at(deadline) as cs:
-                    self._parked = True
-                    try:
-                        await self._lot.park()
-                    finally:
-                        self._parked = False
-                if cs.cancelled_caught:
+                if not await self._park(deadline):
                     return
         finally:
             self._target = 0
+
+    async def _park(self, deadline: float) -> bool:
+        """Sleep until woken (True) or ``deadline`` (False)."""
+        with trio.move_on_at(deadline) as cs:
+            self._parked = True
+            try:
+                await self._lot.park()
+            finally:
+                self._parked = False
+        return not cs.cancelled_caught
 
     async def cycle(self) -> bool:
         """Run one cycle over the requested stores; return whether some store failed."""
