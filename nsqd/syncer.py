@@ -221,7 +221,7 @@ class Syncer:
                         _notify(ended)
                         ended = None
                     await self._gather(target, gather_until)
-                    target = 0
+                target = 0
                 if not self._requested:
                     if ended is not None:
                         _notify(ended)
