@@ -167,7 +167,7 @@ class Conn:
 
     __slots__ = (
         "batched", "body", "body_message", "body_size", "busy", "closing", "continue_sent",
-        "error", "expect_continue", "header_bytes", "headers", "in_body", "in_headers",
+        "error", "expect_continue", "header_bytes", "headers", "held", "in_body", "in_headers",
         "limits", "linger", "max_body", "out", "parser", "ready", "remote", "requests",
         "scope", "seen", "seen_at", "sending", "sock", "url",
     )
@@ -198,6 +198,8 @@ class Conn:
         self.linger = False
         #: Unsent output waiting for the socket to become writable (reactor).
         self.out: memoryview | None = None
+        #: Answers held back until a pending Later response resolves (reactor).
+        self.held: list[bytes] | None = None
         #: bytes of responses in the batch being built (see ``internal.http.BATCH_BYTES``)
         self.batched = 0
         self.in_headers = False

@@ -5,15 +5,18 @@ from __future__ import annotations
 import email.utils
 import http
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import trio
 
 from .gojson import go_json
 
 __all__ = [
     "HTTPError",
     "Handler",
+    "Later",
     "Request",
     "Response",
     "V1_HEADER",
@@ -81,8 +84,56 @@ class Response:
                                                           repr=False)
 
 
-#: An HTTP handler: ``def handler(request) -> Response`` (answered inline) or
-#: ``async def`` / returning an awaitable of the response (answered in a task).
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """A result promised without a task: whoever has it calls :meth:`resolve` (in the
+    event loop), and the callbacks given to :meth:`then` run there and then.
+
+    A handler that returns a ``Later[Response]`` (durable mode's wait for an fsync) has
+    its connection answered when it resolves, with no task per request; awaiting it
+    works too (for a wrapper that awaits, and for connections served by a task).
+    """
+
+    __slots__ = ("_callbacks", "_result", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._result: T | None = None
+        self._callbacks: list[Callable[[T], None]] = []
+
+    def resolve(self, result: T) -> None:
+        """Set the result (once) and run the callbacks."""
+        if self.done:
+            raise RuntimeError("resolved twice")
+        self.done = True
+        self._result = result
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(result)
+
+    def then(self, fn: Callable[[T], None]) -> None:
+        """Call ``fn(result)`` on :meth:`resolve` (at once if resolved)."""
+        if self.done:
+            fn(self._result)  # type: ignore[arg-type]
+        else:
+            self._callbacks.append(fn)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> T:
+        if not self.done:
+            event = trio.Event()
+            self.then(lambda _: event.set())
+            await event.wait()
+        return self._result  # type: ignore[return-value]
+
+
+#: An HTTP handler: ``def handler(request) -> Response`` (answered inline),
+#: ``async def`` / returning an awaitable of the response (answered in a task), or
+#: returning a :class:`Later` response (answered when it resolves).
 Handler = Callable[[Request], "Response | Awaitable[Response]"]
 
 

@@ -10,6 +10,9 @@ other tasks run every couple of milliseconds.
 A handler that awaits must not stall the other connections: the connection is then
 *detached* (taken out of the epoll set) and finished by a task of its own, which
 hands it back once the responses are sent. Lingering closes go to a task as well.
+A handler that returns a :class:`~internal._httpmsg.Later` needs no task: the
+connection stays in the set, unread, and is answered from the callback that resolves
+it (durable mode's fsync: one callback per request, no task, no epoll change).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from internal._httpconn import RECV_SIZE, Conn, SocketIO, linger
+from internal._httpmsg import Later
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -44,6 +48,8 @@ class Reactor:
         self.nursery = nursery
         self.epoll = select.epoll()
         self.attached: dict[int, Conn] = {}
+        #: connections waiting for a Later that had input meanwhile: out of the set
+        self.parked: set[Conn] = set()
         self.closed = False
 
     def attach(self, conn: Conn) -> None:
@@ -60,9 +66,10 @@ class Reactor:
         self.epoll.unregister(fd)
 
     def close(self, conn: Conn) -> None:
-        """Close an attached connection now."""
+        """Close an attached (or parked) connection now."""
         if conn.sock is not None and self.attached.get(conn.sock.fileno()) is conn:
             self.detach(conn)
+        self.parked.discard(conn)
         self._discard(conn)
 
     def _discard(self, conn: Conn) -> None:
@@ -97,7 +104,10 @@ class Reactor:
                     if conn is None:
                         continue
                     try:
-                        if events & _OUT:
+                        if conn.held is not None:  # input while a Later is pending
+                            self.detach(conn)
+                            self.parked.add(conn)
+                        elif events & _OUT:
                             self._flush(conn)
                         else:
                             self._readable(conn)
@@ -106,8 +116,9 @@ class Reactor:
                         self.close(conn)
         finally:
             self.closed = True
-            for conn in list(attached.values()):
+            for conn in [*attached.values(), *self.parked]:
                 self.close(conn)
+            self.parked.clear()
             trio.lowlevel.notify_closing(epoll)
             epoll.close()
 
@@ -124,15 +135,22 @@ class Reactor:
         conn.feed(data)
         self._answer(conn)
 
-    def _answer(self, conn: Conn) -> None:
-        """Answer what is ready and send it, batch after batch, until the socket is full,
-        a handler awaits (then a task takes over) or nothing is left."""
+    def _answer(self, conn: Conn, out: list[bytes] | None = None) -> None:
+        """Answer what is ready and send it (after ``out``), batch after batch, until the
+        socket is full, a handler awaits (then a task takes over), one returns a
+        :class:`Later` (then its resolution goes on) or nothing is left."""
         sock = conn.sock
         assert sock is not None
         server = self.server
         while True:
-            out: list[bytes] = []
+            if out is None:
+                out = []
             pending = server.answer_ready(conn, out)
+            if isinstance(pending, Later):
+                conn.busy = True  # not timed, as any running handler
+                conn.held = out
+                pending.then(lambda data: self._resolved(conn, data))
+                return
             if pending is not None:
                 self.detach(conn)
                 conn.busy = True  # the sweep leaves it to the task from now on
@@ -154,6 +172,24 @@ class Reactor:
                 return
             if not conn.ready:
                 return
+            out = None
+
+    def _resolved(self, conn: Conn, data: bytes) -> None:
+        """A Later response is here: send it with the answers before it, go on."""
+        out, conn.held = conn.held, None
+        conn.busy = False
+        if out is None or self.closed or conn not in self.server.conns:
+            return  # closed meanwhile
+        out.append(data)
+        conn.batched += len(data)
+        try:
+            if conn in self.parked:
+                self.parked.discard(conn)
+                self.attach(conn)
+            self._answer(conn, out)
+        except Exception as exc:
+            self.server.connection_failed(conn.remote, exc)
+            self.close(conn)
 
     def _flush(self, conn: Conn) -> None:
         sock = conn.sock

@@ -42,6 +42,7 @@ from internal._httpmsg import (
     V1_HEADER,
     Handler,
     HTTPError,
+    Later,
     Request,
     Response,
     error_response,
@@ -59,6 +60,7 @@ __all__ = [
     "HTTPError",
     "Handler",
     "JSON_CONTENT_TYPE",
+    "Later",
     "Request",
     "Response",
     "Router",
@@ -169,6 +171,11 @@ class _Server:
             return self._render(request, self._internal_error(request), date, connection)
         if isinstance(result, Response):
             return self._render(request, result, date, connection)
+        if isinstance(result, Later):
+            rendered: Later[bytes] = Later()
+            result.then(lambda response: rendered.resolve(
+                self._render(request, response, date, connection)))
+            return rendered
         return self._respond_later(request, result, date, connection)
 
     async def _respond_later(self, request: Request, result: Awaitable[object], date: str,

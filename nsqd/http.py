@@ -56,9 +56,11 @@ from internal.http import (
     V1_HEADER,
     Handler,
     HTTPError,
+    Later,
     Request,
     Response,
     Router,
+    error_response,
     json_response,
     serve_http,
     text,
@@ -81,7 +83,6 @@ from .stats import (
     render_text,
     stats_document,
 )
-from .syncer import SyncCycle, Syncer
 from .tls import TLS_REQUIRED
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ _INT64_MAX = (1 << 63) - 1
 
 # shared by every request: rendered once per Date and Connection value
 _OK = dataclasses.replace(text("OK"), rendered={})
+_PUB_FAILED = error_response(500, "PUB_FAILED")
 _EMPTY = Response(200, b"", "", [V1_HEADER], rendered={})
 
 
@@ -201,20 +203,24 @@ class _API:
             raise HTTPError(500, "PUB_FAILED") from None
         return token
 
-    def _ok_when_durable(self, topic: Topic, token: int) -> Response | Awaitable[Response]:
-        """OK now, or — durable mode, messages written — once they are fsync'ed (group commit)."""
+    def _ok_when_durable(self, topic: Topic, token: int) -> Response | Later[Response]:
+        """OK now, or — durable mode, messages written — once they are fsync'ed (group
+        commit: the cycle's end answers, no task waits per request)."""
         cycle = self.nsqd.syncer.covering_cycle(token)  # now, before any other task runs
         if cycle is None:
             return _OK
-        return self._durable_ok(topic, cycle)
+        later: Later[Response] = Later()
 
-    async def _durable_ok(self, topic: Topic, cycle: SyncCycle) -> Response:
-        try:
-            await Syncer.wait_cycle(cycle)
-        except BackendError as exc:
-            logger.error("TOPIC(%s): failed to store messages - %s", topic.name, exc)
-            raise HTTPError(500, "PUB_FAILED") from None
-        return _OK
+        def synced(error: BaseException | None) -> None:
+            if error is None:
+                later.resolve(_OK)
+            else:
+                logger.error("TOPIC(%s): failed to store messages - sync failed - %s",
+                             topic.name, error)
+                later.resolve(_PUB_FAILED)
+
+        cycle.call_when_done(synced)
+        return later
 
     def _when_saved(self, mark: int, result: Response | Awaitable[Response]
                     ) -> Response | Awaitable[Response]:

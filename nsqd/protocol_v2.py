@@ -110,6 +110,13 @@ assert {name for name, spec in COMMANDS.items() if spec.body_limit} == V2_BODY_C
 RUNS = frozenset({b"PUB", b"DPUB"})
 
 
+def _release(client: ClientV2, release: list[list[bytes]], error: BaseException | None
+             ) -> None:
+    """A batch's durable publish is fsync'ed: send its responses, unless its task did."""
+    if error is None and release:
+        client.send_frames(release.pop())
+
+
 class ProtocolV2:
     """Runs protocol V2 for the connections of one nsqd."""
 
@@ -332,13 +339,20 @@ class ProtocolV2:
                 logger.error("PROTOCOL(V2): [%s] %s - %s", client, cmd.decode(), exc)
                 client.send(encode_error(command_failed(cmd, exc).wire()))
                 return False
-        if self.nsqd.syncer.pending(durable):
+        syncer = self.nsqd.syncer
+        cycle = syncer.covering_cycle(durable) if syncer.pending(durable) else None
+        if cycle is not None:
+            # the cycle's end sends the responses (no hop through this task first)
+            release = [held] if held else []
+            if release:
+                cycle.call_when_done(lambda error: _release(client, release, error))
             try:
-                await self.nsqd.wait_durable(durable)
+                await syncer.wait_cycle(cycle)
             except BackendError as exc:
                 logger.error("PROTOCOL(V2): [%s] publish not stored - %s", client, exc)
                 client.send(encode_error(command_failed(b"PUB", exc).wire()))
                 return False
+            held = release.pop() if release else None
         if held:
             client.send_frames(held)
         return True

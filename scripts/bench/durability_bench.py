@@ -4,6 +4,8 @@
     python scripts/bench/durability_bench.py deferred [--rate 100000 --delay 120 --seconds 150]
     python scripts/bench/durability_bench.py durable  [--durable-seconds 5 --publishers 10]
     python scripts/bench/durability_bench.py dpub     [--messages 1000000 --delay 5]
+    python scripts/bench/durability_bench.py pubwait  [--durable-seconds 5 --publishers 10]
+    python scripts/bench/durability_bench.py httpwait [--durable-seconds 5 --publishers 50]
 
 backlog:  --mem-queue-size=10000; W writers MPUB N 100-byte messages into a channel
           nobody reads, then one reader drains it. nsqd's RSS is sampled all along.
@@ -15,6 +17,11 @@ dpub:     nsqd's own cost: --messages pipelined DPUBs (--delay s) as fast as nsq
 durable:  --publishers connections each publishing one command at a time (wait for OK),
           PUB then MPUB x --batch, default mode vs durable mode (--mem-queue-size=0
           --sync-every=1, where each OK waits for the group commit's fsync).
+pubwait:  as durable's PUB, but all --publishers connections are driven by one process
+          (epoll), so the load generator costs little; msg/s and nsqd CPU/msg per mode
+          (--modes durable,default; go-durable, go-default run --go-nsqd's binary).
+httpwait: wrk -t2 -c--publishers POSTing --size-byte bodies to /pub for --durable-seconds;
+          req/s, latency and nsqd CPU/req per mode.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import array
 import collections
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -403,6 +411,130 @@ def bench_durable(args: argparse.Namespace) -> None:
               + f" (durable/default {figures['durable'] / figures['default']:.0%})", flush=True)
 
 
+_MODES = {"default": [], "durable": ["--mem-queue-size=0", "--sync-every=1"]}
+
+
+@contextlib.contextmanager
+def _nsqd(mode: str, args: argparse.Namespace):
+    """Our nsqd, or with a ``go-`` mode the binary at ``--go-nsqd``, in ``mode``."""
+    flags = ["--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+             *_MODES[mode.removeprefix("go-")], *args.nsqd_args.split()]
+    if not mode.startswith("go-"):
+        with daemon("nsqd", *flags) as (proc, addrs):
+            yield proc, addrs
+        return
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as data:
+        proc = subprocess.Popen([args.go_nsqd, "--data-path", data, *flags],
+                                stderr=subprocess.PIPE, text=True)
+        addrs = {}
+        while len(addrs) < 2:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"{args.go_nsqd} exited: rc={proc.poll()}")
+            m = re.search(r"(TCP|HTTP): listening on (\S+)", line)
+            if m:
+                host, _, port = m.group(2).rpartition(":")
+                addrs[m.group(1)] = (host, int(port))
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        try:
+            yield proc, addrs
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _epoll_publishers(addr, topic: str, conns: int, seconds: float, size: int) -> int:
+    """``conns`` connections, each sending one PUB and waiting for its OK; messages done."""
+    import select
+
+    frame = commands.pub(topic, b"x" * size)
+    ok = _FRAME.pack(6, 0) + b"OK"
+    socks = [_connect(addr) for _ in range(conns)]
+    ep = select.epoll()
+    by_fd = {}
+    for s in socks:
+        s.setblocking(False)
+        ep.register(s.fileno(), select.EPOLLIN)
+        by_fd[s.fileno()] = [s, b""]
+    for s in socks:
+        s.send(frame)
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for fd, _ in ep.poll(0.5):
+            entry = by_fd[fd]
+            s, buf = entry
+            data = s.recv(4096)
+            if not data:
+                raise RuntimeError("closed")
+            buf += data
+            while len(buf) >= 10:
+                if buf[:10] != ok:
+                    raise RuntimeError(f"unexpected response {buf[:40]!r}")
+                buf = buf[10:]
+                n += 1
+                s.send(frame)
+            entry[1] = buf
+    for s in socks:
+        s.close()
+    ep.close()
+    return n
+
+
+def bench_pubwait(args: argparse.Namespace) -> None:
+    for mode in args.modes.split(","):
+        with _nsqd(mode, args) as (proc, addrs):
+            _http(addrs, "/topic/create?topic=d")
+            _http(addrs, "/channel/create?topic=d&channel=ch")
+            c0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+            n = _epoll_publishers(addrs["TCP"], "d", args.publishers, args.durable_seconds,
+                                  args.size)
+            c1, t1 = cpu_seconds(proc.pid), time.perf_counter()
+            print(f"{mode:8} {args.publishers} PUB publishers, wait for each OK: "
+                  f"{n / (t1 - t0):,.0f} msg/s; nsqd {1e6 * (c1 - c0) / max(1, n):.1f} us CPU/msg "
+                  f"({(c1 - c0) / (t1 - t0):.0%} of a core)", flush=True)
+
+
+_WRK_LUA = r"""wrk.method = "POST"
+wrk.body = string.rep("x", %d)
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d\n", summary.requests,
+    summary.errors.status, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def bench_httpwait(args: argparse.Namespace) -> None:
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(_WRK_LUA % args.size)
+        lua.flush()
+        for mode in args.modes.split(","):
+            with _nsqd(mode, args) as (proc, addrs):
+                _http(addrs, "/topic/create?topic=d")
+                _http(addrs, "/channel/create?topic=d&channel=ch")
+                host, port = addrs["HTTP"]
+                c0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                out = subprocess.run(
+                    ["wrk", "-t2", f"-c{args.publishers}", f"-d{args.durable_seconds:g}s",
+                     "-s", lua.name, f"http://{host}:{port}/pub?topic=d"],
+                    capture_output=True, text=True, check=True).stdout
+                c1, t1 = cpu_seconds(proc.pid), time.perf_counter()
+                line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+                n, bad, p50, p99, top = map(int, line.split()[1:])
+                print(f"{mode:8} wrk -c{args.publishers} POST /pub: "
+                      f"{n / args.durable_seconds:,.0f} req/s (non-2xx {bad}); latency p50 "
+                      f"{p50 / 1000:.2f} p99 {p99 / 1000:.2f} max {top / 1000:.1f} ms; nsqd "
+                      f"{1e6 * (c1 - c0) / max(1, n):.1f} us CPU/req "
+                      f"({(c1 - c0) / (t1 - t0):.0%} of a core)", flush=True)
+
+
 # ---------------------------------------------------------------------- dpub
 def bench_dpub(args: argparse.Namespace) -> None:
     n = args.messages - args.messages % 1000
@@ -436,7 +568,8 @@ def bench_dpub(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=["backlog", "deferred", "durable", "dpub", "all"])
+    ap.add_argument("phase", choices=["backlog", "deferred", "durable", "dpub", "pubwait",
+                                      "httpwait", "all"])
     ap.add_argument("--messages", type=int, default=10_000_000)
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--batch", type=int, default=200)
@@ -448,6 +581,8 @@ def main() -> None:
     ap.add_argument("--rdy", type=int, default=10000, help="reader's RDY (deferred)")
     ap.add_argument("--durable-seconds", type=float, default=5.0)
     ap.add_argument("--nsqd-args", default="", help="extra nsqd flags")
+    ap.add_argument("--modes", default="durable,default", help="pubwait/httpwait modes")
+    ap.add_argument("--go-nsqd", default="", help="Go nsqd binary for the go-* modes")
     args = ap.parse_args()
     if args.phase in ("backlog", "all"):
         bench_backlog(args)
@@ -457,6 +592,10 @@ def main() -> None:
         bench_durable(args)
     if args.phase in ("dpub", "all"):
         bench_dpub(args)
+    if args.phase in ("pubwait", "all"):
+        bench_pubwait(args)
+    if args.phase in ("httpwait", "all"):
+        bench_httpwait(args)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from nsqd import diskqueue as dq_mod
 from nsqd.backend import BackendError
 from nsqd.diskqueue import DiskQueue
+from nsqd.fsyncs import Fsyncer
 from nsqd.syncer import Syncer
 
 
@@ -135,3 +137,34 @@ async def test_waiter_taken_after_its_cycle_started_is_not_left_for_the_tick(
             assert cycle is not syncer._next
             await syncer.wait_cycle(cycle)
     assert syncer.covering_cycle(token) is None  # durable now: nothing to wait for
+
+
+class _SlowFlight:
+    """An fsync that takes 1 ms of (virtual) time."""
+
+    async def wait(self) -> None:
+        await trio.sleep(0.001)
+
+
+async def test_closed_loop_publishers_share_every_fsync(
+        tmp_path: Path, nursery: trio.Nursery, monkeypatch: Any,
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Publishers that send their next message a little after their OK (a round trip
+    shorter than an fsync) are all in the next fsync: one per round, not one per half."""
+    monkeypatch.setattr(Fsyncer, "start", lambda self, data, acks, jobs: _SlowFlight())
+    syncer = Syncer(sync_timeout=3600.0)
+    nursery.start_soon(syncer.run)
+    q = queue(tmp_path, syncer)
+    rounds = 20
+
+    async def publisher(i: int) -> None:
+        for k in range(rounds):
+            token = syncer.token()
+            q.put([msg(i * 1000 + k)])
+            await syncer.wait(token)
+            await trio.sleep(0.0001 * (i % 4))  # the round trip, 0 to 0.3 ms
+
+    async with trio.open_nursery() as inner:
+        for i in range(8):
+            inner.start_soon(publisher, i)
+    assert syncer.cycles <= rounds + 1  # halves taking turns: about 2 x rounds
