@@ -92,6 +92,16 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             self._writes = 0
             await trio.lowlevel.checkpoint()
 
+    def send_nowait(self, data: bytes) -> int:
+        """Write what the socket takes now, without waiting: the bytes written (0 also
+        on an error, which the next :meth:`send_all` of the rest then raises)."""
+        if self._closed:
+            return 0
+        try:
+            return os.write(self._fd, data)
+        except OSError:
+            return 0
+
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
 

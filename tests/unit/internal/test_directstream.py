@@ -145,3 +145,17 @@ async def test_max_bytes_must_be_positive() -> None:
         await stream.receive_some(0)
     await stream.aclose()
     peer.close()
+
+
+async def test_send_nowait_writes_what_the_socket_takes() -> None:
+    stream, peer = pair()
+    assert stream.send_nowait(b"abc") == 3
+    big = b"y" * (8 << 20)
+    taken = stream.send_nowait(big)
+    assert 0 < taken < len(big)  # the socket buffers filled up
+    assert stream.send_nowait(b"more") == 0  # full: nothing, no waiting
+    expected = b"abc" + big[:taken]
+    assert await read_all(peer, len(expected)) == expected
+    await stream.aclose()
+    assert stream.send_nowait(b"x") == 0  # closed
+    peer.close()
