@@ -1,13 +1,14 @@
-"""A Trio stream over a connected socket that calls ``recv``/``send`` directly.
+"""A Trio stream over a connected socket that calls ``read``/``write`` directly.
 
-:class:`trio.SocketStream` passes every call through a conflict detector and ends each
-one with a trip through the scheduler, even when the data was there or the kernel
-took all of it at once: for a small request/response exchange (a publisher waiting
-for each ``OK``) that doubles the scheduler passes per request. Here readiness is
-awaited only when the socket would block (EAGAIN), which is itself a trip through
-the scheduler; a read that found data waiting, and every so many writes that never
-had to wait, still let the other tasks run. Errors are Trio's: :class:`trio.BrokenResourceError`
-for a broken connection, :class:`trio.ClosedResourceError` once closed.
+:class:`trio.SocketStream` passes every call through a conflict detector and a trip
+through the scheduler, even when the kernel took all of the data at once: for a small
+request/response exchange (a publisher waiting for each ``OK``) that doubles the
+scheduler passes per request. Here readiness is awaited only when the socket would
+block (EAGAIN), itself a trip through the scheduler; a read that found data waiting,
+and every so many writes that never had to wait, still let the other tasks run
+(without raising Cancelled once the data moved). Errors are Trio's:
+:class:`trio.BrokenResourceError` for a broken connection,
+:class:`trio.ClosedResourceError` once closed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         self.stream = stream
         self._fd = stream.socket.fileno()
         self._closed = False
-        #: the last read filled its buffer: more may be waiting, read before waiting
+        #: the last read filled its buffer: the next may take more at once
         self._full = False
         self._writes = 0
 
@@ -50,10 +51,8 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             # a buffer over the allocator's mmap threshold costs a map, page faults and
             # an unmap per read: large reads only once a read came back full
             size = min(size, _SMALL_RECEIVE)
-        if self._full:
-            await trio.lowlevel.checkpoint()  # data is likely waiting: others run first
-        else:
-            await self._wait(trio.lowlevel.wait_readable)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the stream is closed")
@@ -62,12 +61,16 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
                 break
             except BlockingIOError:
                 await self._wait(trio.lowlevel.wait_readable)
+                waited = True
             except OSError as exc:
                 raise self._error(exc) from exc
+        if not waited:  # the data was there: others run first (what was read stays read)
+            await trio.lowlevel.cancel_shielded_checkpoint()
         self._full = len(data) == size
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
         waited = False
         while True:
@@ -90,7 +93,7 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         self._writes += 1
         if self._writes >= _WRITES_PER_YIELD:
             self._writes = 0
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # all sent: no Cancelled now
 
     def send_nowait(self, data: bytes) -> int:
         """Write what the socket takes now, without waiting: the bytes written (0 also
