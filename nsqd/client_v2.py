@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from client.protocol import HEARTBEAT, encode_response
+from internal.directstream import DirectSocketStream
 
 from .statistics import ClientStatistics
 
@@ -145,7 +146,15 @@ class ClientV2:
             self._writer_lot.unpark_all()
 
     def send_frames(self, frames: list[bytes]) -> None:
-        """Queue several response frames for the writer."""
+        """Queue several response frames for the writer; while it idles with nothing
+        queued, what the socket takes at once is written right here (no task switch)."""
+        stream = self._stream
+        if self._writer_parked and not self._out and isinstance(stream, DirectSocketStream):
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            sent = stream.send_nowait(data)
+            if sent == len(data):
+                return
+            frames = [data[sent:]]
         self._out.extend(frames)
         self.out_bytes += sum(map(len, frames))
         self._urgent = True

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from client.protocol import MAGIC_V2, encode_error
+from internal.directstream import DirectSocketStream
 from internal.netaddr import join_host_port
 
 from .client_v2 import OUTPUT_LIMIT_FACTOR, ClientV2
@@ -45,7 +46,7 @@ class TCPServer:
         except OSError:
             remote = "?"
         try:
-            await self.serve(stream, remote)
+            await self.serve(DirectSocketStream(stream), remote)
         finally:
             limit.release()
 
