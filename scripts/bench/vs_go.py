@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,13 +314,11 @@ def table(ours: Side, go: Side | None) -> list[str]:
 
 # ------------------------------------------------------------------ main
 @contextmanager
-def _main_nsqds(sides: list[Side], needed: bool) -> Iterator[dict[str, Any]]:
-    """One long-lived nsqd per side for ingest/consume/http/e2e."""
-    with ExitStack() as stack:
-        running = {s.name: stack.enter_context(s.start(*MAIN_FLAGS)) for s in sides} if needed else {}
-        yield running
-        for proc, _ in running.values():
-            proc.kill()  # a temporary data dir: skip flushing the backlog to disk
+def _main_nsqd(side: Side) -> Iterator[tuple[Any, dict[str, tuple[str, int]]]]:
+    """One nsqd of ``side`` for its ingest/consume/http/e2e phases."""
+    with side.start(*MAIN_FLAGS) as (proc, addrs):
+        yield proc, addrs
+        proc.kill()  # a temporary data dir: skip flushing the backlog to disk
 
 
 def main() -> None:
@@ -362,15 +360,19 @@ def main() -> None:
     print(f"phases {','.join(phases)}, --runfor {args.runfor:g}s, load average {load[0]:.2f} "
           f"{load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores", flush=True)
     shared = {"ingest": ingest, "consume": consume, "http": http, "e2e": e2e}
-    with _main_nsqds(sides, bool(set(shared) & set(phases))) as running:
-        for phase in phases:  # sides alternate phase by phase: the same machine load for both
-            for side in sides:
+    # ingest/consume/http/e2e: one side's nsqd at a time, so that neither works in the
+    # background of the other's phases (Go's nsqd keeps a core busy for seconds after its
+    # ingest); the other phases start their own nsqd per side
+    main_phases = [p for p in phases if p in shared]
+    for side in sides if main_phases else []:
+        with _main_nsqd(side) as (proc, addrs):
+            for phase in main_phases:
                 print(f"{phase} ({side.name})...", flush=True)
-                if phase in shared:
-                    proc, addrs = running[side.name]
-                    shared[phase](side, ctx, proc, addrs)
-                else:
-                    (durable if phase == "durable" else rss)(side, ctx)
+                shared[phase](side, ctx, proc, addrs)
+    for phase in (p for p in phases if p not in shared):
+        for side in sides:  # sides alternate: about the same machine load for both
+            print(f"{phase} ({side.name})...", flush=True)
+            (durable if phase == "durable" else rss)(side, ctx)
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("\n".join(table(sides[0], sides[1] if len(sides) > 1 else None)))
