@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compile the hottest modules with mypyc into ``.native/<ext tag>/``; pure Python stays the fallback.
 
-    .venv/bin/python scripts/build_native.py           # build if a source changed (scripts/test and scripts/run do)
+    .venv/bin/python scripts/build_native.py           # build if a source changed (TRIO_NSQ_NATIVE=1 _venv.sh)
     .venv/bin/python scripts/build_native.py --check   # exit 0 if the build is current, 1 if not
     .venv/bin/python scripts/build_native.py --clean   # remove the build: everything runs pure Python
 
@@ -48,7 +48,8 @@ MANIFEST: str = _native.MANIFEST
 check = _native.check
 source_digests = _native.source_digests
 
-#: the compiled modules (one mypyc group). Kept because they pay: nsqd CPU per consumed
+#: the compiled modules (one mypyc group); opt-in (TRIO_NSQ_NATIVE=1 in scripts/_venv.sh)
+#: since the consume rewrite, after which pure Python did as well (README). Earlier: nsqd CPU per consumed
 #: message (FIN loop, scripts/bench/nsqd_bench.py --messages 500000, pure vs compiled,
 #: interleaved, medians) fell from 2.36 to 1.82 us with the codec + channel and to 1.51-1.70 us
 #: with protocol_consume too. Measured and left out, no gain: client_v2, topic, guid,
