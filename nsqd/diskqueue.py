@@ -228,8 +228,13 @@ class DiskQueue(SegmentFiles):
         unpack = HEADER.unpack_from
         crc32 = zlib.crc32
         max_size = self.max_msg_size + FIXED
+        # a plain record's size word is in [FIXED, plain_max]; anything else (the due
+        # flag, or a corrupt length) takes the slow branch
+        plain_max = min(max_size, DUE_FLAG - 1)
+        header_size = HEADER_SIZE
         ack_mode = self.ack_mode
         unacked = self._unacked
+        append = out.append
         while len(out) < n and self._depth > 0:
             seg = self._segs.get(self._rseg)
             if seg is None:  # quarantined or dropped
@@ -268,51 +273,57 @@ class DiskQueue(SegmentFiles):
             need = 0
             corrupt = None
             msg: Entry
+            # the depth and the room left in ``out`` live in locals while records are
+            # taken (written back once the loop stops)
+            depth = self._depth
+            room = n - len(out)
             while True:
-                if i + HEADER_SIZE > limit:
-                    need = HEADER_SIZE
+                if i + header_size > limit:
+                    need = header_size
                     break
                 size, crc, ts, attempts, msg_id = unpack(buf, i)
-                e = i + 8 + (size & ~DUE_FLAG)
-                if size & DUE_FLAG or size < FIXED or size > max_size:
-                    if size & DUE_FLAG:
-                        if e > limit:
-                            need = e - i
-                            break
-                        try:
-                            rec, e = decode_record(mv, i, limit, self.max_msg_size)
-                        except CorruptRecord as exc:
-                            corrupt = str(exc)
-                            break
-                        assert rec is not None and len(rec) == 5
-                        msg = DueMsg(rec[0], rec[1], rec[2], rec[3], _wall_ns_to_mono(rec[4]))
-                    else:
-                        corrupt = f"invalid record size {size}"
-                        break
-                else:
+                if FIXED <= size <= plain_max:
+                    e = i + 8 + size
                     if e > limit:
                         need = e - i
                         break
                     if crc32(mv[i + 8:e]) != crc:
                         corrupt = "checksum mismatch"
                         break
-                    msg = (msg_id, buf[i + HEADER_SIZE:e], ts, attempts)
-                off = start + i
+                    msg = (msg_id, buf[i + header_size:e], ts, attempts)
+                elif size & DUE_FLAG:
+                    e = i + 8 + (size & ~DUE_FLAG)
+                    if e > limit:
+                        need = e - i
+                        break
+                    try:
+                        rec, e = decode_record(mv, i, limit, self.max_msg_size)
+                    except CorruptRecord as exc:
+                        corrupt = str(exc)
+                        break
+                    assert rec is not None and len(rec) == 5
+                    msg = DueMsg(rec[0], rec[1], rec[2], rec[3], _wall_ns_to_mono(rec[4]))
+                else:
+                    corrupt = f"invalid record size {size}"
+                    break
+                off = i
                 i = e
                 idx += 1
-                if skip and off in skip:
-                    skip.discard(off)
+                if skip and start + off in skip:
+                    skip.discard(start + off)
                     continue
-                self._depth -= 1
+                depth -= 1
                 if ack_mode:
-                    pos = base | ((idx - 1) << 32) | off
+                    pos = base | ((idx - 1) << 32) | (start + off)
                     if msg[0] in unacked:
                         self._ack_pos(pos)
                         continue
                     unacked[msg[0]] = pos
-                out.append(msg)
-                if len(out) >= n or not self._depth:
+                append(msg)
+                room -= 1
+                if room <= 0 or not depth:
                     break
+            self._depth = depth
             self._rpos = start + i
             self._ridx = idx
             if corrupt is not None:
