@@ -141,18 +141,9 @@ class NSQD:
                              max_msg_size=opts.max_msg_size, sync_timeout=opts.sync_timeout)
 
     def durable_token(self) -> int:
-        """Take before publishing; then ``await wait_durable(token)`` before answering OK."""
+        """Take before publishing; then wait for ``syncer.covering_cycle(token)`` (None:
+        nothing to wait for) before answering OK."""
         return self.syncer.token()
-
-    async def wait_durable(self, token: int) -> None:
-        """Return once what was published since ``token`` is fsync'ed (durable mode).
-
-        Returns at once when nothing went to a durable store (``--sync-every`` > 1).
-
-        Raises:
-            BackendError: the disk failed to store it; the publisher must not get OK.
-        """
-        await self.syncer.wait(token)
 
     def get_topic(self, name: str) -> Topic:
         """The topic, created (and announced to lookupd) if new.

@@ -340,7 +340,7 @@ class ProtocolV2:
                 client.send(encode_error(command_failed(cmd, exc).wire()))
                 return False
         syncer = self.nsqd.syncer
-        cycle = syncer.covering_cycle(durable) if syncer.pending(durable) else None
+        cycle = syncer.covering_cycle(durable)
         if cycle is not None:
             # the cycle's end sends the responses (no hop through this task first)
             release = [held] if held else []
