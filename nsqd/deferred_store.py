@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 
 import trio
@@ -45,7 +44,7 @@ import trio
 from .backend import BackendError, Msg
 from .deferred_buckets import NS, WIDTH0, WIDTH1, Bucket, BucketFiles, HeapEntry
 from .fileio import remove_file, write_atomic
-from .records import DUE_FIXED, DUE_FLAG, DUE_HEADER
+from .records import DUE_FIELDS, DUE_FIXED, DUE_FLAG, record_format
 from .syncer import Syncer
 
 __all__ = ["DeferredStore"]
@@ -383,18 +382,23 @@ class DeferredStore(BucketFiles):
         write_through = self.write_through
         base = bucket.load_off
         offset = self._offset_ns
-        unpack = DUE_HEADER.unpack_from
-        crc32 = zlib.crc32
+        unpack = DUE_FIELDS.unpack_from
+        fields = DUE_FIELDS.size
         max_size = self.max_msg_size + DUE_FIXED
         bad = False
-        if want > 0 and len(data) < min(want, DUE_HEADER.size):
+        if want > 0 and len(data) < min(want, 4 + fields):
             data = b""  # the file is shorter than it was
             limit = 0
-        while i + DUE_HEADER.size <= limit:
-            size, crc, due_ns, ts, attempts, msg_id = unpack(data, i)
+        while i + 8 <= limit:
+            size = int.from_bytes(data[i:i + 4], "little")
             e = i + 8 + (size & ~DUE_FLAG)
-            if not size & DUE_FLAG or not DUE_FIXED <= size & ~DUE_FLAG <= max_size \
-                    or base + e > bucket.end or (e <= limit and crc32(mv[i + 8:e]) != crc):
+            fmt = 0
+            if size & DUE_FLAG and DUE_FIXED <= size & ~DUE_FLAG <= max_size \
+                    and base + e <= bucket.end:
+                if e > limit:
+                    break
+                fmt = record_format(mv, i, e)
+            if not fmt:
                 resume = self._damage_at(bucket, base + i)
                 if resume is None:
                     logger.error("DEFERRED(%s) unreadable record at %d of %s; saving it as "
@@ -403,10 +407,10 @@ class DeferredStore(BucketFiles):
                     break
                 i = resume - base
                 continue
-            if e > limit:
-                break
+            p, stop = (i + 4, e - 4) if fmt == 2 else (i + 8, e)
+            due_ns, ts, attempts, msg_id = unpack(data, p)
             off = base + i
-            msg = (msg_id, data[i + DUE_HEADER.size:e], ts, attempts)
+            msg = (msg_id, data[p + fields:stop], ts, attempts)
             i = e
             n += 1
             if skip and off in skip:

@@ -2,8 +2,8 @@
 
 The files (segments, their ``.acks`` logs, the metadata) are kept by
 :mod:`nsqd.diskqueue_segments`. A segment is a sequence of :mod:`nsqd.records` records
-(a fixed header with a crc, then the body); the record of a deferred topic entry carries
-its wall-clock due time.
+(a size word, a fixed header, the body, then a crc); the record of a deferred topic
+entry carries its wall-clock due time.
 
 Reads and writes are synchronous and buffered (the hot path never awaits); the
 :class:`~nsqd.syncer.Syncer` writes buffers out, fsyncs and writes the metadata in its
@@ -39,15 +39,18 @@ from .backend import BackendError, DueMsg, Entry, Msg
 from .diskqueue_segments import Segment, SegmentFiles, unpack_pos
 from .fileio import AppendFile
 from .records import (
+    DUE_FIXED,
     DUE_FLAG,
     FIXED,
     HEADER,
     HEADER_SIZE,
     READ_CHUNK,
+    RESIDUE,
     CorruptRecord,
     decode_record,
     encode_record,
     encode_records,
+    grid_records,
     scan_file,
 )
 from .syncer import Syncer
@@ -58,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 #: bytes buffered before a write reaches the OS outside a sync cycle
 FLUSH_BYTES = 256 * 1024
+#: records read one by one after a failed grid attempt before the next attempt
+GRID_RETRY = 32
 
 
 class DiskQueue(SegmentFiles):
@@ -136,11 +141,10 @@ class DiskQueue(SegmentFiles):
                 idx = seg.total
                 base = self._wseg << 56
                 cpos = self._cache_pos
-                step = 2 if len(parts) == 2 * len(msgs) else 1
-                for i in range(len(msgs)):
+                for m in msgs:
                     cpos.append(base | (idx << 32) | off)
                     idx += 1
-                    off += len(parts[step * i]) + (len(parts[2 * i + 1]) if step == 2 else 0)
+                    off += (DUE_FIXED + 8 if type(m) is DueMsg else FIXED + 8) + len(m[1])
                 cache.extend(msgs)
         wfile.extend(parts, nbytes)
         self._segs[self._wseg].total += len(msgs)
@@ -227,7 +231,8 @@ class DiskQueue(SegmentFiles):
     def _read_disk(self, n: int, out: list[Entry]) -> None:
         unpack = HEADER.unpack_from
         crc32 = zlib.crc32
-        max_size = self.max_msg_size + FIXED
+        max_body = self.max_msg_size
+        max_size = max_body + FIXED
         # a plain record's size word is in [FIXED, plain_max]; anything else (the due
         # flag, or a corrupt length) takes the slow branch
         plain_max = min(max_size, DUE_FLAG - 1)
@@ -277,20 +282,44 @@ class DiskQueue(SegmentFiles):
             # taken (written back once the loop stops)
             depth = self._depth
             room = n - len(out)
+            # runs of equal-sized plain records go through grid_records (C-level calls
+            # per run); ack mode and skip sets need the per-record path's bookkeeping
+            grid = not ack_mode and not skip
+            wait = 0
             while True:
+                if grid and wait <= 0:
+                    run, e = grid_records(mv, i, limit, min(room, depth), max_body)
+                    if run:
+                        k = len(run)
+                        out.extend(run)
+                        i = e
+                        idx += k
+                        depth -= k
+                        room -= k
+                        if room <= 0 or not depth:
+                            break
+                        continue
+                    wait = GRID_RETRY
+                wait -= 1
                 if i + header_size > limit:
                     need = header_size
                     break
-                size, crc, ts, attempts, msg_id = unpack(buf, i)
+                size, ts, attempts, msg_id = unpack(buf, i)
                 if FIXED <= size <= plain_max:
                     e = i + 8 + size
                     if e > limit:
                         need = e - i
                         break
-                    if crc32(mv[i + 8:e]) != crc:
-                        corrupt = "checksum mismatch"
-                        break
-                    msg = (msg_id, buf[i + header_size:e], ts, attempts)
+                    if crc32(mv[i:e], RESIDUE) == RESIDUE:
+                        msg = (msg_id, buf[i + header_size:e - 4], ts, attempts)
+                    else:  # a format 1 record, or damage
+                        try:
+                            rec, e = decode_record(mv, i, limit, max_body)
+                        except CorruptRecord as exc:
+                            corrupt = str(exc)
+                            break
+                        assert rec is not None and len(rec) == 4
+                        msg = rec
                 elif size & DUE_FLAG:
                     e = i + 8 + (size & ~DUE_FLAG)
                     if e > limit:

@@ -39,11 +39,11 @@ def drain(q: DiskQueue) -> list[Any]:
 def bounds(data: list[Any]) -> list[tuple[int, int]]:
     """Byte range of each record in a segment holding ``data``."""
     out, off = [], 0
-    parts = encode_records(data)
-    for i in range(len(data)):
-        size = len(parts[2 * i]) + len(parts[2 * i + 1])
+    for m in data:
+        size = len(encode_records([m])[0] + m[1]) + 4  # head, body, crc
         out.append((off, off + size))
         off += size
+    assert off == len(b"".join(encode_records(data)))
     return out
 
 
