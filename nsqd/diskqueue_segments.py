@@ -245,6 +245,12 @@ class SegmentFiles(SyncedFiles):
         self._failed = None
         return [fd for fd in fds if fd >= 0]
 
+    def flush_data(self) -> list[int]:
+        """Syncable: write the buffers; the fds of the segments written since their last
+        fsync (a cycle that only moved the read cursor fsyncs no data file)."""
+        super().flush_data()
+        return [f.fd for f in (*self._retired, self._wfile) if f.needs_sync()]
+
     def _roll(self) -> None:
         seg = self._segs[self._wseg]
         seg.end = self._wfile.size
@@ -358,6 +364,8 @@ class SegmentFiles(SyncedFiles):
 
     def sync_done(self, ok: bool) -> None:
         self._in_cycle = False
+        for f in (*self._retired, self._wfile):
+            f.sync_ended(ok)
         if ok:
             self._failed = None
             still = [f for f in self._retired if f.buf]

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 class AppendFile:
     """An append-only file with a user-space buffer (opened lazily, O_APPEND)."""
 
-    __slots__ = ("buf", "fd", "flushed", "path", "size")
+    __slots__ = ("buf", "fd", "flushed", "path", "size", "synced", "syncing")
 
     def __init__(self, path: str, size: int = 0) -> None:
         self.path = path
@@ -28,6 +28,22 @@ class AppendFile:
         self.buf = bytearray()
         self.size = size  # bytes in the file once ``buf`` is written
         self.flushed = size
+        self.synced = -1  # bytes a completed fsync covered (-1: none yet)
+        self.syncing = -1  # bytes the fsync under way covers
+
+    def needs_sync(self) -> bool:
+        """Whether the (written-out) file has bytes no fsync covered yet; if so, they
+        are taken as covered by the fsync about to start (:meth:`sync_ended`)."""
+        if self.fd < 0 or self.flushed == self.synced:
+            return False
+        self.syncing = self.flushed
+        return True
+
+    def sync_ended(self, ok: bool) -> None:
+        """The fsync :meth:`needs_sync` announced ended (``ok``: it succeeded)."""
+        if ok and self.syncing >= 0:
+            self.synced = self.syncing
+        self.syncing = -1
 
     def append(self, data: bytes) -> None:
         self.buf += data

@@ -168,3 +168,28 @@ async def test_closed_loop_publishers_share_every_fsync(
         for i in range(8):
             inner.start_soon(publisher, i)
     assert syncer.cycles <= rounds + 1  # halves taking turns: about 2 x rounds
+
+
+async def test_a_cycle_fsyncs_only_segments_written_since_their_last_fsync(
+        tmp_path: Path) -> None:
+    """Reads move the cursor (the metadata is rewritten) but leave the data as it was."""
+    syncer = Syncer(sync_timeout=2.0)
+    q = queue(tmp_path, syncer, sync_every=2)
+    q.put([msg(1), msg(2), msg(3)])
+    fds = q.flush_data()
+    assert len(fds) == 1
+    q.sync_done(True)
+    assert q.read(2) == [msg(1), msg(2)]
+    assert q.flush_data() == []  # only read since
+    q.sync_done(True)
+    q.put([msg(4)])
+    assert q.flush_data() == fds
+    q.sync_done(False)  # that fsync failed: the next cycle takes the file again
+    assert q.flush_data() == fds
+    q.put([msg(5)])  # written while the cycle is under way: the next one covers it
+    q.sync_done(True)
+    assert q.flush_data() == fds
+    q.sync_done(True)
+    assert await syncer.cycle() is False
+    q.close()
+    assert queue(tmp_path, syncer, sync_every=2).read(5) == [msg(3), msg(4), msg(5)]
