@@ -192,10 +192,14 @@ class _API:
         return channel
 
     def _publish(self, topic: Topic, bodies: list[bytes]) -> int:
-        """Publish; returns the token for :meth:`_durable`."""
-        token = self.nsqd.durable_token()
+        """Publish; returns the token for :meth:`_ok_when_durable`."""
+        nsqd = self.nsqd
+        token = nsqd.durable_token()
         try:
-            self.nsqd.publish(topic.name, bodies)
+            if len(bodies) == 1:
+                nsqd.publish_to(topic, bodies[0])
+            else:
+                nsqd.publish(topic.name, bodies)
         except TopicError:
             raise _exiting() from None
         except BackendError as exc:
@@ -284,6 +288,13 @@ class _API:
             raise HTTPError(400, "MSG_EMPTY")
         if opts.auth_http_addresses:
             return self._authorized(req, self._pub)
+        query = req.query
+        if len(query) == 1:
+            # ?topic=<existing topic>, the usual /pub: no metadata change to wait for
+            names = query.get("topic")
+            topic = self.nsqd.topics.get(names[0]) if names is not None else None
+            if topic is not None:
+                return self._ok_when_durable(topic, self._publish(topic, [body]))
         return self._pub(req)
 
     def _pub(self, req: Request) -> Response | Awaitable[Response]:
