@@ -110,7 +110,15 @@ class Reactor:
                         elif events & _OUT:
                             self._flush(conn)
                         else:
-                            self._readable(conn)
+                            try:
+                                data = conn.sock.recv(RECV_SIZE)  # type: ignore[union-attr]
+                            except BlockingIOError:
+                                continue
+                            if data:
+                                conn.feed(data)
+                                self._answer(conn)
+                            else:
+                                self.close(conn)
                     except Exception as exc:
                         self.server.connection_failed(conn.remote, exc)
                         self.close(conn)
@@ -121,19 +129,6 @@ class Reactor:
             self.parked.clear()
             trio.lowlevel.notify_closing(epoll)
             epoll.close()
-
-    def _readable(self, conn: Conn) -> None:
-        sock = conn.sock
-        assert sock is not None
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
-            self.close(conn)
-            return
-        conn.feed(data)
-        self._answer(conn)
 
     def _answer(self, conn: Conn, out: list[bytes] | None = None) -> None:
         """Answer what is ready and send it (after ``out``), batch after batch, until the
@@ -156,7 +151,8 @@ class Reactor:
                 conn.busy = True  # the sweep leaves it to the task from now on
                 self.nursery.start_soon(self._answer_later, conn, out, pending)
                 return
-            server.finish(conn, out)
+            if conn.error is not None or conn.expect_continue:
+                server.finish(conn, out)  # a parse error's answer, or 100 Continue
             if out:
                 data = out[0] if len(out) == 1 else b"".join(out)
                 try:
