@@ -190,10 +190,7 @@ def error_response(status: int, message: str,
 # --- serialisation -----------------------------------------------------------
 
 _STATUS_LINES: dict[int, str] = {}
-#: the cached Date value and the second it is for, ``[since, until)``
-_date = ""
-_date_since = _date_until = 0.0
-_now = time.time
+_date_cache: list[Any] = [0, ""]
 
 
 def _status_line(status: int) -> str:
@@ -211,14 +208,12 @@ def _status_line(status: int) -> str:
 
 def http_date() -> str:
     """Return the current ``Date`` header value, cached per second."""
-    global _date, _date_since, _date_until
-    now = _now()
-    if not _date_since <= now < _date_until:
-        second = int(now)
-        _date = email.utils.formatdate(second, usegmt=True)
-        _date_since = float(second)
-        _date_until = _date_since + 1.0
-    return _date
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = email.utils.formatdate(now, usegmt=True)
+    date: str = _date_cache[1]
+    return date
 
 
 def render(resp: Response, date: str, connection: str, head_only: bool) -> bytes:
