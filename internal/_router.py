@@ -121,7 +121,10 @@ class Router:
         Raises:
             HTTPError: 405 ``METHOD_NOT_ALLOWED`` or 404 ``NOT_FOUND``.
         """
-        methods, params = self._find(path)
+        methods = self._static.get(path)  # the usual case, looked up without a call
+        params = _NO_PARAMS
+        if methods is None:
+            methods, params = self._find(path)
         if methods is not None:
             handler = methods.get(method)
             if handler is not None:

@@ -73,6 +73,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_DEBUG = logging.DEBUG
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ACCEPT_RETRY = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
 #: Responses written in one go at most (roughly): pipelined requests beyond it wait.
@@ -170,6 +171,11 @@ class _Server:
         except Exception:
             return self._render(request, self._internal_error(request), date, connection)
         if isinstance(result, Response):
+            cache = result.rendered  # a shared response (OK): rendered once per Date
+            if cache is not None and request.method != "HEAD":
+                data = cache.get((date, connection))
+                if data is not None and not logger.isEnabledFor(_DEBUG):
+                    return data
             return self._render(request, result, date, connection)
         if isinstance(result, Later):
             rendered: Later[bytes] = Later()
@@ -203,7 +209,7 @@ class _Server:
             logger.exception("%s: invalid response for %s %s", self.name,
                              request.method, request.path)
             data = render(error_response(500, "INTERNAL_ERROR"), date, connection, head_only)
-        if logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(_DEBUG):
             logger.debug("%s: %s %s %s (%s)", self.name, data[9:12].decode(),
                          request.method, request.path, request.remote_addr)
         return data

@@ -191,17 +191,24 @@ class _API:
             raise HTTPError(404, "CHANNEL_NOT_FOUND")
         return channel
 
-    def _publish(self, topic: Topic, bodies: list[bytes]) -> int:
-        """Publish; returns the token for :meth:`_durable`."""
-        token = self.nsqd.durable_token()
+    def _publish(self, topic: Topic, bodies: list[bytes]) -> Response | Later[Response]:
+        """Publish; answered as :meth:`_ok_when_durable`."""
+        nsqd = self.nsqd
+        syncer = nsqd.syncer
+        token = syncer.write_gen  # as durable_token(), without two calls per /pub
         try:
-            self.nsqd.publish(topic.name, bodies)
+            if len(bodies) == 1:
+                nsqd.publish_to(topic, bodies[0])
+            else:
+                nsqd.publish(topic.name, bodies)
         except TopicError:
             raise _exiting() from None
         except BackendError as exc:
             logger.error("TOPIC(%s): failed to put messages - %s", topic.name, exc)
             raise HTTPError(500, "PUB_FAILED") from None
-        return token
+        if syncer.write_gen == token:
+            return _OK  # nothing written that an fsync must cover
+        return self._ok_when_durable(topic, token)
 
     def _ok_when_durable(self, topic: Topic, token: int) -> Response | Later[Response]:
         """OK now, or — durable mode, messages written — once they are fsync'ed (group
@@ -284,6 +291,13 @@ class _API:
             raise HTTPError(400, "MSG_EMPTY")
         if opts.auth_http_addresses:
             return self._authorized(req, self._pub)
+        query = req.query
+        if len(query) == 1:
+            # ?topic=<existing topic>, the usual /pub: no metadata change to wait for
+            names = query.get("topic")
+            topic = self.nsqd.topics.get(names[0]) if names is not None else None
+            if topic is not None:
+                return self._publish(topic, [body])
         return self._pub(req)
 
     def _pub(self, req: Request) -> Response | Awaitable[Response]:
@@ -311,7 +325,7 @@ class _API:
                     logger.error("TOPIC(%s): failed to put message - %s", topic.name, exc)
                     raise HTTPError(500, "PUB_FAILED") from None
                 return self._ok_when_durable(topic, token)
-        return self._ok_when_durable(topic, self._publish(topic, [req.body]))
+        return self._publish(topic, [req.body])
 
     def mpub(self, req: Request) -> Response | Awaitable[Response]:
         if self.nsqd.options.auth_http_addresses:
@@ -342,7 +356,7 @@ class _API:
                 raise HTTPError(413, "MSG_TOO_BIG")
         if not bodies:
             return _OK
-        return self._ok_when_durable(topic, self._publish(topic, bodies))
+        return self._publish(topic, bodies)
 
     # ------------------------------------------------------------------ stats
     def stats(self, req: Request) -> Response:

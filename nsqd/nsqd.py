@@ -248,6 +248,10 @@ class NSQD:
         msgs = list(zip(ids, bodies, repeat(time.time_ns()), repeat(0)))
         topic.put(msgs, trio.current_time(), sum(map(len, bodies)))
 
+    def publish_to(self, topic: Topic, body: bytes) -> None:
+        """Put one message on ``topic`` (/pub)."""
+        topic.put([(self.ids.new_id(), body, time.time_ns(), 0)], trio.current_time(), len(body))
+
     def publish_deferred(self, topic_name: str, body: bytes, delay: float) -> None:
         """Put one message on a topic, delivered after ``delay`` seconds (DPUB)."""
         self.publish_deferred_many(topic_name, [body], [delay])

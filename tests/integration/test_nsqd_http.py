@@ -295,9 +295,11 @@ async def test_http_pub_exiting(nsqd: NSQD, http: httpx.AsyncClient,
         raise BackendError("disk full")
 
     monkeypatch.setattr(nsqd, "publish", refuse)
+    monkeypatch.setattr(nsqd, "publish_to", refuse)
     assert_error(await http.post("/pub?topic=t", content=b"m"), 503, "EXITING")
     assert_error(await http.post("/mpub?topic=t", content=b"a\nb"), 503, "EXITING")
     monkeypatch.setattr(nsqd, "publish", broken)
+    monkeypatch.setattr(nsqd, "publish_to", broken)
     # a disk failure is not "exiting": 500 (issue 4; NSQ says 503 EXITING)
     assert_error(await http.post("/pub?topic=t", content=b"m"), 500, "PUB_FAILED")
     monkeypatch.setattr(nsqd, "publish_deferred", refuse)

@@ -191,3 +191,32 @@ def test_header_names_lowercased_and_repeats_joined() -> None:
               b"x-thing: 2\r\nACCEPT: c\r\n\r\n")
     (request, _), = conn.ready
     assert request.headers == {"content-type": "a, b", "x-thing": "1, 2", "accept": "c"}
+
+
+def test_repeated_target_parses_as_a_fresh_one() -> None:
+    # a keep-alive connection reuses the last target's parse: each request still gets
+    # what parsing its own target gives
+    targets = [b"/pub?topic=t", b"/pub?topic=t", b"/pub?topic=u", b"/p%20b?a=1&a=2",
+               b"/p%20b?a=1&a=2", b"http://h:1/x/y?q=1", b"/pub?topic=t", b"/", b"/"]
+    conn = make()
+    for target in targets:
+        conn.feed(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+        (request, _), = conn.ready
+        answered(conn)
+        fresh = make()
+        fresh.feed(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+        (expected, _), = fresh.ready
+        assert (request.path, request.query, request.query_string) == (
+            expected.path, expected.query, expected.query_string)
+    conn.feed(b"GET http://[::1 HTTP/1.1\r\n\r\n")
+    assert conn.error == (400, "INVALID_REQUEST") and not conn.ready
+
+
+@pytest.mark.parametrize(("length", "refused"), [
+    (b"9", False), (b"10", False), (b"11", True), (b"0010", False), (b"0000000011", True),
+    (b"99999999999", True),
+])
+def test_content_length_checked_against_the_smallest_limit(length: bytes, refused: bool) -> None:
+    conn = make(max_body=100, path_body={b"/pub": (10, "MSG_TOO_BIG")})
+    conn.feed(b"POST /pub HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\n")
+    assert conn.error == ((413, "MSG_TOO_BIG") if refused else None)

@@ -503,3 +503,43 @@ async def test_other_tasks_run_while_clients_keep_the_server_busy(nursery):
             s.close()
         for t in threads:
             t.join(5)
+
+
+async def test_answers_sent_together_reach_their_own_connections(nursery):
+    """Connections served in one wakeup: each gets its own answers, closes stay closes."""
+    addr = await start(nursery)
+    socks = [socket.create_connection(addr) for _ in range(6)]
+    requests = [get("/sync?x=0"), get("/sync?x=1") + get("/ping"), get("/sync?x=2", "Connection: close"),
+                b"BOGUS\r\n\r\n", get("/echo?x=4", body=b"four", method="POST"), get("/sync?x=5")]
+    for sock, request in zip(socks, requests, strict=True):
+        sock.sendall(request)  # before the server runs again: ready together
+    clients = [RawClient(trio.socket.from_stdlib_socket(sock)) for sock in socks]
+    assert (await clients[0].response()).body == b"sync:0"
+    one, ping_ = await clients[1].responses(2)
+    assert one.body == b"sync:1" and ping_.body == b"OK"
+    assert (await clients[2].response()).body == b"sync:2" and await clients[2].at_eof()
+    assert (await clients[3].response()).status == 400 and await clients[3].at_eof()
+    assert json.loads((await clients[4].response()).body)["body"] == "four"
+    assert (await clients[5].response()).body == b"sync:5"
+    for client in (clients[0], clients[5]):  # kept alive
+        await client.send(get("/sync?x=again"))
+        assert (await client.response()).body == b"sync:again"
+
+
+async def test_answer_left_for_the_end_of_a_wakeup_is_finished_when_the_client_reads(
+        nursery, monkeypatch, serving_mode):  # noqa: F811
+    from internal import _httpreactor
+
+    monkeypatch.setattr(_httpreactor, "DEFER_MAX", 1 << 30)  # even 8 MiB waits for the batch
+    big = b"z" * (8 << 20)
+    router = make_router()
+    router.add("GET", "/large", lambda req: Response(200, big, "application/octet-stream"))
+    addr = await start(nursery, router)
+    writes = count_server_writes(monkeypatch, addr[1])
+    client = await RawClient.connect(addr)
+    await client.send(get("/large"))
+    await trio.sleep(0.05)  # let the server fill the socket buffers
+    assert (await client.response()).body == big
+    assert len(writes) > 1  # the socket took it in parts
+    await client.send(get("/sync?x=after"))
+    assert (await client.response()).body == b"sync:after"
