@@ -159,3 +159,30 @@ async def test_send_nowait_writes_what_the_socket_takes() -> None:
     await stream.aclose()
     assert stream.send_nowait(b"x") == 0  # closed
     peer.close()
+
+
+async def test_receive_ready_reads_what_is_there_and_never_waits() -> None:
+    stream, peer = pair()
+    assert await stream.receive_ready(100) is None  # nothing yet: no waiting
+    async with trio.open_nursery() as nursery:
+        got: list[bytes] = []
+
+        async def reader() -> None:  # then receive_some waits for the data
+            got.append(await stream.receive_some(100))
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        peer.send(b"hello")
+    assert got == [b"hello"]
+    peer.send(b"x" * 10)
+    await trio.lowlevel.wait_readable(stream.stream.socket)
+    assert await stream.receive_ready(4) == b"xxxx"  # at most max_bytes
+    assert await stream.receive_ready(100) == b"xxxxxx"
+    assert await stream.receive_ready(100) is None
+    peer.close()
+    await trio.lowlevel.wait_readable(stream.stream.socket)
+    assert await stream.receive_ready(100) == b""  # EOF
+    await stream.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.receive_ready(100)
