@@ -2,9 +2,12 @@
 
 Everything the protocol decides is appended to the client's output list; the writer task
 joins the list and sends it in one write, and adds a heartbeat every
-``heartbeat_interval``. The output is bounded in bytes (``output_limit``, a multiple of
---max-output-buffer-size): past it the channel stops delivering to the client until the
-writer got rid of it, and the reader stops reading commands at twice that (back-pressure).
+``heartbeat_interval``. While the writer idles with nothing queued, a batch that would
+not wait is written by the task that made it, as far as the socket takes it at once
+(responses, message batches under the output limit): no wake-up, no task switch.
+The output is bounded in bytes (``output_limit``, a multiple of --max-output-buffer-size):
+past it the channel stops delivering to the client until the writer got rid of it, and
+the reader stops reading commands at twice that (back-pressure).
 """
 
 from __future__ import annotations
