@@ -29,7 +29,6 @@ from client.protocol import (
     encode_error,
     encode_response,
 )
-
 from internal.directstream import DirectSocketStream
 
 from .backend import BackendError
@@ -210,7 +209,7 @@ class ProtocolV2:
                 # slowly it trickles in (--client-timeout without heartbeats)
                 deadline = (now + self._idle_limit(client) if started is None
                             else started + self._io_limit(client))
-                data = None
+                data: bytes | bytearray | None = None
                 if isinstance(stream, DirectSocketStream) and now < deadline:
                     # what is there already is read without a timeout to set up
                     data = await stream.receive_ready(RECV_SIZE)
