@@ -41,9 +41,43 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         self._closed = False
         #: the last read filled its buffer: the next may take more at once
         self._full = False
+        #: the last :meth:`receive_ready` found nothing to read
+        self._empty = False
         self._writes = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = self._receive_size(max_bytes)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        if self._empty:  # receive_ready just found nothing: no second look first
+            self._empty = False
+            await self._wait(trio.lowlevel.wait_readable)
+            waited = True
+        while True:
+            data = self._read(size)
+            if data is not None:
+                break
+            await self._wait(trio.lowlevel.wait_readable)
+            waited = True
+        if not waited:  # the data was there: others run first (what was read stays read)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        self._full = len(data) == size
+        return data
+
+    async def receive_ready(self, max_bytes: int | None = None) -> bytes | None:
+        """What :meth:`receive_some` returns when data (or the end of the stream) is
+        there already, else None at once: a caller can set up a timeout only to wait."""
+        size = self._receive_size(max_bytes)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        data = self._read(size)
+        if data is None:
+            self._empty = True
+            return None
+        await trio.lowlevel.cancel_shielded_checkpoint()  # others run first, as above
+        self._full = len(data) == size
+        return data
+
+    def _receive_size(self, max_bytes: int | None) -> int:
         size = _DEFAULT_RECEIVE if max_bytes is None else max_bytes
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
@@ -51,23 +85,18 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
             # a buffer over the allocator's mmap threshold costs a map, page faults and
             # an unmap per read: large reads only once a read came back full
             size = min(size, _SMALL_RECEIVE)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the stream is closed")
-            try:
-                data = os.read(self._fd, size)
-                break
-            except BlockingIOError:
-                await self._wait(trio.lowlevel.wait_readable)
-                waited = True
-            except OSError as exc:
-                raise self._error(exc) from exc
-        if not waited:  # the data was there: others run first (what was read stays read)
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        self._full = len(data) == size
-        return data
+        return size
+
+    def _read(self, size: int) -> bytes | None:
+        """One read: None when the socket has nothing now."""
+        if self._closed:
+            raise trio.ClosedResourceError("the stream is closed")
+        try:
+            return os.read(self._fd, size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._error(exc) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()

@@ -2,9 +2,12 @@
 
 Everything the protocol decides is appended to the client's output list; the writer task
 joins the list and sends it in one write, and adds a heartbeat every
-``heartbeat_interval``. The output is bounded in bytes (``output_limit``, a multiple of
---max-output-buffer-size): past it the channel stops delivering to the client until the
-writer got rid of it, and the reader stops reading commands at twice that (back-pressure).
+``heartbeat_interval``. While the writer idles with nothing queued, a batch that would
+not wait is written by the task that made it, as far as the socket takes it at once
+(responses, message batches under the output limit): no wake-up, no task switch.
+The output is bounded in bytes (``output_limit``, a multiple of --max-output-buffer-size):
+past it the channel stops delivering to the client until the writer got rid of it, and
+the reader stops reading commands at twice that (back-pressure).
 """
 
 from __future__ import annotations
@@ -165,10 +168,28 @@ class ClientV2:
         """Queue message frames (``parts``: consecutive pieces, ``nbytes`` long in all).
 
         Unlike responses they may wait for the output buffer (see :meth:`buffer_output`).
+        A batch that would not wait, while the writer idles with nothing queued, is
+        written right here as far as the socket takes it at once (no task switch).
         """
         out = self._out
-        if not out and self.output_delay:
-            self._flush_at = trio.current_time() + self.output_delay
+        if not out:
+            delay = self.output_delay
+            if self._writer_parked and (not delay or nbytes >= self.output_buffer_size
+                                        or self.in_flight >= self.ready_count):
+                stream = self._stream
+                # (a batch that reached the output limit is left to the writer, which
+                # lifts the block and fills again once it is sent)
+                if isinstance(stream, DirectSocketStream) and not self._hold \
+                        and not self.output_blocked:
+                    data = b"".join(parts)
+                    sent = stream.send_nowait(data)
+                    if sent == len(data):
+                        return
+                    parts = [data[sent:]]
+                    nbytes = len(data) - sent
+                    delay = 0.0  # the rest goes out as soon as the socket takes it
+            if self.output_delay:
+                self._flush_at = trio.current_time() + delay
         out.extend(parts)
         self.out_bytes += nbytes
         if self._writer_parked:

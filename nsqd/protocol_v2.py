@@ -29,6 +29,7 @@ from client.protocol import (
     encode_error,
     encode_response,
 )
+from internal.directstream import DirectSocketStream
 
 from .backend import BackendError
 from .client_v2 import ClientV2, State
@@ -203,20 +204,26 @@ class ProtocolV2:
         started = received if pending else None  # first byte of the incomplete command
         while True:
             if not pending:
-                limit = self._idle_limit(client)
+                now = trio.current_time()
                 # a command must be complete within the limit of its first byte, however
                 # slowly it trickles in (--client-timeout without heartbeats)
-                deadline = (trio.current_time() + limit if started is None
+                deadline = (now + self._idle_limit(client) if started is None
                             else started + self._io_limit(client))
-                with trio.move_on_at(deadline) as cs:
-                    data = await stream.receive_some(RECV_SIZE)
-                if cs.cancelled_caught:
-                    if started is None:
-                        logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
-                    else:
-                        logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
-                                    client, trio.current_time() - started)
-                    return
+                data: bytes | bytearray | None = None
+                if isinstance(stream, DirectSocketStream) and now < deadline:
+                    # what is there already is read without a timeout to set up
+                    data = await stream.receive_ready(RECV_SIZE)
+                if data is None:
+                    with trio.move_on_at(deadline) as cs:
+                        data = await stream.receive_some(RECV_SIZE)
+                    if cs.cancelled_caught:
+                        if started is None:
+                            logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)",
+                                        client)
+                        else:
+                            logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
+                                        client, trio.current_time() - started)
+                        return
                 if not data:
                     return
                 received = trio.current_time()

@@ -101,3 +101,18 @@ async def test_response_flushes_buffered_messages(nsqd_server):
     assert msg.body == b"one"
     assert await conn.response() == b"OK"
     assert trio.current_time() - t0 < 2
+
+
+# ------------------------------------------------------------------ output limit
+@pytest.mark.parametrize("identify", [{}, {"output_buffer_size": 1024,
+                                           "output_buffer_timeout": 250}])
+async def test_messages_over_the_output_limit_all_arrive(start_nsqd, identify):
+    # far more than the client's output limit (4 x --max-output-buffer-size) at once:
+    # the channel stops at the limit and goes on once that much was written
+    server = await start_nsqd(http_address="", max_output_buffer_size=4096)
+    conn = await _subscriber(server, "over", 1000, **identify)
+    await _wait_subscribed(server, "over")
+    body = b"x" * 1000
+    await _publish(server, "over", [body] * 1000)
+    for i in range(1000):
+        assert (await conn.message(timeout=5)).body == body, i

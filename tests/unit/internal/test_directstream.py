@@ -26,8 +26,8 @@ async def read_all(peer: socket.socket, size: int) -> bytes:
     return got
 
 
-async def test_receive_waits_for_data_and_returns_what_came() -> None:
-    stream, peer = pair()
+async def _receive_waits(stream: DirectSocketStream, peer: socket.socket) -> None:
+    """receive_some waits until data comes, then returns it."""
     async with trio.open_nursery() as nursery:
         got: list[bytes] = []
 
@@ -39,6 +39,11 @@ async def test_receive_waits_for_data_and_returns_what_came() -> None:
         assert got == []
         peer.send(b"hello")
     assert got == [b"hello"]
+
+
+async def test_receive_waits_for_data_and_returns_what_came() -> None:
+    stream, peer = pair()
+    await _receive_waits(stream, peer)
     assert await _receive_after(peer, stream, b"x" * 10, 4) == b"xxxx"  # at most max_bytes
     peer.close()
     assert await stream.receive_some(100) == b"xxxxxx"
@@ -159,3 +164,20 @@ async def test_send_nowait_writes_what_the_socket_takes() -> None:
     await stream.aclose()
     assert stream.send_nowait(b"x") == 0  # closed
     peer.close()
+
+
+async def test_receive_ready_reads_what_is_there_and_never_waits() -> None:
+    stream, peer = pair()
+    assert await stream.receive_ready(100) is None  # nothing yet: no waiting
+    await _receive_waits(stream, peer)  # then receive_some waits for the data
+    peer.send(b"x" * 10)
+    await trio.lowlevel.wait_readable(stream.stream.socket)
+    assert await stream.receive_ready(4) == b"xxxx"  # at most max_bytes
+    assert await stream.receive_ready(100) == b"xxxxxx"
+    assert await stream.receive_ready(100) is None
+    peer.close()
+    await trio.lowlevel.wait_readable(stream.stream.socket)
+    assert await stream.receive_ready(100) == b""  # EOF
+    await stream.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.receive_ready(100)
