@@ -406,6 +406,7 @@ class NSQD:
                 nursery.start_soon(queue_scan_loop, self._channels,
                                    lambda: self.options.queue_scan_interval)
                 nursery.start_soon(self.syncer.run)
+                nursery.start_soon(self.protocol.read_deadlines.run)
                 nursery.start_soon(self.deferred_loop.run)
                 nursery.start_soon(self.deferred_loop.run_loader)
                 nursery.start_soon(self.meta.run)

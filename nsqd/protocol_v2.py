@@ -72,6 +72,7 @@ from .protocol_session import (
     run_identify,
 )
 from .protocol_util import AwaitIO, CommandSpec, Outcome, StartUpgrade, report
+from .read_deadlines import ReadDeadlines
 from .tls import TLS_NOT_REQUIRED
 from .transport import UpgradeError, UpgradePlan, upgrade_connection
 
@@ -125,6 +126,8 @@ class ProtocolV2:
         self.nsqd = nsqd
         #: the command table (a copy: tests may patch one server's)
         self.commands = dict(COMMANDS)
+        #: the read timeouts (its task is started by :meth:`NSQD.run`)
+        self.read_deadlines = ReadDeadlines()
 
     # ------------------------------------------------------------------ commands
     def check(self, client: ClientV2, cmd: Command) -> ClientError | None:
@@ -202,66 +205,78 @@ class ProtocolV2:
         pending = reader.buffered > 0
         received = trio.current_time()
         started = received if pending else None  # first byte of the incomplete command
-        while True:
-            if not pending:
-                now = trio.current_time()
-                # a command must be complete within the limit of its first byte, however
-                # slowly it trickles in (--client-timeout without heartbeats)
-                deadline = (now + self._idle_limit(client) if started is None
-                            else started + self._io_limit(client))
-                data: bytes | bytearray | None = None
-                if isinstance(stream, DirectSocketStream) and now < deadline:
-                    # what is there already is read without a timeout to set up
-                    data = await stream.receive_ready(RECV_SIZE)
-                if data is None:
-                    with trio.move_on_at(deadline) as cs:
-                        data = await stream.receive_some(RECV_SIZE)
-                    if cs.cancelled_caught:
-                        if started is None:
-                            logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)",
-                                        client)
+        deadlines = self.read_deadlines
+        # cancelled by ``deadlines`` only while a read waits (see nsqd/read_deadlines.py)
+        read_scope = trio.CancelScope()
+        with read_scope:
+            while True:
+                if not pending:
+                    now = trio.current_time()
+                    # a command must be complete within the limit of its first byte,
+                    # however slowly it trickles in (--client-timeout without heartbeats)
+                    deadline = (now + self._idle_limit(client) if started is None
+                                else started + self._io_limit(client))
+                    data: bytes | bytearray | None = None
+                    if isinstance(stream, DirectSocketStream) and now < deadline:
+                        # what is there already is read without a timeout to set up
+                        data = await stream.receive_ready(RECV_SIZE)
+                    if data is None:
+                        if deadlines.running:
+                            deadlines.waiting(client, deadline, read_scope)
+                            try:
+                                data = await stream.receive_some(RECV_SIZE)
+                            finally:
+                                deadlines.done(client)
+                            if read_scope.cancel_called:  # the data came at the deadline
+                                break
                         else:
-                            logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
-                                        client, trio.current_time() - started)
+                            with trio.move_on_at(deadline) as cs:
+                                data = await stream.receive_some(RECV_SIZE)
+                            if cs.cancelled_caught:
+                                break
+                    if not data:
                         return
-                if not data:
-                    return
-                received = trio.current_time()
-                reader.feed(bytes(data))  # TLS streams give bytearrays
-            pending = False
-            try:
-                commands = reader.commands()
-            except RemoteProtocolError as exc:
-                logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
-                return
-            if not reader.buffered:
-                started = None
-            elif commands or started is None:
-                started = received  # the rest began in the last read
-            token = self._hold_responses(client)
-            closing, upgrade = await self._run_batch(client, commands, reader.buffered > 0)
-            if not await self._release_responses(client, token):
-                return
-            if client.needs_fill:
-                client.needs_fill = False
-                channel = client.channel
-                if channel is not None:
-                    channel.fill(client, trio.current_time())
-            if closing:
-                return
-            if upgrade is not None:
+                    received = trio.current_time()
+                    reader.feed(bytes(data))  # TLS streams give bytearrays
+                pending = False
                 try:
-                    stream = await upgrade_connection(stream, client, upgrade,
-                                                      self.nsqd.tls_context)
-                except UpgradeError as exc:
-                    logger.info("PROTOCOL(V2): [%s] %s", client, exc)
+                    commands = reader.commands()
+                except RemoteProtocolError as exc:
+                    logger.info("PROTOCOL(V2): [%s] failed to read command - %s", client, exc)
                     return
-                continue
-            if client.out_bytes > client.reader_limit \
-                    and not await client.wait_output_drained(self._io_limit(client)):
-                logger.info("PROTOCOL(V2): [%s] write timeout (%d bytes not read)",
-                            client, client.out_bytes)
-                return
+                if not reader.buffered:
+                    started = None
+                elif commands or started is None:
+                    started = received  # the rest began in the last read
+                token = self._hold_responses(client)
+                closing, upgrade = await self._run_batch(client, commands, reader.buffered > 0)
+                if not await self._release_responses(client, token):
+                    return
+                if client.needs_fill:
+                    client.needs_fill = False
+                    channel = client.channel
+                    if channel is not None:
+                        channel.fill(client, trio.current_time())
+                if closing:
+                    return
+                if upgrade is not None:
+                    try:
+                        stream = await upgrade_connection(stream, client, upgrade,
+                                                          self.nsqd.tls_context)
+                    except UpgradeError as exc:
+                        logger.info("PROTOCOL(V2): [%s] %s", client, exc)
+                        return
+                    continue
+                if client.out_bytes > client.reader_limit \
+                        and not await client.wait_output_drained(self._io_limit(client)):
+                    logger.info("PROTOCOL(V2): [%s] write timeout (%d bytes not read)",
+                                client, client.out_bytes)
+                    return
+        if started is None:
+            logger.info("PROTOCOL(V2): [%s] read timeout (missed heartbeats)", client)
+        else:
+            logger.info("PROTOCOL(V2): [%s] command not complete after %.1fs",
+                        client, trio.current_time() - started)
 
     async def _run_batch(self, client: ClientV2, commands: list[Command],
                          more: bool) -> tuple[bool, UpgradePlan | None]:
