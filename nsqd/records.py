@@ -44,10 +44,8 @@ HEADER = struct.Struct("<IqH16s")
 HEADER_SIZE = HEADER.size  # 30
 _U32 = struct.Struct("<I")
 _MID = struct.Struct("<qH16s")
-_DUE = struct.Struct("<q")
-#: format 2 heads: size, ts, attempts, id; the same after the previous record's crc;
-#: a deferred record's size|DUE_FLAG, due_ns, ts, attempts, id, and after a crc
-_HEAD = HEADER
+#: format 2 heads (plain ones are HEADER) after the previous record's crc; a deferred
+#: record's size|DUE_FLAG, due_ns, ts, attempts, id, and the same after a crc
 _CRC_HEAD = struct.Struct("<IIqH16s")
 _DUE_HEAD = struct.Struct("<IqqH16s")
 _CRC_DUE_HEAD = struct.Struct("<IIqqH16s")
@@ -82,7 +80,7 @@ def encode_record(msg_id: bytes, body: bytes, ts: int, attempts: int,
                   due_ns: int | None = None) -> bytes:
     """One record (see the module docstring); ``due_ns`` is a wall-clock due time."""
     if due_ns is None:
-        head = _HEAD.pack(FIXED + len(body), ts, attempts, msg_id)
+        head = HEADER.pack(FIXED + len(body), ts, attempts, msg_id)
     else:
         head = _DUE_HEAD.pack((DUE_FIXED + len(body)) | DUE_FLAG, due_ns, ts, attempts, msg_id)
     return head + body + _U32.pack(_crc32(body, _crc32(head, RESIDUE)))
@@ -98,7 +96,7 @@ def encode_records(msgs: Iterable[Msg]) -> list[bytes]:
     """
     parts: list[bytes] = []
     append = parts.append
-    pack_head = _HEAD.pack
+    pack_head = HEADER.pack
     pack_crc_head = _CRC_HEAD.pack
     crc32 = _crc32
     crc = -1
@@ -181,10 +179,8 @@ def decode_record(buf: bytes | memoryview, off: int, limit: int, max_size: int
         raise CorruptRecord("checksum mismatch")
     p, stop = (off + 4, end - 4) if fmt == 2 else (off + 8, end)
     if due:
-        (due_ns,) = _DUE.unpack_from(buf, p)
-        p += 8
-        ts, attempts, msg_id = _MID.unpack_from(buf, p)
-        return (msg_id, bytes(buf[p + FIXED:stop]), ts, attempts, due_ns), end
+        due_ns, ts, attempts, msg_id = DUE_FIELDS.unpack_from(buf, p)
+        return (msg_id, bytes(buf[p + DUE_FIXED:stop]), ts, attempts, due_ns), end
     ts, attempts, msg_id = _MID.unpack_from(buf, p)
     return (msg_id, bytes(buf[p + FIXED:stop]), ts, attempts), end
 
